@@ -1,0 +1,437 @@
+"""The fit loop shared by every skem model: restarts, convergence, bound history.
+
+Models plug in through a few hooks built around sufficient statistics that are
+sums over samples, so chunked and weighted EM are the same code.
+"""
+
+import warnings
+from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
+from copy import deepcopy
+from numbers import Integral, Real
+from time import perf_counter
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+#: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
+CHUNK_FLOATS = 2**20
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate ``sample_weight``: None or finite, non-negative, shape (n_samples,).
+
+    Returns None or a float64 array with a positive sum.
+    """
+    if sample_weight is None:
+        return None
+    weights = np.asarray(sample_weight)
+    if weights.dtype.kind not in "biuf":
+        raise ValueError(
+            f"sample_weight must be numeric, got an array of dtype {weights.dtype}."
+        )
+    weights = weights.astype(np.float64, copy=True)
+    if weights.ndim == 0:
+        weights = np.full(n_samples, float(weights))
+    if weights.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight must have shape ({n_samples},), got {weights.shape}."
+        )
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight must be finite (no NaN or inf).")
+    if np.any(weights < 0):
+        raise ValueError("sample_weight must be non-negative.")
+    if not np.any(weights > 0):
+        raise ValueError("sample_weight must have at least one positive entry.")
+    return weights
+
+
+def weighted_sum(values, sample_weight):
+    """Sum of ``values`` along the first axis, weighted, accumulated in float64."""
+    values = np.asarray(values, dtype=np.float64)
+    if sample_weight is None:
+        return values.sum(axis=0)
+    return sample_weight @ values
+
+
+class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
+    """Base class of the skem models: one fit loop for every EM-type algorithm.
+
+    ``fit`` validates the data, then for each of ``n_init`` restarts
+    initialises the model and repeats one *iteration* until the change of the
+    bound is below ``tol`` or ``max_iter`` iterations were made, and keeps the
+    restart with the highest bound. One iteration is
+
+    1. **E-step**, chunk by chunk: ``_e_step(X_chunk)`` returns the per-row
+       bound (for exact EM, the log-likelihood ``log p(x)``) and the posterior
+       over the latent variables; ``_sufficient_statistics(X_chunk,
+       sample_weight_chunk, posterior)`` turns them into a dict of arrays that
+       are (weighted) sums over the rows. The base class adds the dicts of all
+       chunks, so memory stays bounded and weights are honoured everywhere.
+    2. **M-step**: ``_m_step(statistics)`` sets the parameters from the sums.
+
+    Bound bookkeeping (for all models)
+        ``lower_bounds_[i]`` is the weighted per-sample mean of the bound
+        computed in the E-step of iteration ``i + 1``, i.e. at the parameters
+        *before* that iteration's M-step (as in scikit-learn's
+        ``GaussianMixture``). For exact EM it is the log-likelihood of those
+        parameters, so it never decreases, and the returned model (after the
+        last M-step) is at least as good as ``lower_bound_``. With
+        ``max_iter=0`` the model is the initialisation, ``n_iter_=0``,
+        ``lower_bound_=-inf`` and ``lower_bounds_`` is empty.
+
+    Writing a new model
+        Subclass :class:`BaseEM` (or :class:`skem.BaseMixture` for a discrete
+        latent variable, which needs even less) and implement:
+
+        - ``__init__`` listing every parameter explicitly (scikit-learn's rule)
+          and passing the loop's parameters to ``super().__init__``;
+        - ``_fitted_parameters``: a tuple with the names of the fitted
+          attributes that make up the parameters (used to keep the best
+          restart and for ``warm_start``);
+        - ``_initialize(X, sample_weight, random_state)``: set initial
+          parameters, drawing all randomness from ``random_state``;
+        - ``_e_step(X)`` -> ``(bound per row, posterior)``;
+        - ``_sufficient_statistics(X, sample_weight, posterior)`` -> dict of
+          weighted sums over the rows of ``X`` (``sample_weight`` may be None);
+        - ``_m_step(statistics)``: set the parameters from the summed dict;
+        - ``_log_density(X)``: the log-density of each row (``score_samples``);
+        - ``_sample(n_samples, random_state)`` -> ``(X, latent)``;
+        - optionally ``_check_parameters(X, sample_weight)`` to validate
+          parameters against the data before any work, and ``_row_width()``,
+          the number of floats of working memory per row in the E-step, which
+          sets the chunk size.
+
+        A test in ``tests/test_base.py`` writes a Poisson mixture this way.
+
+    Parameters
+    ----------
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-sample bound.
+    max_iter : int, default=100
+        Maximum number of iterations per restart.
+    n_init : int, default=1
+        Number of restarts; the one with the highest final bound is kept.
+    random_state : int, RandomState instance or None, default=None
+        Source of all randomness in ``fit`` (one generator for all restarts),
+        and the seed of the draws made by ``sample``.
+    warm_start : bool, default=False
+        If True, a second ``fit`` continues from the fitted parameters with a
+        single restart.
+    verbose : int, default=0
+        1 prints restarts and iterations, 2 also the bound change and timing.
+    verbose_interval : int, default=10
+        Number of iterations between two progress lines.
+    """
+
+    _parameter_constraints: dict = {
+        "tol": [Interval(Real, 0.0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+        "warm_start": ["boolean"],
+        "verbose": ["verbose"],
+        "verbose_interval": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    _fitted_parameters: tuple = ()
+
+    def __init__(
+        self,
+        *,
+        tol=1e-3,
+        max_iter=100,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+
+    # ------------------------------------------------------------------ hooks
+
+    def _check_parameters(self, X, sample_weight):
+        """Validate model parameters against the data; raise ValueError."""
+
+    @abstractmethod
+    def _initialize(self, X, sample_weight, random_state):
+        """Set the initial parameters."""
+
+    @abstractmethod
+    def _e_step(self, X):
+        """Return (bound of each row, posterior) for a chunk of rows."""
+
+    @abstractmethod
+    def _sufficient_statistics(self, X, sample_weight, posterior):
+        """Return a dict of weighted sums over the rows of a chunk."""
+
+    @abstractmethod
+    def _m_step(self, statistics):
+        """Set the parameters from the summed statistics."""
+
+    @abstractmethod
+    def _log_density(self, X):
+        """Return the log-density of each row of a chunk."""
+
+    @abstractmethod
+    def _sample(self, n_samples, random_state):
+        """Return (X, latent) drawn from the fitted model."""
+
+    def _row_width(self):
+        """Floats of working memory per row in the E-step (sets the chunk size)."""
+        return self.n_features_in_
+
+    def _after_fit(self, X, sample_weight):
+        """Called once on the kept parameters at the end of ``fit``."""
+
+    # ------------------------------------------------------------------ fit
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the parameters by EM, keeping the best of ``n_init`` restarts.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each row; an integer weight counts as that
+            many copies of the row. None gives every row weight one.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        with self._unchanged_on_error():
+            self._validate_params()
+            X, sample_weight = self._validate_fit_data(X, sample_weight)
+            self._check_parameters(X, sample_weight)
+            self._run_em(X, sample_weight)
+        return self
+
+    @contextmanager
+    def _unchanged_on_error(self):
+        """Leave the estimator exactly as it was if fit raises."""
+        saved_state = self.__dict__.copy()
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved_state)
+            raise
+
+    def _validate_fit_data(self, X, sample_weight):
+        X = validate_data(
+            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2
+        )
+        return X, check_sample_weight(sample_weight, X.shape[0])
+
+    def _run_em(self, X, sample_weight):
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        random_state = check_random_state(self.random_state)
+
+        best = None
+        for init in range(n_init):
+            self._print_restart_start(init)
+            if do_init:
+                self._initialize(X, sample_weight, random_state)
+            lower_bound = -np.inf if do_init else self.lower_bound_
+            lower_bounds = []
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, self.max_iter + 1):
+                previous = lower_bound
+                lower_bound = self._em_iteration(X, sample_weight)
+                lower_bounds.append(lower_bound)
+                change = lower_bound - previous
+                self._print_iteration(n_iter, change)
+                if abs(change) < self.tol:
+                    converged = True
+                    break
+            if self.max_iter > 0:
+                self._print_restart_end(lower_bound, converged)
+            if best is None or lower_bound > best["lower_bound"] or self.max_iter == 0:
+                best = {
+                    "parameters": self._get_parameters(),
+                    "lower_bound": lower_bound if self.max_iter > 0 else -np.inf,
+                    "lower_bounds": lower_bounds,
+                    "n_iter": n_iter,
+                    "converged": converged,
+                }
+
+        if not best["converged"] and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(best["parameters"])
+        self.n_iter_ = best["n_iter"]
+        self.converged_ = best["converged"]
+        self.lower_bound_ = best["lower_bound"]
+        self.lower_bounds_ = np.asarray(best["lower_bounds"], dtype=np.float64)
+        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
+        self._sampling_state = None
+        self._after_fit(X, sample_weight)
+
+    def _em_iteration(self, X, sample_weight):
+        """One E-step over all chunks, then one M-step; return the mean bound."""
+        total_bound = 0.0
+        statistics = None
+        for rows in self._chunks(X.shape[0]):
+            weights = None if sample_weight is None else sample_weight[rows]
+            bound, posterior = self._e_step(X[rows])
+            total_bound += float(weighted_sum(bound, weights))
+            chunk_statistics = self._sufficient_statistics(X[rows], weights, posterior)
+            statistics = add_statistics(statistics, chunk_statistics)
+        total_weight = X.shape[0] if sample_weight is None else sample_weight.sum()
+        self._m_step(statistics)
+        return total_bound / total_weight
+
+    def _chunks(self, n_samples):
+        """Slices of rows whose E-step working memory fits in CHUNK_FLOATS."""
+        chunk_size = max(1, CHUNK_FLOATS // max(1, self._row_width()))
+        for start in range(0, n_samples, chunk_size):
+            yield slice(start, min(start + chunk_size, n_samples))
+
+    def _map_chunks(self, function, X):
+        """Apply ``function`` to each chunk of rows and stack the results."""
+        return np.concatenate([function(X[rows]) for rows in self._chunks(X.shape[0])])
+
+    def _get_parameters(self):
+        return {name: deepcopy(getattr(self, name)) for name in self._fitted_parameters}
+
+    def _set_parameters(self, parameters):
+        for name, value in parameters.items():
+            setattr(self, name, value)
+
+    # ------------------------------------------------------------------ use
+
+    def _validate_predict_data(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+
+    def score_samples(self, X):
+        """Log-density of each row under the fitted model, in nats.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            ``log p(x)`` of each row (higher means more typical).
+        """
+        X = self._validate_predict_data(X)
+        return self._map_chunks(self._log_density, X)
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean log-density of the rows of ``X`` (weighted if weights are given).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row in the mean.
+
+        Returns
+        -------
+        score : float
+            Per-sample mean log-likelihood; higher is better.
+        """
+        log_density = self.score_samples(X)
+        weights = check_sample_weight(sample_weight, log_density.shape[0])
+        return float(np.average(log_density, weights=weights))
+
+    def sample(self, n_samples=1, random_state=None):
+        """Draw samples from the fitted joint distribution of data and latents.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of samples.
+        random_state : int, RandomState instance or None, default=None
+            If given, the draw is made with it and is reproducible. If None,
+            draws come from a generator seeded by ``fit`` (from the
+            estimator's ``random_state``) and advance with each call, so
+            repeated calls give fresh samples.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Samples.
+        latent : ndarray of shape (n_samples,) or (n_samples, n_latent)
+            The latent draw of each sample (component labels for mixtures).
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling "
+                "requires at least one sample."
+            )
+        if random_state is None:
+            if self._sampling_state is None:
+                self._sampling_state = np.random.RandomState(self._sampling_seed)
+            random_state = self._sampling_state
+        return self._sample(int(n_samples), check_random_state(random_state))
+
+    # ------------------------------------------------------------------ verbose
+
+    def _print_restart_start(self, init):
+        if self.verbose >= 1:
+            print(f"Initialization {init}")
+            self._restart_start_time = perf_counter()
+            self._iteration_time = self._restart_start_time
+
+    def _print_iteration(self, n_iter, change):
+        if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            else:
+                now = perf_counter()
+                print(
+                    f"  Iteration {n_iter}\t time lapse {now - self._iteration_time:.5f}s"
+                    f"\t ll change {change:.5f}"
+                )
+                self._iteration_time = now
+
+    def _print_restart_end(self, lower_bound, converged):
+        if self.verbose >= 1:
+            status = "converged" if converged else "did not converge"
+            if self.verbose == 1:
+                print(f"Initialization {status}.")
+            else:
+                elapsed = perf_counter() - self._restart_start_time
+                print(
+                    f"Initialization {status}. time lapse {elapsed:.5f}s\t "
+                    f"lower bound {lower_bound:.5f}."
+                )
+
+
+def add_statistics(total, chunk):
+    """Add a chunk's dict of sufficient statistics into the running total."""
+    if total is None:
+        return {name: np.array(value, dtype=np.float64) for name, value in chunk.items()}
+    for name, value in chunk.items():
+        total[name] += value
+    return total

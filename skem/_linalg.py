@@ -1,0 +1,76 @@
+"""Small numerical helpers shared by the models: log-space sums and Cholesky factors.
+
+Everything here works on plain numpy arrays and never forms an explicit inverse
+or determinant of a covariance matrix.
+"""
+
+import numpy as np
+from scipy import linalg
+
+
+def logsumexp_rows(log_values):
+    """Return ``log(sum(exp(log_values), axis=1))`` computed stably.
+
+    Rows whose entries are all ``-inf`` give ``-inf`` (not NaN).
+    """
+    row_max = np.max(log_values, axis=1)
+    row_max[~np.isfinite(row_max)] = 0.0
+    shifted = np.exp(log_values - row_max[:, np.newaxis])
+    with np.errstate(divide="ignore"):
+        return np.log(np.sum(shifted, axis=1)) + row_max
+
+
+def normalize_log_rows(log_values):
+    """Turn log joint probabilities into (log normaliser, probabilities), in place.
+
+    ``log_values`` (n, K) is overwritten with the normalised probabilities
+    ``exp(log_values - log_norm)`` so that no second (n, K) buffer is made.
+    """
+    row_max = np.max(log_values, axis=1)
+    row_max[~np.isfinite(row_max)] = 0.0
+    log_values -= row_max[:, np.newaxis]
+    np.exp(log_values, out=log_values)
+    total = np.sum(log_values, axis=1)
+    log_values /= total[:, np.newaxis]
+    with np.errstate(divide="ignore"):
+        log_norm = np.log(total) + row_max
+    return log_norm, log_values
+
+
+def cholesky_lower(matrix):
+    """Lower Cholesky factor of a symmetric positive-definite matrix, or None."""
+    try:
+        return linalg.cholesky(matrix, lower=True, check_finite=False)
+    except linalg.LinAlgError:
+        return None
+
+
+def cholesky_with_jitter(matrix, min_jitter):
+    """Cholesky factor of ``matrix + jitter * I`` for the smallest working jitter.
+
+    The jitter starts at ``max(min_jitter, eps * mean diagonal)`` and grows
+    tenfold until the factorisation succeeds. Returns ``(factor, jitter)``.
+    """
+    n_features = matrix.shape[0]
+    scale = max(float(np.trace(matrix)) / n_features, np.finfo(np.float64).tiny)
+    jitter = max(min_jitter, 16 * np.finfo(np.float64).eps * scale)
+    identity = np.eye(n_features)
+    while True:
+        factor = cholesky_lower(matrix + jitter * identity)
+        if factor is not None:
+            return factor, jitter
+        jitter *= 10.0
+
+
+def inverse_lower_transposed(cholesky_factor):
+    """Return ``L^{-T}``, the upper factor U with ``U U^T = (L L^T)^{-1}``."""
+    identity = np.eye(cholesky_factor.shape[0])
+    return linalg.solve_triangular(
+        cholesky_factor, identity, lower=True, check_finite=False
+    ).T
+
+
+def precision_cholesky_from_precision(precision):
+    """Upper U with ``U U^T = precision``, by Cholesky of the flipped matrix."""
+    flipped = precision[::-1, ::-1]
+    return linalg.cholesky(flipped, lower=True, check_finite=False)[::-1, ::-1].copy()
