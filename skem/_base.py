@@ -46,7 +46,9 @@ def check_sample_weight(sample_weight, n_samples):
     if np.any(weights < 0):
         raise ValueError("sample_weight must be non-negative.")
     if not np.any(weights > 0):
-        raise ValueError("sample_weight must have at least one positive entry.")
+        raise ValueError(
+            "sample_weight is zero everywhere: at least one weight must be positive."
+        )
     return weights
 
 

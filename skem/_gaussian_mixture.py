@@ -508,29 +508,39 @@ class EMGaussianMixture(BaseMixture):
         else:
             self.precisions_ = factor**2
 
+    def _degenerate_components(self):
+        """Components whose empirical covariance is singular (before reg_covar).
+
+        The spectrum of a fitted covariance is that of the empirical one
+        shifted by ``reg_covar``; a component is degenerate when its smallest
+        empirical eigenvalue is zero up to rounding, relative to its largest.
+        """
+        covariances = np.asarray(self.covariances_, dtype=np.float64)
+        if self.covariance_type == "full":
+            spectra = np.linalg.eigvalsh(covariances)
+        elif self.covariance_type == "tied":
+            spectra = np.tile(np.linalg.eigvalsh(covariances), (self.n_components, 1))
+        elif self.covariance_type == "diag":
+            spectra = covariances
+        else:
+            spectra = covariances[:, np.newaxis]
+        rounding = 1e3 * np.finfo(self.covariances_.dtype).eps * spectra.max(axis=1)
+        collapsed = (spectra - self.reg_covar).min(axis=1) <= rounding
+        return set(np.flatnonzero(collapsed).tolist()) | self._repaired_components
+
     def _after_fit(self, X, sample_weight):
-        degenerate = set(self._repaired_components)
-        factor = np.asarray(self.precisions_cholesky_, dtype=np.float64)
-        if self.covariance_type in ("full", "tied"):
-            pivots = 1.0 / np.diagonal(factor, axis1=-2, axis2=-1) ** 2
-        else:
-            pivots = 1.0 / factor**2
-        if self.covariance_type == "tied":
-            collapsed = [] if pivots.min() > 2 * self.reg_covar else range(self.n_components)
-        else:
-            pivots = pivots.reshape(self.n_components, -1)
-            collapsed = np.flatnonzero(pivots.min(axis=1) <= 2 * self.reg_covar)
-        degenerate.update(int(k) for k in collapsed)
+        if self.n_iter_ == 0:
+            return
+        degenerate = sorted(self._degenerate_components())
         if degenerate:
             warnings.warn(
                 f"{len(degenerate)} of {self.n_components} components are degenerate "
-                f"(components {sorted(degenerate)}): their covariance has a direction "
-                f"of variance at most about reg_covar={self.reg_covar!r}, as happens on "
-                "duplicated rows, constant features, more components than distinct "
-                "points, or features on a scale far below reg_covar. The variance "
-                "there is held at the floor, so scores stay finite but the density "
-                "is sharply peaked; consider fewer components, a larger reg_covar or "
-                "rescaling the data.",
+                f"(components {degenerate}): their empirical covariance is singular, "
+                "as happens on duplicated rows, constant features or more components "
+                "than distinct points. Their variance in the collapsed directions is "
+                f"held at the floor reg_covar={self.reg_covar!r}, so scores stay "
+                "finite but the density there is sharply peaked; consider fewer "
+                "components, a larger reg_covar or removing constant features.",
                 DegenerateComponentWarning,
             )
 

@@ -1,0 +1,29 @@
+"""scikit-learn's estimator checks on every public skem estimator."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from skem import EMGaussianMixture
+
+ESTIMATORS = [
+    EMGaussianMixture(random_state=0),
+    EMGaussianMixture(n_components=2, covariance_type="diag", random_state=0),
+]
+
+
+def expected_failed_checks(estimator):
+    """The only checks allowed to fail, each with its reason."""
+    if estimator.n_components == 1:
+        return {}
+    return {
+        "check_sample_weight_equivalence_on_dense_data": (
+            "EM finds a local optimum from a random start: k-means on weighted rows "
+            "and k-means on repeated rows draw different initial centres, so the "
+            "fits differ. From the same starting parameters weighted EM equals EM "
+            "on repeated rows (tests/test_gaussian_mixture.py checks this)."
+        ),
+    }
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible_estimator(estimator, check):
+    check(estimator)
