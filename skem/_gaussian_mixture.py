@@ -150,7 +150,12 @@ class EMGaussianMixture(BaseMixture):
     tol : float, default=1e-3
         Convergence threshold on the change of the mean log-likelihood.
     reg_covar : float, default=1e-6
-        Non-negative variance floor added to the diagonal of every covariance.
+        Non-negative variance floor added to the diagonal of every covariance
+        (scikit-learn's update). With ``reg_covar=0`` the M-step is exact and
+        the log-likelihood never decreases; with a floor the update is the
+        maximum-likelihood one plus ``reg_covar``, which is not an exact
+        maximiser, so near convergence the bound may dip by an amount of the
+        order of ``reg_covar`` (scikit-learn takes the same path).
     max_iter : int, default=100
         Maximum number of EM iterations per restart.
     n_init : int, default=1
@@ -367,18 +372,18 @@ class EMGaussianMixture(BaseMixture):
         shift = self._reference["shift"].astype(centered.dtype)
         root_responsibilities = np.sqrt(responsibilities)
         scatters = np.zeros((self.n_components, n_features, n_features))
+        buffer = np.empty_like(centered)
         for k in range(self.n_components):
             root = root_responsibilities[:, k]
             rows = np.flatnonzero(root)
-            if rows.size == 0:
-                continue
             if rows.size < n_samples // 2:
                 weighted = centered[rows] - shift[k]
                 weighted *= root[rows, np.newaxis]
             else:
-                weighted = centered - shift[k]
+                weighted = np.subtract(centered, shift[k], out=buffer)
                 weighted *= root[:, np.newaxis]
-            scatters[k] = _syrk(weighted)
+            if rows.size:
+                scatters[k] = _syrk(weighted)
         return scatters
 
     def _m_step_components(self, statistics):
@@ -397,9 +402,13 @@ class EMGaussianMixture(BaseMixture):
             covariances.flat[:: n_features + 1] += self.reg_covar
         else:
             second_moment = statistics["sum_x2"] / nk[:, np.newaxis]
-            covariances = np.maximum(second_moment - centered_means**2, 0.0) + self.reg_covar
+            variances = second_moment - centered_means**2
+            # Below the rounding of the second moment a variance is zero (a
+            # collapsed component), not noise that would hide the collapse.
+            variances[variances <= 10 * np.finfo(np.float64).eps * second_moment] = 0.0
             if self.covariance_type == "spherical":
-                covariances = covariances.mean(axis=1)
+                variances = variances.mean(axis=1)
+            covariances = variances + self.reg_covar
         dtype = self._parameter_dtype()
         self.means_ = (centered_means + center).astype(dtype)
         self.covariances_ = covariances.astype(dtype)
@@ -473,8 +482,8 @@ class EMGaussianMixture(BaseMixture):
             projected = centered @ terms["factor"]
             projected -= terms["offsets"]
             np.square(projected, out=projected)
-            mahalanobis = projected.reshape(n_samples, self.n_components, n_features).sum(
-                axis=2
+            mahalanobis = np.einsum(
+                "nkd->nk", projected.reshape(n_samples, self.n_components, n_features)
             )
         elif self.covariance_type == "tied":
             projected = centered @ terms["factor"]
@@ -524,7 +533,7 @@ class EMGaussianMixture(BaseMixture):
             spectra = covariances
         else:
             spectra = covariances[:, np.newaxis]
-        rounding = 1e3 * np.finfo(self.covariances_.dtype).eps * spectra.max(axis=1)
+        rounding = 10 * np.finfo(self.covariances_.dtype).eps * spectra.max(axis=1)
         collapsed = (spectra - self.reg_covar).min(axis=1) <= rounding
         return set(np.flatnonzero(collapsed).tolist()) | self._repaired_components
 

@@ -6,6 +6,7 @@ or determinant of a covariance matrix.
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 
 def logsumexp_rows(log_values):
@@ -63,11 +64,16 @@ def cholesky_with_jitter(matrix, min_jitter):
 
 
 def inverse_lower_transposed(cholesky_factor):
-    """Return ``L^{-T}``, the upper factor U with ``U U^T = (L L^T)^{-1}``."""
-    identity = np.eye(cholesky_factor.shape[0])
-    return linalg.solve_triangular(
-        cholesky_factor, identity, lower=True, check_finite=False
-    ).T
+    """Return ``L^{-T}``, the upper factor U with ``U U^T = (L L^T)^{-1}``.
+
+    LAPACK's triangular inverse (trtri) is an order of magnitude faster than a
+    triangular solve against the identity for small matrices.
+    """
+    (trtri,) = lapack.get_lapack_funcs(("trtri",), (cholesky_factor,))
+    inverse, info = trtri(cholesky_factor, lower=1)
+    if info != 0:
+        raise linalg.LinAlgError(f"singular triangular factor (trtri info={info})")
+    return np.triu(inverse.T)
 
 
 def precision_cholesky_from_precision(precision):

@@ -1,0 +1,407 @@
+"""EMGaussianMixture against scikit-learn, closed forms and its own promises."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.stats import multivariate_normal
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture
+from sklearn.preprocessing import StandardScaler
+
+import skem._base
+from skem import DegenerateComponentWarning, EMGaussianMixture
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+FITTED = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]
+
+
+def standardized(loader):
+    return StandardScaler().fit_transform(loader().data)
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_iris().data
+
+
+@pytest.fixture(scope="module")
+def wine():
+    return standardized(load_wine)
+
+
+def blobs(n_samples=300, n_features=3, seed=0):
+    rng = np.random.RandomState(seed)
+    centers = np.array([[0.0] * n_features, [4.0] * n_features, [-4.0, 4.0] + [0.0] * (n_features - 2)])
+    return np.vstack([rng.normal(c, 1.0, size=(n_samples // 3, n_features)) for c in centers])
+
+
+def assert_same_fit(ours, reference, rtol=1e-10, atol=1e-10):
+    assert ours.n_iter_ == reference.n_iter_
+    assert ours.converged_ == reference.converged_
+    assert_allclose(ours.lower_bounds_, reference.lower_bounds_, rtol=rtol, atol=atol)
+    for name in FITTED:
+        assert_allclose(getattr(ours, name), getattr(reference, name), rtol=rtol, atol=atol)
+
+
+# ---------------------------------------------------------------- sklearn parity
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dataset", ["iris", "wine"])
+def test_parity_with_sklearn_from_kmeans(covariance_type, dataset, request):
+    X = request.getfixturevalue(dataset)
+    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-8,
+                  max_iter=60, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = GaussianMixture(**params).fit(X)
+        ours = EMGaussianMixture(**params).fit(X)
+    assert_same_fit(ours, reference)
+    assert_allclose(ours.score_samples(X), reference.score_samples(X), rtol=1e-10)
+    assert_allclose(ours.predict_proba(X), reference.predict_proba(X), atol=1e-10)
+    assert_array_equal(ours.predict(X), reference.predict(X))
+    assert_allclose(ours.bic(X), reference.bic(X), rtol=1e-10)
+    assert_allclose(ours.aic(X), reference.aic(X), rtol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_parity_with_sklearn_from_given_parameters(covariance_type, iris):
+    rng = np.random.RandomState(1)
+    n_features = iris.shape[1]
+    precisions = {
+        "full": np.array([np.eye(n_features) * 2.0] * 2),
+        "tied": np.eye(n_features),
+        "diag": np.full((2, n_features), 1.5),
+        "spherical": np.array([1.0, 3.0]),
+    }[covariance_type]
+    params = dict(n_components=2, covariance_type=covariance_type, tol=1e-10, max_iter=40,
+                  weights_init=[0.3, 0.7], means_init=iris[rng.choice(150, 2)],
+                  precisions_init=precisions)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert_same_fit(EMGaussianMixture(**params).fit(iris), GaussianMixture(**params).fit(iris))
+
+
+@pytest.mark.parametrize("init_params", ["random_from_data", "k-means++", "random"])
+def test_parity_with_sklearn_for_other_inits(init_params, iris):
+    """Same path as sklearn; only the first bound of the one-hot inits differs.
+
+    scikit-learn divides those initial weights by n_samples, so they sum to
+    n_components / n_samples and its first bound is off by log(n / K); skem's
+    initial weights sum to one and its first bound is the true log-likelihood.
+    """
+    params = dict(n_components=3, init_params=init_params, random_state=3, tol=1e-8, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reference = GaussianMixture(**params).fit(iris)
+        ours = EMGaussianMixture(**params).fit(iris)
+    assert_allclose(ours.means_, reference.means_, rtol=1e-9, atol=1e-9)
+    assert_allclose(ours.lower_bounds_[1:], reference.lower_bounds_[1:], rtol=1e-10)
+    offset = 0.0 if init_params == "random" else np.log(len(iris) / 3)
+    assert_allclose(ours.lower_bounds_[0], reference.lower_bounds_[0] + offset, rtol=1e-10)
+
+
+def test_lower_bounds_are_log_likelihoods_before_each_m_step(iris):
+    stepper = EMGaussianMixture(3, warm_start=True, max_iter=1, tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        stepper.fit(iris)
+        for _ in range(5):
+            before = stepper.score(iris)
+            stepper.fit(iris)
+            assert_allclose(stepper.lower_bounds_, [before], rtol=1e-12)
+
+
+def test_max_iter_zero_keeps_the_initialisation(iris):
+    model = EMGaussianMixture(3, max_iter=0, random_state=0).fit(iris)
+    assert model.n_iter_ == 0 and model.lower_bound_ == -np.inf
+    assert model.lower_bounds_.shape == (0,)
+
+
+def test_chunked_e_step_equals_one_block(iris, monkeypatch):
+    whole = EMGaussianMixture(3, random_state=0, tol=1e-8).fit(iris)
+    monkeypatch.setattr(skem._base, "CHUNK_FLOATS", 7 * whole._row_width())
+    chunked = EMGaussianMixture(3, random_state=0, tol=1e-8).fit(iris)
+    assert_same_fit(chunked, whole, rtol=1e-11, atol=1e-11)
+
+
+def test_well_separated_data_skip_zero_responsibilities_exactly():
+    X = blobs(n_features=6) * 20.0
+    params = dict(n_components=3, random_state=0, tol=1e-10)
+    assert_same_fit(EMGaussianMixture(**params).fit(X), GaussianMixture(**params).fit(X))
+
+
+# ---------------------------------------------------------------- beyond sklearn
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_integer_weights_equal_repeated_rows(covariance_type, wine):
+    rng = np.random.RandomState(0)
+    weights = rng.randint(0, 4, size=len(wine))
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
+                              random_state=0).fit(wine)
+    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-9, max_iter=50,
+                  weights_init=start.weights_, means_init=start.means_,
+                  precisions_init=start.precisions_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = EMGaussianMixture(**params).fit(wine, sample_weight=weights)
+        repeated = EMGaussianMixture(**params).fit(np.repeat(wine, weights, axis=0))
+    assert_same_fit(weighted, repeated, rtol=1e-9, atol=1e-9)
+    assert_allclose(
+        weighted.score(wine, sample_weight=weights),
+        repeated.score(np.repeat(wine, weights, axis=0)),
+        rtol=1e-10,
+    )
+
+
+@pytest.mark.parametrize("init_params", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_weighted_fit_from_every_init_reaches_the_repeated_rows_optimum(init_params):
+    X = blobs()
+    weights = np.tile([1, 2, 3], len(X) // 3)
+    weighted = EMGaussianMixture(3, init_params=init_params, n_init=5, random_state=0,
+                                 tol=1e-10, max_iter=500).fit(X, sample_weight=weights)
+    repeated = EMGaussianMixture(3, random_state=0, tol=1e-10).fit(np.repeat(X, weights, axis=0))
+    order_w, order_r = np.argsort(weighted.means_[:, 0]), np.argsort(repeated.means_[:, 0])
+    assert_allclose(weighted.means_[order_w], repeated.means_[order_r], rtol=1e-6, atol=1e-6)
+    assert_allclose(weighted.score(X, sample_weight=weights),
+                    repeated.score(np.repeat(X, weights, axis=0)), rtol=1e-9)
+
+
+def test_zero_weight_rows_are_ignored():
+    X = blobs()
+    noise = np.random.RandomState(1).normal(scale=50, size=(40, 3))
+    start = EMGaussianMixture(3, max_iter=0, random_state=0).fit(X)
+    params = dict(n_components=3, tol=1e-10, weights_init=start.weights_,
+                  means_init=start.means_, precisions_init=start.precisions_)
+    weights = np.r_[np.ones(len(X)), np.zeros(len(noise))]
+    padded = EMGaussianMixture(**params).fit(np.vstack([X, noise]), sample_weight=weights)
+    assert_same_fit(padded, EMGaussianMixture(**params).fit(X))
+
+
+@pytest.mark.parametrize("loader", [load_iris, load_wine, load_breast_cancer])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_exact_em_bound_never_decreases_on_real_data(loader, covariance_type):
+    """With reg_covar=0 the M-step is exact, so the log-likelihood is monotone."""
+    X = standardized(loader)
+    model = EMGaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, tol=1e-10,
+                              max_iter=300, random_state=0).fit(X)
+    assert model.n_iter_ > 10
+    assert np.diff(model.lower_bounds_).min() >= -1e-12 * np.abs(model.lower_bound_)
+
+
+def test_floored_em_dips_by_at_most_the_order_of_reg_covar_as_sklearn_does():
+    """reg_covar > 0 is scikit-learn's floored update, not an exact M-step."""
+    X = standardized(load_breast_cancer)
+    params = dict(n_components=4, tol=1e-10, max_iter=300, random_state=0)
+    ours = EMGaussianMixture(**params).fit(X)
+    assert_same_fit(ours, GaussianMixture(**params).fit(X), rtol=1e-8, atol=1e-8)
+    assert np.diff(ours.lower_bounds_).min() >= -params.get("reg_covar", 1e-6)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_float32_stays_float32_and_matches_float64(covariance_type, wine):
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
+                              random_state=0).fit(wine)
+    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-5, max_iter=200,
+                  weights_init=start.weights_, means_init=start.means_,
+                  precisions_init=start.precisions_)
+    single = EMGaussianMixture(**params).fit(wine.astype(np.float32))
+    double = EMGaussianMixture(**params).fit(wine)
+    for name in FITTED:
+        assert getattr(single, name).dtype == np.float32
+    assert single.score_samples(wine.astype(np.float32)).dtype == np.float32
+    scale = np.abs(double.lower_bounds_).max()
+    assert np.diff(single.lower_bounds_).min() >= -1e-6 * scale
+    assert_allclose(single.lower_bound_, double.lower_bound_, rtol=1e-5)
+    assert_allclose(single.means_, double.means_, rtol=1e-3, atol=1e-3)
+
+
+def test_float32_diag_variances_are_accurate_far_from_the_origin():
+    """Uncentred float32 sums lose small variances next to a large mean."""
+    rng = np.random.RandomState(0)
+    centers = np.array([[1e4, 1e4, 1e4], [1e4 + 1.0, 1e4, 1e4 - 1.0]])
+    X = np.vstack([c + rng.normal(scale=0.05, size=(1000, 3)) for c in centers])
+    X32 = X.astype(np.float32)
+    model = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(X32)
+    exact = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(
+        X32.astype(np.float64))
+    order, order_exact = np.argsort(model.means_[:, 0]), np.argsort(exact.means_[:, 0])
+    assert_allclose(model.covariances_[order], exact.covariances_[order_exact], rtol=1e-3)
+    assert np.all(np.isfinite(model.score_samples(X32)))
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("case", ["duplicated_rows", "constant_column", "too_few_points"])
+def test_degenerate_data_fit_with_a_warning_and_finite_scores(covariance_type, case):
+    rng = np.random.RandomState(0)
+    if case == "duplicated_rows":
+        X, n_components = np.repeat(rng.normal(size=(5, 3)), 20, axis=0), 5
+    elif case == "constant_column":
+        X, n_components = np.column_stack([rng.normal(size=(100, 2)), np.full(100, 7.0)]), 2
+    else:
+        X, n_components = np.repeat(rng.normal(size=(3, 4)), 4, axis=0), 6
+    model = EMGaussianMixture(n_components, covariance_type=covariance_type, random_state=0)
+    if case == "constant_column" and covariance_type == "spherical":
+        model.fit(X)  # one variance over all features: not singular, no warning
+    else:
+        with pytest.warns(DegenerateComponentWarning, match="degenerate"):
+            model.fit(X)
+    scores = model.score_samples(np.vstack([X, rng.normal(size=(5, X.shape[1])) * 100]))
+    assert np.all(np.isfinite(scores))
+
+
+def test_extreme_scale_collinear_features_are_repaired_not_raised():
+    rng = np.random.RandomState(0)
+    base = rng.normal(size=(200, 1)) * 1e9
+    X = np.hstack([base, 3 * base, rng.normal(size=(200, 1)) * 1e9])
+    with pytest.warns(DegenerateComponentWarning):
+        model = EMGaussianMixture(2, random_state=0).fit(X)
+    assert np.all(np.isfinite(model.score_samples(X)))
+
+
+def test_zero_reg_covar_on_collapsed_data_raises_sklearns_error():
+    X = np.repeat(np.eye(3), 4, axis=0)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        EMGaussianMixture(3, reg_covar=0.0, random_state=0).fit(X)
+
+
+def test_public_init_parameters_are_not_overwritten(iris):
+    weights = [0.2, 0.3, 0.5]
+    model = EMGaussianMixture(3, weights_init=weights, random_state=0).fit(iris)
+    assert model.weights_init is weights and model.weights_init == [0.2, 0.3, 0.5]
+
+
+def test_sample_gives_fresh_draws_and_reproducible_ones(iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    first, second = model.sample(5)[0], model.sample(5)[0]
+    assert not np.allclose(first, second)
+    assert_array_equal(model.sample(5, random_state=7)[0], model.sample(5, random_state=7)[0])
+    refit = EMGaussianMixture(3, random_state=0).fit(iris)
+    assert_array_equal(refit.sample(5)[0], first)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_samples_follow_the_fitted_distribution(covariance_type, iris):
+    model = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(iris)
+    X, labels = model.sample(60000, random_state=0)
+    assert_allclose(np.bincount(labels, minlength=3) / 60000, model.weights_, atol=0.01)
+    k = int(np.argmax(model.weights_))
+    covariance = {
+        "full": lambda: model.covariances_[k],
+        "tied": lambda: model.covariances_,
+        "diag": lambda: np.diag(model.covariances_[k]),
+        "spherical": lambda: np.eye(4) * model.covariances_[k],
+    }[covariance_type]()
+    assert_allclose(X[labels == k].mean(axis=0), model.means_[k], atol=0.02)
+    assert_allclose(np.cov(X[labels == k].T), covariance, atol=0.03)
+
+
+def test_score_samples_is_the_mixture_log_density(iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    density = sum(
+        w * multivariate_normal(m, c).pdf(iris)
+        for w, m, c in zip(model.weights_, model.means_, model.covariances_)
+    )
+    assert_allclose(model.score_samples(iris), np.log(density), rtol=1e-10)
+
+
+def test_fit_predict_equals_fit_then_predict(iris):
+    model = EMGaussianMixture(3, n_init=3, random_state=0)
+    assert_array_equal(model.fit_predict(iris), clone(model).fit(iris).predict(iris))
+
+
+def test_pickle_round_trip_keeps_scores_and_sampling(iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    restored = pickle.loads(pickle.dumps(model))
+    assert_array_equal(restored.score_samples(iris), model.score_samples(iris))
+    assert_array_equal(restored.sample(4)[0], model.sample(4)[0])
+
+
+def test_digits_fit_in_diag_gives_finite_scores():
+    X = load_digits().data
+    model = EMGaussianMixture(10, covariance_type="diag", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        model.fit(X)
+    assert np.all(np.isfinite(model.score_samples(X)))
+
+
+# ---------------------------------------------------------------- bad input
+
+BAD_INPUTS = {
+    "nan": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), "NaN"),
+    "inf": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), "infinity"),
+    "one_dimensional": (lambda X: X[:, 0], "Expected 2D array"),
+    "three_dimensional": (lambda X: X[:, :, np.newaxis], "dim 3"),
+    "strings": (lambda X: X.astype(str).astype(object) + "x", "could not convert"),
+    "complex": (lambda X: X + 1j, "Complex data not supported"),
+    "empty": (lambda X: X[:0], "0 sample"),
+    "fewer_samples_than_components": (lambda X: X[:2], "Expected n_samples >= n_components"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_data_raise_value_error_and_leave_the_estimator_unchanged(case, iris):
+    transform, message = BAD_INPUTS[case]
+    model = EMGaussianMixture(3, random_state=0)
+    params = model.get_params()
+    with pytest.raises(ValueError, match=message):
+        model.fit(transform(iris.copy()))
+    assert model.get_params() == params
+    assert vars(model) == vars(EMGaussianMixture(3, random_state=0))
+
+
+@pytest.mark.parametrize(
+    "sample_weight, message",
+    [
+        (-np.ones(150), "non-negative"),
+        (np.ones(149), r"shape \(150,\)"),
+        (np.zeros(150), "zero everywhere"),
+        (np.full(150, np.nan), "finite"),
+        (np.r_[np.ones(2), np.zeros(148)], "n_samples >= n_components"),
+    ],
+)
+def test_bad_sample_weight_raise_value_error_and_keep_the_previous_fit(sample_weight, message, iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    means = model.means_.copy()
+    with pytest.raises(ValueError, match=message):
+        model.fit(iris, sample_weight=sample_weight)
+    assert_array_equal(model.means_, means)
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"covariance_type": "bogus"}, "covariance_type"),
+        ({"init_params": "bogus"}, "init_params"),
+        ({"reg_covar": -1.0}, "reg_covar"),
+        ({"n_components": 0}, "n_components"),
+        ({"weights_init": [0.5, 0.6, -0.1]}, "range"),
+        ({"means_init": np.zeros((2, 4))}, "shape"),
+        ({"precisions_init": -np.ones(3), "covariance_type": "spherical"}, "positive"),
+    ],
+)
+def test_bad_parameters_raise_value_error(params, message, iris):
+    model = EMGaussianMixture(random_state=0, **{"n_components": 3, **params})
+    with pytest.raises(ValueError, match=message):
+        model.fit(iris)
+    assert not hasattr(model, "n_features_in_")
+
+
+@pytest.mark.parametrize("method", ["predict", "predict_proba", "score_samples", "score"])
+def test_wrong_number_of_features_at_predict_time(method, iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    with pytest.raises(ValueError, match="X has 3 features, but EMGaussianMixture is expecting 4"):
+        getattr(model, method)(iris[:, :3])
+
+
+def test_sample_rejects_non_positive_counts(iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    with pytest.raises(ValueError, match="Invalid value for 'n_samples': 0"):
+        model.sample(0)
