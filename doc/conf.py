@@ -1,0 +1,4 @@
+"""Sphinx configuration (placeholder until the documentation issue)."""
+
+project = "skem"
+extensions = ["sphinx.ext.autodoc"]

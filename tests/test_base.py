@@ -1,0 +1,136 @@
+"""The base classes: a new EM model written from their docstrings, and the loop."""
+
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import gammaln, logsumexp
+from scipy.stats import poisson
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import adjusted_rand_score
+
+from skem import BaseMixture, EMGaussianMixture
+
+
+# --- A user's model: a mixture of independent Poissons (under 60 lines). ---
+class PoissonMixture(BaseMixture):
+    """Mixture of products of independent Poisson distributions."""
+
+    _fitted_parameters = ("weights_", "rates_")
+
+    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
+                 init_params="kmeans", random_state=None, warm_start=False,
+                 verbose=0, verbose_interval=10):
+        super().__init__(n_components, tol=tol, max_iter=max_iter, n_init=n_init,
+                         init_params=init_params, random_state=random_state,
+                         warm_start=warm_start, verbose=verbose,
+                         verbose_interval=verbose_interval)
+
+    def _estimate_log_prob(self, X):
+        log_rates = np.log(self.rates_)
+        return X @ log_rates.T - self.rates_.sum(axis=1) - gammaln(X + 1).sum(axis=1)[:, None]
+
+    def _component_statistics(self, X, responsibilities):
+        return {"sum_x": responsibilities.T @ X}
+
+    def _m_step_components(self, statistics):
+        self.rates_ = statistics["sum_x"] / (statistics["nk"][:, None] + 1e-10) + 1e-10
+
+    def _sample_components(self, labels, random_state):
+        return random_state.poisson(self.rates_[labels]).astype(float)
+
+    def _n_component_parameters(self):
+        return self.rates_.size
+# --- end of the user's model ---
+
+
+def poisson_data(seed=0, n_samples=600):
+    rng = np.random.RandomState(seed)
+    rates = np.array([[1.0, 8.0, 3.0], [10.0, 2.0, 0.5], [4.0, 4.0, 12.0]])
+    labels = rng.choice(3, size=n_samples, p=[0.5, 0.3, 0.2])
+    return rng.poisson(rates[labels]).astype(float), labels, rates
+
+
+def test_user_model_bound_never_decreases_and_recovers_the_truth():
+    X, labels, rates = poisson_data(n_samples=3000)
+    model = PoissonMixture(3, tol=1e-10, max_iter=500, random_state=0).fit(X)
+    assert model.converged_
+    assert np.diff(model.lower_bounds_).min() >= -1e-12 * abs(model.lower_bound_)
+    assert adjusted_rand_score(labels, model.predict(X)) > 0.9
+    fitted = model.rates_[np.argsort(model.rates_[:, 0])]
+    truth = rates[np.argsort(rates[:, 0])]
+    counts = np.bincount(labels)[np.argsort(rates[:, 0])]
+    standard_errors = np.sqrt(truth / counts[:, None])
+    assert np.all(np.abs(fitted - truth) < 4 * standard_errors)
+
+
+def test_user_model_scores_are_the_closed_form_mixture_log_pmf():
+    X, _, _ = poisson_data()
+    model = PoissonMixture(3, random_state=0).fit(X)
+    log_joint = np.log(model.weights_) + np.stack(
+        [poisson.logpmf(X, rate).sum(axis=1) for rate in model.rates_], axis=1)
+    assert_allclose(model.score_samples(X), logsumexp(log_joint, axis=1), rtol=1e-12)
+    assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
+    assert model.sample(10, random_state=0)[0].shape == (10, 3)
+    assert model._n_parameters() == 3 * 3 + 2
+
+
+def test_user_model_weights_equal_repeated_rows():
+    X, _, _ = poisson_data()
+    weights = np.random.RandomState(0).randint(0, 3, size=len(X))
+    start = PoissonMixture(3, max_iter=0, random_state=0).fit(X)
+    weighted = PoissonMixture(3, max_iter=20, tol=0, warm_start=True)
+    repeated = PoissonMixture(3, max_iter=20, tol=0, warm_start=True)
+    for model in (weighted, repeated):
+        model._set_parameters(start._get_parameters())
+        model.converged_, model.lower_bound_ = False, -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted.fit(X, sample_weight=weights)
+        repeated.fit(np.repeat(X, weights, axis=0))
+    assert_allclose(weighted.rates_, repeated.rates_, rtol=1e-10)
+    assert_allclose(weighted.lower_bounds_, repeated.lower_bounds_, rtol=1e-10)
+
+
+def test_restarts_share_one_generator_and_keep_the_best():
+    X, _, _ = poisson_data()
+    single = [PoissonMixture(3, init_params="random", random_state=s).fit(X).lower_bound_
+              for s in range(3)]
+    best = PoissonMixture(3, init_params="random", n_init=3, random_state=0).fit(X)
+    assert best.lower_bound_ >= single[0] - 1e-12
+    again = PoissonMixture(3, init_params="random", n_init=3, random_state=0).fit(X)
+    assert_array_equal(again.rates_, best.rates_)
+
+
+def test_convergence_warning_and_verbose_output(capsys):
+    X, _, _ = poisson_data()
+    with pytest.warns(ConvergenceWarning, match="did not converge"):
+        PoissonMixture(3, max_iter=2, tol=0, verbose=2, verbose_interval=1,
+                       random_state=0).fit(X)
+    output = capsys.readouterr().out
+    assert "Initialization 0" in output and "Iteration 2" in output
+    assert "did not converge" in output and "lower bound" in output
+
+
+def test_warm_start_continues_the_bound_history():
+    X, _, _ = poisson_data()
+    full = PoissonMixture(3, max_iter=6, tol=0, random_state=0)
+    steps = PoissonMixture(3, max_iter=3, tol=0, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        full.fit(X)
+        first = steps.fit(X).lower_bounds_
+        second = steps.fit(X).lower_bounds_
+    assert_allclose(np.r_[first, second], full.lower_bounds_, rtol=1e-12)
+    assert_allclose(steps.rates_, full.rates_, rtol=1e-12)
+
+
+def test_failed_fit_leaves_a_fitted_estimator_untouched():
+    X, _, _ = poisson_data()
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    state = {name: value for name, value in vars(model).items()}
+    with pytest.raises(ValueError):
+        model.fit(X[:, :2], sample_weight=-np.ones(len(X)))
+    assert vars(model).keys() == state.keys()
+    assert model.n_features_in_ == 3
