@@ -9,6 +9,8 @@ difference of the final bound.
 """
 
 import argparse
+import subprocess
+import sys
 import time
 import warnings
 
@@ -49,13 +51,34 @@ def starting_point(X, n_components, covariance_type, seed=0):
     return dict(weights_init=weights, means_init=means, precisions_init=precisions)
 
 
-def time_fit(estimator, X, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        estimator.fit(X)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), estimator
+def time_fit(estimator, X):
+    start = time.perf_counter()
+    estimator.fit(X)
+    return time.perf_counter() - start
+
+
+def measure(args, covariance_type, dtype):
+    """Time both estimators on one configuration, alternating, and print a row."""
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X64 = make_data(args.n_samples, args.n_features, args.n_components)
+    X = X64.astype(dtype)
+    params = dict(
+        n_components=args.n_components,
+        covariance_type=covariance_type,
+        max_iter=args.n_iter,
+        tol=0.0,
+        **starting_point(X64, args.n_components, covariance_type),
+    )
+    reference, ours = GaussianMixture(**params), EMGaussianMixture(**params)
+    reference_times, our_times = [], []
+    for _ in range(args.repeats):
+        reference_times.append(time_fit(reference, X))
+        our_times.append(time_fit(ours, X))
+    reference_time, our_time = np.median(reference_times), np.median(our_times)
+    difference = abs(ours.lower_bound_ - reference.lower_bound_)
+    print(f"{covariance_type:<10} {np.dtype(dtype).name:<8} {reference_time:>10.3f} "
+          f"{our_time:>8.3f} {our_time / reference_time:>6.2f} {difference:>11.2e}",
+          flush=True)
 
 
 def main():
@@ -66,31 +89,28 @@ def main():
     parser.add_argument("--n-iter", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--covariance-types", default="full,diag")
+    parser.add_argument("--dtypes", default="float64,float32")
+    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    X64 = make_data(args.n_samples, args.n_features, args.n_components)
+    if args.single:
+        measure(args, args.covariance_types, np.dtype(args.dtypes))
+        return
     print(
         f"N={args.n_samples} D={args.n_features} K={args.n_components}, "
-        f"{args.n_iter} EM iterations from the same start, median of {args.repeats}"
+        f"{args.n_iter} EM iterations from the same start, median of {args.repeats} "
+        "alternating runs, each configuration in a fresh process",
+        flush=True,
     )
     print(f"{'covariance':<10} {'dtype':<8} {'sklearn s':>10} {'skem s':>8} "
-          f"{'ratio':>6} {'bound diff':>11}")
-    warnings.simplefilter("ignore", ConvergenceWarning)
+          f"{'ratio':>6} {'bound diff':>11}", flush=True)
     for covariance_type in args.covariance_types.split(","):
-        for dtype in (np.float64, np.float32):
-            X = X64.astype(dtype)
-            params = dict(
-                n_components=args.n_components,
-                covariance_type=covariance_type,
-                max_iter=args.n_iter,
-                tol=0.0,
-                **starting_point(X64, args.n_components, covariance_type),
-            )
-            reference_time, reference = time_fit(GaussianMixture(**params), X, args.repeats)
-            skem_time, fitted = time_fit(EMGaussianMixture(**params), X, args.repeats)
-            difference = abs(fitted.lower_bound_ - reference.lower_bound_)
-            print(f"{covariance_type:<10} {np.dtype(dtype).name:<8} {reference_time:>10.3f} "
-                  f"{skem_time:>8.3f} {skem_time / reference_time:>6.2f} {difference:>11.2e}")
+        for dtype in args.dtypes.split(","):
+            command = [sys.executable, __file__, "--single",
+                       "--covariance-types", covariance_type, "--dtypes", dtype]
+            for name in ("n_samples", "n_features", "n_components", "n_iter", "repeats"):
+                command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
+            subprocess.run(command, check=True)
 
 
 if __name__ == "__main__":

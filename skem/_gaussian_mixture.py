@@ -395,11 +395,11 @@ class EMGaussianMixture(BaseMixture):
             offset = centered_means - self._reference["shift"]
             covariances = _symmetrize_upper(statistics["scatter"]) / nk[:, None, None]
             covariances -= offset[:, :, np.newaxis] * offset[:, np.newaxis, :]
-            covariances[:, np.arange(n_features), np.arange(n_features)] += self.reg_covar
+            self._add_variance_floor(covariances)
         elif self.covariance_type == "tied":
             between = (statistics["sum_x"].T / nk) @ statistics["sum_x"]
             covariances = (_symmetrize_upper(statistics["scatter"]) - between) / nk.sum()
-            covariances.flat[:: n_features + 1] += self.reg_covar
+            self._add_variance_floor(covariances[np.newaxis])
         else:
             second_moment = statistics["sum_x2"] / nk[:, np.newaxis]
             variances = second_moment - centered_means**2
@@ -414,6 +414,19 @@ class EMGaussianMixture(BaseMixture):
         self.covariances_ = covariances.astype(dtype)
         self.precisions_cholesky_ = self._precision_cholesky(covariances).astype(dtype)
         self._refresh_caches()
+
+    def _add_variance_floor(self, covariances):
+        """Add reg_covar, raised to the rounding level of each matrix, in place.
+
+        On data of an extreme scale the rounding error of a singular direction
+        (about eps times the variances) exceeds reg_covar; flooring there keeps
+        the factorisation, and the fit, the same from one iteration to the
+        next. Elsewhere the floor is exactly reg_covar.
+        """
+        diagonal = np.einsum("kii->ki", covariances)
+        if self.reg_covar > 0:
+            rounding = 16 * np.finfo(np.float64).eps * np.abs(diagonal).mean(axis=1)
+            diagonal += np.maximum(self.reg_covar, rounding)[:, np.newaxis]
 
     def _precision_cholesky(self, covariances):
         """Upper factors of the precisions; floors or raises on a singular covariance."""
