@@ -7,6 +7,7 @@ lower bound at every iteration.
 from ._base import BaseEM
 from ._gaussian_mixture import EMGaussianMixture
 from ._mixture import BaseMixture
+from ._ppca import ProbabilisticPCA
 from .exceptions import DegenerateComponentWarning
 
 __version__ = "0.1.0.dev0"
@@ -16,5 +17,6 @@ __all__ = [
     "BaseMixture",
     "DegenerateComponentWarning",
     "EMGaussianMixture",
+    "ProbabilisticPCA",
     "__version__",
 ]

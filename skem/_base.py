@@ -142,6 +142,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     _fitted_parameters: tuple = ()
 
+    #: Whether NaN entries are missing values the model handles (inf never is).
+    _allow_nan: bool = False
+
     def __init__(
         self,
         *,
@@ -197,6 +200,19 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _after_fit(self, X, sample_weight):
         """Called once on the kept parameters at the end of ``fit``."""
 
+    def _fit_closed_form(self, X, sample_weight):
+        """Fit in one step where the model can; return the bound, or None for EM.
+
+        A model with a closed-form maximum-likelihood solution sets its
+        parameters here and returns the per-sample mean log-likelihood of the
+        solution, which becomes the single entry of ``lower_bounds_``.
+        """
+        return None
+
+    def _n_parameters(self):
+        """Number of free parameters (used by ``bic`` and ``aic``)."""
+        raise NotImplementedError
+
     # ------------------------------------------------------------------ fit
 
     def fit(self, X, y=None, sample_weight=None):
@@ -237,15 +253,42 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _validate_fit_data(self, X, sample_weight):
         X = validate_data(
-            self, X, dtype=[np.float64, np.float32], ensure_min_samples=2
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            ensure_min_samples=2,
+            ensure_all_finite="allow-nan" if self._allow_nan else True,
         )
         return X, check_sample_weight(sample_weight, X.shape[0])
 
     def _run_em(self, X, sample_weight):
+        random_state = check_random_state(self.random_state)
+        bound = self._fit_closed_form(X, sample_weight)
+        if bound is None:
+            best = self._best_restart(X, sample_weight, random_state)
+        else:
+            best = {"parameters": self._get_parameters(), "lower_bound": bound,
+                    "lower_bounds": [bound], "n_iter": 1, "converged": True}
+        if not best["converged"] and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. "
+                "Try different init parameters, or increase max_iter, "
+                "tol, or check for degenerate data.",
+                ConvergenceWarning,
+            )
+        self._set_parameters(best["parameters"])
+        self.n_iter_ = best["n_iter"]
+        self.converged_ = best["converged"]
+        self.lower_bound_ = best["lower_bound"]
+        self.lower_bounds_ = np.asarray(best["lower_bounds"], dtype=np.float64)
+        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
+        self._sampling_state = None
+        self._after_fit(X, sample_weight)
+
+    def _best_restart(self, X, sample_weight, random_state):
+        """Run the restarts of EM and return the state of the best one."""
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        random_state = check_random_state(self.random_state)
-
         best = None
         for init in range(n_init):
             self._print_restart_start(init)
@@ -274,22 +317,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     "n_iter": n_iter,
                     "converged": converged,
                 }
-
-        if not best["converged"] and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        self._set_parameters(best["parameters"])
-        self.n_iter_ = best["n_iter"]
-        self.converged_ = best["converged"]
-        self.lower_bound_ = best["lower_bound"]
-        self.lower_bounds_ = np.asarray(best["lower_bounds"], dtype=np.float64)
-        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
-        self._sampling_state = None
-        self._after_fit(X, sample_weight)
+        return best
 
     def _em_iteration(self, X, sample_weight):
         """One E-step over all chunks, then one M-step; return the mean bound."""
@@ -326,7 +354,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _validate_predict_data(self, X):
         check_is_fitted(self)
-        return validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
+        return validate_data(
+            self,
+            X,
+            dtype=[np.float64, np.float32],
+            reset=False,
+            ensure_all_finite="allow-nan" if self._allow_nan else True,
+        )
 
     def score_samples(self, X):
         """Log-density of each row under the fitted model, in nats.
@@ -364,6 +398,39 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         log_density = self.score_samples(X)
         weights = check_sample_weight(sample_weight, log_density.shape[0])
         return float(np.average(log_density, weights=weights))
+
+    def bic(self, X):
+        """Bayesian information criterion on ``X``: lower is better.
+
+        ``-2 * n_samples * score(X) + n_parameters * log(n_samples)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        bic : float
+        """
+        n_samples = np.shape(X)[0]
+        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
+
+    def aic(self, X):
+        """Akaike information criterion on ``X``: lower is better.
+
+        ``-2 * n_samples * score(X) + 2 * n_parameters``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        aic : float
+        """
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
 
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted joint distribution of data and latents.

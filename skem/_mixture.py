@@ -260,36 +260,3 @@ class BaseMixture(BaseEM):
     def _n_parameters(self):
         """Number of free parameters of the mixture."""
         return int(self._n_component_parameters() + self.n_components - 1)
-
-    def bic(self, X):
-        """Bayesian information criterion on ``X``: lower is better.
-
-        ``-2 * n_samples * score(X) + n_parameters * log(n_samples)``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        bic : float
-        """
-        n_samples = np.shape(X)[0]
-        return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
-
-    def aic(self, X):
-        """Akaike information criterion on ``X``: lower is better.
-
-        ``-2 * n_samples * score(X) + 2 * n_parameters``.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-            Data.
-
-        Returns
-        -------
-        aic : float
-        """
-        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()

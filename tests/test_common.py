@@ -2,17 +2,19 @@
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skem import EMGaussianMixture
+from skem import EMGaussianMixture, ProbabilisticPCA
 
 ESTIMATORS = [
     EMGaussianMixture(random_state=0),
     EMGaussianMixture(n_components=2, covariance_type="diag", random_state=0),
+    ProbabilisticPCA(),
+    ProbabilisticPCA(n_components=1, solver="em", random_state=0),
 ]
 
 
 def expected_failed_checks(estimator):
     """The only checks allowed to fail, each with its reason."""
-    if estimator.n_components == 1:
+    if not isinstance(estimator, EMGaussianMixture) or estimator.n_components == 1:
         return {}
     return {
         "check_sample_weight_equivalence_on_dense_data": (

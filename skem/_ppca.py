@@ -1,0 +1,507 @@
+"""ProbabilisticPCA: Tipping & Bishop's PPCA by exact EM or in closed form.
+
+EM handles missing values (NaN) exactly; log-densities use the matrix-inversion
+lemma, so no d x d matrix is formed, inverted or factorised.
+"""
+
+from math import log, pi
+from numbers import Integral, Real
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import randomized_svd, svd_flip
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import BaseEM
+
+#: Above this many features the 'auto' solver prefers EM to the eigen-solution.
+EIGEN_SOLVER_MAX_FEATURES = 500
+
+
+def _weighted_moments(X, sample_weight):
+    """NaN-aware weighted mean and variance of each column."""
+    observed = ~np.isnan(X)
+    weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+    column_weight = weights @ observed
+    filled = np.where(observed, X, 0.0)
+    mean = (weights @ filled) / column_weight
+    centered = np.where(observed, X - mean, 0.0)
+    variance = (weights @ centered**2) / column_weight
+    return mean, variance
+
+
+class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
+    """Probabilistic PCA: ``x = W z + mean + noise``, fitted by exact EM.
+
+    ``z ~ N(0, I_q)`` and ``noise ~ N(0, noise_variance * I_d)``, so the data
+    are Gaussian with covariance ``W W^T + noise_variance * I``
+    (Tipping & Bishop, 1999).
+
+    - ``solver='em'``: exact EM, O(n_samples * n_features * n_components) per
+      iteration. Missing values (NaN) are marginalised exactly: the E-step
+      uses each row's observed coordinates, the M-step regresses every row of
+      ``W`` jointly with its mean on the posterior moments. The
+      log-likelihood of the observed values never decreases.
+    - ``solver='eig'``: the closed-form maximum-likelihood solution from the
+      eigen-decomposition of the 1/N covariance; ``lower_bounds_`` holds its
+      one log-likelihood. Both solvers reach the same optimum.
+
+    Relation to scikit-learn's PCA: the maximum-likelihood covariance divides
+    by N, while :class:`sklearn.decomposition.PCA` divides by N - 1. Scaling
+    ``components_`` by ``sqrt(N / (N - 1))`` and ``noise_variance_`` by
+    ``N / (N - 1)`` gives ``PCA(n_components).score_samples`` (for
+    N > n_features and no whitening).
+
+    The noise variance has a floor, ``noise_variance_floor`` times the mean
+    variance of the features, so ``n_components`` at or above the rank of the
+    data, constant columns, or ``n_components == n_features`` give finite
+    scores (where PCA gives a zero noise variance and infinite scores).
+
+    Parameters
+    ----------
+    n_components : int, default=None
+        Latent dimension q. None means ``max(1, n_features - 1)``.
+    solver : {'auto', 'em', 'eig'}, default='auto'
+        'auto' is 'em' when values are missing or there are more than 500
+        features, 'eig' otherwise.
+    noise_variance_floor : float, default=1e-6
+        Floor of the noise variance, relative to the mean feature variance of
+        the training data (absolute if that variance is zero).
+    tol : float, default=1e-6
+        EM stops when the mean log-likelihood changes by less than ``tol``.
+    max_iter : int, default=1000
+        Maximum number of EM iterations.
+    n_init : int, default=1
+        Number of EM restarts (the PPCA likelihood has no local maxima other
+        than the global one, so one is enough).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random initial loadings of EM and ``sample``.
+    warm_start : bool, default=False
+        Continue EM from the fitted parameters on the next ``fit``.
+    verbose : int, default=0
+        Verbosity of the fit loop.
+    verbose_interval : int, default=10
+        Iterations between progress lines.
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The loading matrix ``W`` transposed, rotated so that its rows are
+        orthogonal and sorted by decreasing norm (the likelihood does not
+        depend on the rotation).
+    mean_ : ndarray of shape (n_features,)
+        Mean of the model.
+    noise_variance_ : float
+        Isotropic noise variance.
+    explained_variance_ : ndarray of shape (n_components,)
+        The q leading eigenvalues of the model covariance
+        ``W W^T + noise_variance_ I`` (of the 1/N sample covariance at the
+        optimum).
+    lower_bounds_ : ndarray
+        Mean log-likelihood of the training data before each M-step (EM) or
+        of the solution ('eig').
+    lower_bound_ : float
+        The last entry of ``lower_bounds_``.
+    n_iter_ : int
+        Number of EM iterations (1 for 'eig').
+    converged_ : bool
+        Whether EM converged.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names seen during fit, if they were all strings.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import ProbabilisticPCA
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(500, 2)) @ rng.normal(size=(2, 6)) + 0.1 * rng.normal(size=(500, 6))
+    >>> model = ProbabilisticPCA(n_components=2).fit(X)
+    >>> model.transform(X).shape
+    (500, 2)
+    >>> round(float(model.noise_variance_), 3)
+    0.01
+    >>> X[::7, 0] = np.nan
+    >>> em = ProbabilisticPCA(n_components=2, random_state=0).fit(X)
+    >>> bool(np.all(np.diff(em.lower_bounds_) >= 0))
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "solver": [StrOptions({"auto", "em", "eig"})],
+        "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
+    }
+
+    _fitted_parameters = ("components_", "mean_", "noise_variance_")
+    _allow_nan = True
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        solver="auto",
+        noise_variance_floor=1e-6,
+        tol=1e-6,
+        max_iter=1000,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+        self.solver = solver
+        self.noise_variance_floor = noise_variance_floor
+
+    # ------------------------------------------------------------------ checks
+
+    def _check_parameters(self, X, sample_weight):
+        n_features = X.shape[1]
+        n_latent = max(1, n_features - 1) if self.n_components is None else self.n_components
+        if n_latent > n_features:
+            raise ValueError(
+                f"n_components={n_latent} must be at most n_features={n_features}."
+            )
+        missing = np.isnan(X)
+        has_missing = bool(missing.any())
+        if has_missing:
+            rows = np.flatnonzero(missing.all(axis=1))
+            if rows.size:
+                raise ValueError(
+                    f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
+                    "every row needs at least one observed value."
+                )
+            columns = np.flatnonzero(missing.all(axis=0))
+            if columns.size:
+                raise ValueError(
+                    f"Columns {columns[:10].tolist()} of X are entirely NaN (missing); "
+                    "every feature needs at least one observed value."
+                )
+        if self.solver == "eig" and has_missing:
+            raise ValueError(
+                "solver='eig' needs complete data; X has missing values (NaN). "
+                "Use solver='em' or 'auto'."
+            )
+        self._n_latent = n_latent
+        self._has_missing = has_missing
+        _, variance = _weighted_moments(X, sample_weight)
+        scale = float(variance.mean())
+        self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
+
+    def _uses_eigen_solver(self):
+        if self.solver == "auto":
+            return not self._has_missing and self.n_features_in_ <= EIGEN_SOLVER_MAX_FEATURES
+        return self.solver == "eig"
+
+    # ------------------------------------------------------------------ closed form
+
+    def _fit_closed_form(self, X, sample_weight):
+        if not self._uses_eigen_solver():
+            return None
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        mean = (weights @ X) / weights.sum()
+        scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
+        n_features, n_latent = X.shape[1], self._n_latent
+        if scaled.shape[0] >= n_features:
+            eigenvalues, eigenvectors = linalg.eigh(scaled.T @ scaled)
+            eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+        else:
+            _, singular_values, right = linalg.svd(scaled, full_matrices=False)
+            eigenvalues, eigenvectors = singular_values**2, right.T
+        missing_directions = n_latent - eigenvalues.shape[0]
+        if missing_directions > 0:  # fewer samples than latent dimensions
+            eigenvalues = np.pad(eigenvalues, (0, missing_directions))
+            eigenvectors = np.pad(eigenvectors, ((0, 0), (0, missing_directions)))
+        leading = np.maximum(eigenvalues[:n_latent], 0.0)
+        total_variance = float(np.einsum("nd,nd->", scaled, scaled))
+        noise_variance = 0.0
+        if n_latent < n_features:
+            noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
+        self.noise_variance_ = max(noise_variance, self._noise_floor)
+        scales = np.sqrt(np.maximum(leading - self.noise_variance_, 0.0))
+        self.components_ = (eigenvectors[:, :n_latent] * scales).T
+        self.mean_ = mean
+        return float(np.average(self._map_chunks(self._log_density, X), weights=weights))
+
+    # ------------------------------------------------------------------ EM
+
+    def _initialize(self, X, sample_weight, random_state):
+        """Start from a randomized SVD of the centred data (missing values as 0).
+
+        This puts EM close to the optimum, which matters because PPCA's EM
+        converges linearly and slowly when eigenvalues are close. Every
+        loading column keeps a positive norm: a zero column is a fixed point.
+        """
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        mean, variance = _weighted_moments(X, sample_weight)
+        root_weights = np.sqrt(weights / weights.sum())[:, np.newaxis]
+        centered = np.where(np.isnan(X), 0.0, X - mean) * root_weights
+        n_features, n_latent = X.shape[1], self._n_latent
+        _, singular_values, right = randomized_svd(
+            centered, n_latent, n_iter=7, random_state=random_state
+        )
+        leading = singular_values**2
+        total_variance = float(variance.sum())
+        noise_variance = variance.mean()
+        if n_latent < n_features:
+            noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
+        self.noise_variance_ = max(float(noise_variance), self._noise_floor)
+        scales = np.sqrt(np.maximum(leading - self.noise_variance_, 1e-3 * self.noise_variance_))
+        self.components_ = right * scales[:, np.newaxis]
+        self.mean_ = mean
+
+    def _row_width(self):
+        n_latent = self.components_.shape[0] if hasattr(self, "components_") else 1
+        return 3 * self.n_features_in_ + 2 * (n_latent + 1) ** 2
+
+    def _latent_precision(self):
+        """M = W^T W + noise_variance I and its Cholesky factor."""
+        loadings = self.components_.T
+        precision = loadings.T @ loadings
+        precision.flat[:: precision.shape[0] + 1] += self.noise_variance_
+        return precision, linalg.cholesky(precision, lower=True, check_finite=False)
+
+    def _posterior(self, X):
+        """Posterior of z for each row, and the log-density of its observed values.
+
+        Complete rows share one posterior covariance; a row with missing
+        values gets its own, from the rows of W of its observed coordinates.
+        """
+        X = np.asarray(X, dtype=np.float64)
+        loadings = self.components_.T
+        n_samples, n_latent = X.shape[0], loadings.shape[1]
+        noise_variance = self.noise_variance_
+        observed = ~np.isnan(X)
+        residual = np.where(observed, X - self.mean_, 0.0)
+        projected = residual @ loadings
+        complete = observed.all(axis=1)
+        mean = np.empty((n_samples, n_latent))
+        log_density = np.empty(n_samples)
+        n_observed = observed.sum(axis=1)
+        squared_norms = np.einsum("nd,nd->n", residual, residual)
+
+        precision, cholesky = self._latent_precision()
+        mean[complete] = linalg.cho_solve((cholesky, True), projected[complete].T).T
+        log_det = 2 * np.log(np.diag(cholesky)).sum()
+        covariance_complete = noise_variance * linalg.cho_solve(
+            (cholesky, True), np.eye(n_latent)
+        )
+
+        incomplete = ~complete
+        covariance_incomplete = None
+        if incomplete.any():
+            outer = (loadings[:, :, np.newaxis] * loadings[:, np.newaxis, :]).reshape(
+                loadings.shape[0], -1
+            )
+            precisions = (observed[incomplete] @ outer).reshape(-1, n_latent, n_latent)
+            precisions += noise_variance * np.eye(n_latent)
+            factors = np.linalg.cholesky(precisions)
+            inverse = np.linalg.inv(precisions)
+            mean[incomplete] = np.einsum("nij,nj->ni", inverse, projected[incomplete])
+            log_det = np.full(n_samples, log_det)
+            log_det[incomplete] = 2 * np.log(
+                np.diagonal(factors, axis1=1, axis2=2)
+            ).sum(axis=1)
+            covariance_incomplete = noise_variance * inverse
+
+        quadratic = (squared_norms - np.einsum("nq,nq->n", projected, mean)) / noise_variance
+        log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det
+        log_density[:] = -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+        posterior = {
+            "mean": mean,
+            "residual": residual,
+            "observed": observed,
+            "complete": complete,
+            "covariance_complete": covariance_complete,
+            "covariance_incomplete": covariance_incomplete,
+        }
+        return log_density, posterior
+
+    def _e_step(self, X):
+        return self._posterior(X)
+
+    def _sufficient_statistics(self, X, sample_weight, posterior):
+        """Weighted sums for the joint regression of [W, mean] on [E z, 1]."""
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        residual, complete = posterior["residual"], posterior["complete"]
+        augmented = np.hstack([posterior["mean"], np.ones((X.shape[0], 1))])
+        n_latent = posterior["mean"].shape[1]
+
+        def second_moments(rows, covariance):
+            moments = augmented[rows, :, np.newaxis] * augmented[rows, np.newaxis, :]
+            moments[:, :n_latent, :n_latent] += covariance
+            return moments
+
+        complete_weight = weights[complete]
+        shared = np.einsum(
+            "n,nij->ij", complete_weight, second_moments(complete, posterior["covariance_complete"])
+        )
+        statistics = {
+            "shared_moments": shared,
+            "cross": (weights[:, np.newaxis] * residual).T @ augmented,
+            "squares": weights @ residual**2,
+            "n_observed": np.array(weights @ posterior["observed"].sum(axis=1)),
+        }
+        if self._has_missing:
+            incomplete = ~complete
+            per_feature = np.zeros((X.shape[1], (n_latent + 1) ** 2))
+            if incomplete.any():
+                moments = second_moments(incomplete, posterior["covariance_incomplete"])
+                observed_weight = posterior["observed"][incomplete] * weights[incomplete, None]
+                per_feature = observed_weight.T @ moments.reshape(moments.shape[0], -1)
+            statistics["feature_moments"] = per_feature
+        return statistics
+
+    def _m_step(self, statistics):
+        shared, cross = statistics["shared_moments"], statistics["cross"]
+        n_features, width = cross.shape
+        if "feature_moments" in statistics:
+            moments = shared + statistics["feature_moments"].reshape(n_features, width, width)
+            coefficients = np.linalg.solve(moments, cross[:, :, np.newaxis])[:, :, 0]
+            fitted = np.einsum("dj,djk,dk->", coefficients, moments, coefficients)
+        else:
+            coefficients = linalg.solve(shared, cross.T, assume_a="pos").T
+            fitted = np.sum((coefficients @ shared) * coefficients)
+        residual = statistics["squares"].sum() - 2 * np.sum(coefficients * cross) + fitted
+        self.noise_variance_ = max(float(residual / statistics["n_observed"]), self._noise_floor)
+        self.components_ = coefficients[:, :-1].T.copy()
+        self.mean_ = self.mean_ + coefficients[:, -1]
+
+    def _log_density(self, X):
+        return self._posterior(X)[0]
+
+    def _after_fit(self, X, sample_weight):
+        """Rotate W to orthogonal columns of decreasing norm (same likelihood)."""
+        left, singular_values, _ = linalg.svd(self.components_.T, full_matrices=False)
+        left, _ = svd_flip(left, np.eye(left.shape[1]), u_based_decision=True)
+        self.components_ = (left * singular_values).T
+        self.explained_variance_ = singular_values**2 + self.noise_variance_
+
+    # ------------------------------------------------------------------ use
+
+    def transform(self, X):
+        """Posterior mean E[z | x] of the latent coordinates of each row.
+
+        Rows with missing values (NaN) use their observed coordinates.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Posterior means.
+        """
+        X = self._validate_predict_data(X)
+        self._check_rows_observed(X)
+        latent = self._map_chunks(lambda chunk: self._posterior(chunk)[1]["mean"], X)
+        return latent.astype(X.dtype, copy=False)
+
+    def inverse_transform(self, Z):
+        """Decoder mean ``W z + mean`` of latent coordinates.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+            Latent coordinates.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Reconstructions.
+        """
+        check_is_fitted(self)
+        Z = np.asarray(Z)
+        return Z @ self.components_ + self.mean_
+
+    def score_samples(self, X):
+        """Log-density of each row; of its observed values if some are NaN.
+
+        Computed with the matrix-inversion lemma, O(n_features * n_components)
+        per row.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+
+        Returns
+        -------
+        log_density : ndarray of shape (n_samples,)
+            ``log p(x_observed)`` of each row, in nats.
+        """
+        X = self._validate_predict_data(X)
+        self._check_rows_observed(X)
+        return self._map_chunks(self._log_density, X)
+
+    @staticmethod
+    def _check_rows_observed(X):
+        rows = np.flatnonzero(np.isnan(X).all(axis=1))
+        if rows.size:
+            raise ValueError(
+                f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
+                "every row needs at least one observed value."
+            )
+
+    def get_covariance(self):
+        """Model covariance ``W W^T + noise_variance_ I`` (n_features x n_features).
+
+        Returns
+        -------
+        covariance : ndarray of shape (n_features, n_features)
+        """
+        check_is_fitted(self)
+        covariance = self.components_.T @ self.components_
+        covariance.flat[:: covariance.shape[0] + 1] += self.noise_variance_
+        return covariance
+
+    def get_precision(self):
+        """Inverse of the model covariance, by the matrix-inversion lemma.
+
+        Returns
+        -------
+        precision : ndarray of shape (n_features, n_features)
+        """
+        check_is_fitted(self)
+        loadings = self.components_.T
+        _, cholesky = self._latent_precision()
+        whitened = linalg.solve_triangular(cholesky, loadings.T, lower=True).T
+        precision = -(whitened @ whitened.T)
+        precision.flat[:: precision.shape[0] + 1] += 1.0
+        return precision / self.noise_variance_
+
+    def _sample(self, n_samples, random_state):
+        n_latent, n_features = self.components_.shape
+        latent = random_state.standard_normal(size=(n_samples, n_latent))
+        noise = random_state.standard_normal(size=(n_samples, n_features))
+        X = latent @ self.components_ + self.mean_ + np.sqrt(self.noise_variance_) * noise
+        return X, latent
+
+    def _n_parameters(self):
+        n_latent, n_features = self.components_.shape
+        return int(n_features * n_latent - n_latent * (n_latent - 1) / 2 + 1 + n_features)
+
+    @property
+    def _n_features_out(self):
+        return self.components_.shape[0]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
