@@ -17,17 +17,21 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import BaseEM
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
-EIGEN_SOLVER_MAX_FEATURES = 500
+EIGEN_SOLVER_MAX_FEATURES = 1000
 
 
 def _weighted_moments(X, sample_weight):
-    """NaN-aware weighted mean and variance of each column."""
-    observed = ~np.isnan(X)
+    """Weighted mean and variance of each column, ignoring NaN entries."""
     weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    column_weight = weights @ observed
-    filled = np.where(observed, X, 0.0)
+    missing = np.isnan(X)
+    if not missing.any():
+        mean = (weights @ X) / weights.sum()
+        variance = (weights @ np.square(X - mean)) / weights.sum()
+        return mean, variance
+    column_weight = weights @ ~missing
+    filled = np.where(missing, 0.0, X)
     mean = (weights @ filled) / column_weight
-    centered = np.where(observed, X - mean, 0.0)
+    centered = np.where(missing, 0.0, X - mean)
     variance = (weights @ centered**2) / column_weight
     return mean, variance
 
@@ -64,7 +68,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     n_components : int, default=None
         Latent dimension q. None means ``max(1, n_features - 1)``.
     solver : {'auto', 'em', 'eig'}, default='auto'
-        'auto' is 'em' when values are missing or there are more than 500
+        'auto' is 'em' when values are missing or there are more than 1000
         features, 'eig' otherwise.
     noise_variance_floor : float, default=1e-6
         Floor of the noise variance, relative to the mean feature variance of
@@ -198,8 +202,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             )
         self._n_latent = n_latent
         self._has_missing = has_missing
-        _, variance = _weighted_moments(X, sample_weight)
-        scale = float(variance.mean())
+        self._data_moments = _weighted_moments(X, sample_weight)
+        scale = float(self._data_moments[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
 
     def _uses_eigen_solver(self):
@@ -247,12 +251,15 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         loading column keeps a positive norm: a zero column is a fixed point.
         """
         weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-        mean, variance = _weighted_moments(X, sample_weight)
+        mean, variance = self._data_moments
         root_weights = np.sqrt(weights / weights.sum())[:, np.newaxis]
-        centered = np.where(np.isnan(X), 0.0, X - mean) * root_weights
+        centered = X - mean
+        if self._has_missing:
+            centered[np.isnan(centered)] = 0.0
+        centered *= root_weights
         n_features, n_latent = X.shape[1], self._n_latent
         _, singular_values, right = randomized_svd(
-            centered, n_latent, n_iter=7, random_state=random_state
+            centered, n_latent, n_iter=4, random_state=random_state
         )
         leading = singular_values**2
         total_variance = float(variance.sum())
@@ -281,52 +288,49 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Complete rows share one posterior covariance; a row with missing
         values gets its own, from the rows of W of its observed coordinates.
         """
-        X = np.asarray(X, dtype=np.float64)
         loadings = self.components_.T
         n_samples, n_latent = X.shape[0], loadings.shape[1]
         noise_variance = self.noise_variance_
-        observed = ~np.isnan(X)
-        residual = np.where(observed, X - self.mean_, 0.0)
+        residual = np.asarray(X, dtype=np.float64) - self.mean_
+        complete = ~np.isnan(np.einsum("nd->n", residual))
+        incomplete = ~complete
+        n_observed = np.full(n_samples, float(X.shape[1]))
+        observed_incomplete = None
+        if incomplete.any():
+            observed_incomplete = ~np.isnan(residual[incomplete])
+            residual[incomplete] = np.where(observed_incomplete, residual[incomplete], 0.0)
+            n_observed[incomplete] = observed_incomplete.sum(axis=1)
         projected = residual @ loadings
-        complete = observed.all(axis=1)
-        mean = np.empty((n_samples, n_latent))
-        log_density = np.empty(n_samples)
-        n_observed = observed.sum(axis=1)
         squared_norms = np.einsum("nd,nd->n", residual, residual)
 
-        precision, cholesky = self._latent_precision()
-        mean[complete] = linalg.cho_solve((cholesky, True), projected[complete].T).T
-        log_det = 2 * np.log(np.diag(cholesky)).sum()
-        covariance_complete = noise_variance * linalg.cho_solve(
-            (cholesky, True), np.eye(n_latent)
-        )
-
-        incomplete = ~complete
+        _, cholesky = self._latent_precision()
+        precision_inverse = linalg.cho_solve((cholesky, True), np.eye(n_latent))
+        mean = projected @ precision_inverse
+        log_det = np.full(n_samples, 2 * np.log(np.diag(cholesky)).sum())
         covariance_incomplete = None
-        if incomplete.any():
+        if observed_incomplete is not None:
             outer = (loadings[:, :, np.newaxis] * loadings[:, np.newaxis, :]).reshape(
                 loadings.shape[0], -1
             )
-            precisions = (observed[incomplete] @ outer).reshape(-1, n_latent, n_latent)
+            precisions = (observed_incomplete @ outer).reshape(-1, n_latent, n_latent)
             precisions += noise_variance * np.eye(n_latent)
             factors = np.linalg.cholesky(precisions)
             inverse = np.linalg.inv(precisions)
             mean[incomplete] = np.einsum("nij,nj->ni", inverse, projected[incomplete])
-            log_det = np.full(n_samples, log_det)
-            log_det[incomplete] = 2 * np.log(
-                np.diagonal(factors, axis1=1, axis2=2)
-            ).sum(axis=1)
+            log_det[incomplete] = 2 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
             covariance_incomplete = noise_variance * inverse
 
         quadratic = (squared_norms - np.einsum("nq,nq->n", projected, mean)) / noise_variance
         log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det
-        log_density[:] = -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+        log_density = -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
         posterior = {
             "mean": mean,
             "residual": residual,
-            "observed": observed,
+            "squared_norms": squared_norms,
+            "n_observed": n_observed,
             "complete": complete,
-            "covariance_complete": covariance_complete,
+            "observed_incomplete": observed_incomplete,
+            "covariance_complete": noise_variance * precision_inverse,
             "covariance_incomplete": covariance_incomplete,
         }
         return log_density, posterior
@@ -340,28 +344,24 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         residual, complete = posterior["residual"], posterior["complete"]
         augmented = np.hstack([posterior["mean"], np.ones((X.shape[0], 1))])
         n_latent = posterior["mean"].shape[1]
-
-        def second_moments(rows, covariance):
-            moments = augmented[rows, :, np.newaxis] * augmented[rows, np.newaxis, :]
-            moments[:, :n_latent, :n_latent] += covariance
-            return moments
+        weighted_augmented = augmented * weights[:, np.newaxis]
 
         complete_weight = weights[complete]
-        shared = np.einsum(
-            "n,nij->ij", complete_weight, second_moments(complete, posterior["covariance_complete"])
-        )
+        shared = augmented[complete].T @ weighted_augmented[complete]
+        shared[:n_latent, :n_latent] += complete_weight.sum() * posterior["covariance_complete"]
         statistics = {
             "shared_moments": shared,
-            "cross": (weights[:, np.newaxis] * residual).T @ augmented,
-            "squares": weights @ residual**2,
-            "n_observed": np.array(weights @ posterior["observed"].sum(axis=1)),
+            "cross": residual.T @ weighted_augmented,
+            "squares": np.array(weights @ posterior["squared_norms"]),
+            "n_observed": np.array(weights @ posterior["n_observed"]),
         }
         if self._has_missing:
-            incomplete = ~complete
             per_feature = np.zeros((X.shape[1], (n_latent + 1) ** 2))
+            incomplete = ~complete
             if incomplete.any():
-                moments = second_moments(incomplete, posterior["covariance_incomplete"])
-                observed_weight = posterior["observed"][incomplete] * weights[incomplete, None]
+                moments = augmented[incomplete, :, np.newaxis] * augmented[incomplete, np.newaxis, :]
+                moments[:, :n_latent, :n_latent] += posterior["covariance_incomplete"]
+                observed_weight = posterior["observed_incomplete"] * weights[incomplete, None]
                 per_feature = observed_weight.T @ moments.reshape(moments.shape[0], -1)
             statistics["feature_moments"] = per_feature
         return statistics
@@ -376,7 +376,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         else:
             coefficients = linalg.solve(shared, cross.T, assume_a="pos").T
             fitted = np.sum((coefficients @ shared) * coefficients)
-        residual = statistics["squares"].sum() - 2 * np.sum(coefficients * cross) + fitted
+        residual = statistics["squares"] - 2 * np.sum(coefficients * cross) + fitted
         self.noise_variance_ = max(float(residual / statistics["n_observed"]), self._noise_floor)
         self.components_ = coefficients[:, :-1].T.copy()
         self.mean_ = self.mean_ + coefficients[:, -1]
