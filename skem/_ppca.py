@@ -126,7 +126,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     >>> model = ProbabilisticPCA(n_components=2).fit(X)
     >>> model.transform(X).shape
     (500, 2)
-    >>> round(float(model.noise_variance_), 3)
+    >>> round(float(model.noise_variance_), 2)
     0.01
     >>> X[::7, 0] = np.nan
     >>> em = ProbabilisticPCA(n_components=2, random_state=0).fit(X)
