@@ -12,7 +12,7 @@ from scipy import linalg
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import randomized_svd, svd_flip
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import BaseEM
 
@@ -427,7 +427,12 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             Reconstructions.
         """
         check_is_fitted(self)
-        Z = np.asarray(Z)
+        Z = check_array(Z, dtype=[np.float64, np.float32], input_name="Z")
+        if Z.shape[1] != self.components_.shape[0]:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns, but the model has "
+                f"{self.components_.shape[0]} latent dimensions."
+            )
         return Z @ self.components_ + self.mean_
 
     def score_samples(self, X):
