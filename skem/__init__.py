@@ -7,6 +7,7 @@ lower bound at every iteration.
 from ._base import BaseEM
 from ._gaussian_mixture import EMGaussianMixture
 from ._mixture import BaseMixture
+from ._mixture_ppca import MixtureOfPPCA
 from ._ppca import ProbabilisticPCA
 from .exceptions import DegenerateComponentWarning
 
@@ -17,6 +18,7 @@ __all__ = [
     "BaseMixture",
     "DegenerateComponentWarning",
     "EMGaussianMixture",
+    "MixtureOfPPCA",
     "ProbabilisticPCA",
     "__version__",
 ]

@@ -305,7 +305,7 @@ class EMGaussianMixture(BaseMixture):
         super()._initialize(X, sample_weight, random_state)
         self._set_initial_values(X.dtype)
 
-    def _initialize_from_responsibilities(self, X, sample_weight, responsibilities):
+    def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
         weighted = responsibilities.astype(X.dtype)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis].astype(X.dtype)
@@ -313,7 +313,9 @@ class EMGaussianMixture(BaseMixture):
         center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
         means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
         self._reference = {"center": center, "shift": means - center}
-        super()._initialize_from_responsibilities(X, sample_weight, responsibilities)
+        super()._initialize_from_responsibilities(
+            X, sample_weight, responsibilities, random_state
+        )
 
     def _set_initial_values(self, dtype):
         """Apply the user's initial values over the computed ones."""

@@ -120,9 +120,9 @@ class BaseMixture(BaseEM):
 
     def _initialize(self, X, sample_weight, random_state):
         responsibilities = self._initial_responsibilities(X, sample_weight, random_state)
-        self._initialize_from_responsibilities(X, sample_weight, responsibilities)
+        self._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
 
-    def _initialize_from_responsibilities(self, X, sample_weight, responsibilities):
+    def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
         """One M-step from given responsibilities, accumulated chunk by chunk."""
         statistics = None
         for rows in self._chunks(X.shape[0]):

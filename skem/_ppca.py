@@ -36,6 +36,54 @@ def _weighted_moments(X, sample_weight):
     return mean, variance
 
 
+def principal_subspace(centered, n_latent, total_variance, noise_floor, random_state):
+    """Starting PPCA parameters from a randomized SVD of centred, weighted rows.
+
+    ``centered`` holds rows already multiplied by the square root of their
+    normalised weights, so its squared singular values are eigenvalues of the
+    weighted covariance. Returns ``(components, noise_variance)``; every
+    loading keeps a positive norm, since a zero column is a fixed point of EM.
+    """
+    n_features = centered.shape[1]
+    _, singular_values, right = randomized_svd(
+        centered, n_latent, n_iter=4, random_state=random_state
+    )
+    leading = singular_values**2
+    missing_directions = n_latent - right.shape[0]
+    if missing_directions > 0:  # fewer rows than latent dimensions: any directions do
+        extra = random_state.normal(size=(missing_directions, n_features))
+        right = np.linalg.qr(np.vstack([right, extra]).T)[0].T
+        leading = np.pad(leading, (0, missing_directions))
+    noise_variance = total_variance / n_features
+    if n_latent < n_features:
+        noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
+    noise_variance = max(float(noise_variance), noise_floor)
+    scales = np.sqrt(np.maximum(leading - noise_variance, 1e-3 * noise_variance))
+    return right * scales[:, np.newaxis], noise_variance
+
+
+def latent_precision_terms(components, noise_variance):
+    """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
+    precision = components @ components.T
+    precision.flat[:: precision.shape[0] + 1] += noise_variance
+    cholesky = linalg.cholesky(precision, lower=True, check_finite=False)
+    inverse = linalg.cho_solve((cholesky, True), np.eye(precision.shape[0]))
+    return inverse, 2 * np.log(np.diag(cholesky)).sum()
+
+
+def ppca_log_density(squared_norms, projected, posterior_mean, n_observed, n_latent,
+                     noise_variance, log_det_precision):
+    """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
+
+    With r = x - mean, projected = r W and posterior_mean = M^{-1} W^T r:
+    r^T C^{-1} r = (|r|^2 - projected . posterior_mean) / s and
+    log|C| = (d - q) log s + log|M|.
+    """
+    quadratic = (squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)) / noise_variance
+    log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
+    return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+
+
 class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     """Probabilistic PCA: ``x = W z + mean + noise``, fitted by exact EM.
 
@@ -252,35 +300,18 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         """
         weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
         mean, variance = self._data_moments
-        root_weights = np.sqrt(weights / weights.sum())[:, np.newaxis]
         centered = X - mean
         if self._has_missing:
             centered[np.isnan(centered)] = 0.0
-        centered *= root_weights
-        n_features, n_latent = X.shape[1], self._n_latent
-        _, singular_values, right = randomized_svd(
-            centered, n_latent, n_iter=4, random_state=random_state
+        centered *= np.sqrt(weights / weights.sum())[:, np.newaxis]
+        self.components_, self.noise_variance_ = principal_subspace(
+            centered, self._n_latent, float(variance.sum()), self._noise_floor, random_state
         )
-        leading = singular_values**2
-        total_variance = float(variance.sum())
-        noise_variance = variance.mean()
-        if n_latent < n_features:
-            noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
-        self.noise_variance_ = max(float(noise_variance), self._noise_floor)
-        scales = np.sqrt(np.maximum(leading - self.noise_variance_, 1e-3 * self.noise_variance_))
-        self.components_ = right * scales[:, np.newaxis]
         self.mean_ = mean
 
     def _row_width(self):
         n_latent = self.components_.shape[0] if hasattr(self, "components_") else 1
         return 3 * self.n_features_in_ + 2 * (n_latent + 1) ** 2
-
-    def _latent_precision(self):
-        """M = W^T W + noise_variance I and its Cholesky factor."""
-        loadings = self.components_.T
-        precision = loadings.T @ loadings
-        precision.flat[:: precision.shape[0] + 1] += self.noise_variance_
-        return precision, linalg.cholesky(precision, lower=True, check_finite=False)
 
     def _posterior(self, X):
         """Posterior of z for each row, and the log-density of its observed values.
@@ -303,10 +334,11 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         projected = residual @ loadings
         squared_norms = np.einsum("nd,nd->n", residual, residual)
 
-        _, cholesky = self._latent_precision()
-        precision_inverse = linalg.cho_solve((cholesky, True), np.eye(n_latent))
+        precision_inverse, log_det_precision = latent_precision_terms(
+            self.components_, noise_variance
+        )
         mean = projected @ precision_inverse
-        log_det = np.full(n_samples, 2 * np.log(np.diag(cholesky)).sum())
+        log_det = np.full(n_samples, log_det_precision)
         covariance_incomplete = None
         if observed_incomplete is not None:
             outer = (loadings[:, :, np.newaxis] * loadings[:, np.newaxis, :]).reshape(
@@ -320,9 +352,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             log_det[incomplete] = 2 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
             covariance_incomplete = noise_variance * inverse
 
-        quadratic = (squared_norms - np.einsum("nq,nq->n", projected, mean)) / noise_variance
-        log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det
-        log_density = -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+        log_density = ppca_log_density(
+            squared_norms, projected, mean, n_observed, n_latent, noise_variance, log_det
+        )
         posterior = {
             "mean": mean,
             "residual": residual,
@@ -485,9 +517,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         """
         check_is_fitted(self)
         loadings = self.components_.T
-        _, cholesky = self._latent_precision()
-        whitened = linalg.solve_triangular(cholesky, loadings.T, lower=True).T
-        precision = -(whitened @ whitened.T)
+        precision_inverse, _ = latent_precision_terms(self.components_, self.noise_variance_)
+        precision = -(loadings @ precision_inverse @ loadings.T)
         precision.flat[:: precision.shape[0] + 1] += 1.0
         return precision / self.noise_variance_
 

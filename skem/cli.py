@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from . import EMGaussianMixture, ProbabilisticPCA, __version__
+from . import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
 
 
 def _print_bounds(lower_bounds, out):
@@ -90,12 +90,42 @@ def demo_probabilistic_pca(out=sys.stdout):
           f"(complete data: {scores[20]:.3f})", file=out)
 
 
+def demo_mixture_of_ppca(out=sys.stdout):
+    """Mixture of PPCA against full-covariance Gaussians where the rows are few."""
+    rng = np.random.RandomState(0)
+    n_features, n_latent, n_components = 100, 3, 4
+    X, labels = [], []
+    for k in range(n_components):
+        center = rng.normal(scale=3.0, size=n_features)
+        loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
+        latent = rng.normal(size=(120, n_latent))
+        X.append(center + latent @ loadings.T + 0.5 * rng.normal(size=(120, n_features)))
+        labels.append(np.full(120, k))
+    X_train, X_test, y_train, y_test = train_test_split(
+        np.vstack(X), np.concatenate(labels), test_size=0.5, random_state=0
+    )
+    print(
+        f"\nMixtureOfPPCA on {n_components} low-rank Gaussians in {n_features} dimensions "
+        f"({X_train.shape[0]} training rows, {X_test.shape[0]} held out)",
+        file=out,
+    )
+    mixture = MixtureOfPPCA(n_components, n_latent, random_state=0).fit(X_train)
+    _print_bounds(mixture.lower_bounds_, out)
+    full = EMGaussianMixture(n_components, random_state=0).fit(X_train)
+    agreement = adjusted_rand_score(y_test, mixture.predict(X_test))
+    print(f"  held-out mean log-likelihood: {mixture.score(X_test):.2f} nats with "
+          f"{mixture._n_parameters()} parameters; EMGaussianMixture(full): "
+          f"{full.score(X_test):.4g} nats with {full._n_parameters()}", file=out)
+    print(f"  adjusted Rand index of held-out clusters: {agreement:.3f}", file=out)
+
+
 def run_demo(args, out=sys.stdout):
     print(f"skem {__version__} demo: EM models on data bundled with scikit-learn\n", file=out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         demo_gaussian_mixture(out)
         demo_probabilistic_pca(out)
+        demo_mixture_of_ppca(out)
     return 0
 
 
