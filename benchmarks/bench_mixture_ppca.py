@@ -20,19 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA
-
-
-def low_rank_mixture(n_per_component, n_features, n_components, n_latent, seed=0):
-    rng = np.random.RandomState(seed)
-    X, labels = [], []
-    for k in range(n_components):
-        center = rng.normal(scale=3.0, size=n_features)
-        loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
-        latent = rng.normal(size=(n_per_component, n_latent))
-        noise = 0.5 * rng.normal(size=(n_per_component, n_features))
-        X.append(center + latent @ loadings.T + noise)
-        labels.append(np.full(n_per_component, k))
-    return np.vstack(X), np.concatenate(labels)
+from skem.datasets import make_low_rank_mixture
 
 
 def timed_fit(make, X, repeats):
@@ -77,8 +65,8 @@ def main():
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", DegenerateComponentWarning)
 
-    X, labels = low_rank_mixture(args.n_per_component, args.n_features, args.n_components,
-                                 args.n_latent)
+    X, labels = make_low_rank_mixture(args.n_per_component, args.n_features,
+                                      args.n_components, args.n_latent, random_state=0)
     X_train, X_test = train_test_split(X, test_size=0.5, random_state=0, stratify=labels)
     compare("Assumption holds (low rank + isotropic noise)", X_train, X_test,
             args.n_components, args.n_latent, args.repeats)

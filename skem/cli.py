@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from . import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
+from .datasets import make_low_rank_mixture
 
 
 def _print_bounds(lower_bounds, out):
@@ -92,18 +93,9 @@ def demo_probabilistic_pca(out=sys.stdout):
 
 def demo_mixture_of_ppca(out=sys.stdout):
     """Mixture of PPCA against full-covariance Gaussians where the rows are few."""
-    rng = np.random.RandomState(0)
     n_features, n_latent, n_components = 100, 3, 4
-    X, labels = [], []
-    for k in range(n_components):
-        center = rng.normal(scale=3.0, size=n_features)
-        loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
-        latent = rng.normal(size=(120, n_latent))
-        X.append(center + latent @ loadings.T + 0.5 * rng.normal(size=(120, n_features)))
-        labels.append(np.full(120, k))
-    X_train, X_test, y_train, y_test = train_test_split(
-        np.vstack(X), np.concatenate(labels), test_size=0.5, random_state=0
-    )
+    X, labels = make_low_rank_mixture(120, n_features, n_components, n_latent, random_state=0)
+    X_train, X_test, y_train, y_test = train_test_split(X, labels, test_size=0.5, random_state=0)
     print(
         f"\nMixtureOfPPCA on {n_components} low-rank Gaussians in {n_features} dimensions "
         f"({X_train.shape[0]} training rows, {X_test.shape[0]} held out)",

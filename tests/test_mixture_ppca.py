@@ -15,20 +15,13 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
+from skem.datasets import make_low_rank_mixture
 
 
 def low_rank_mixture(n_per_component=60, n_features=100, n_components=4, n_latent=3,
                      noise=0.5, separation=3.0, seed=0):
-    """Rows from a known mixture of rank-n_latent Gaussians plus isotropic noise."""
-    rng = np.random.RandomState(seed)
-    X, labels = [], []
-    for k in range(n_components):
-        center = rng.normal(scale=separation, size=n_features)
-        loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
-        latent = rng.normal(size=(n_per_component, n_latent))
-        X.append(center + latent @ loadings.T + noise * rng.normal(size=(n_per_component, n_features)))
-        labels.append(np.full(n_per_component, k))
-    return np.vstack(X), np.concatenate(labels)
+    return make_low_rank_mixture(n_per_component, n_features, n_components, n_latent,
+                                 noise=noise, separation=separation, random_state=seed)
 
 
 def standardized(loader):
