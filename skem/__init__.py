@@ -9,11 +9,13 @@ from ._gaussian_mixture import EMGaussianMixture
 from ._mixture import BaseMixture
 from ._mixture_ppca import MixtureOfPPCA
 from ._ppca import ProbabilisticPCA
+from ._vae import AmortizedVAE
 from .exceptions import DegenerateComponentWarning
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "AmortizedVAE",
     "BaseEM",
     "BaseMixture",
     "DegenerateComponentWarning",

@@ -108,6 +108,11 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
           the number of floats of working memory per row in the E-step, which
           sets the chunk size.
 
+        A model trained otherwise (stochastic gradient ascent on the ELBO, as
+        :class:`skem.AmortizedVAE`) overrides ``_em_iteration(X,
+        sample_weight)`` instead of the E- and M-step hooks, making one
+        iteration one epoch, and may override ``_check_convergence``.
+
         A test in ``tests/test_base.py`` writes a Poisson mixture this way.
 
     Parameters
@@ -173,17 +178,21 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     def _initialize(self, X, sample_weight, random_state):
         """Set the initial parameters."""
 
-    @abstractmethod
     def _e_step(self, X):
         """Return (bound of each row, posterior) for a chunk of rows."""
+        raise NotImplementedError
 
-    @abstractmethod
     def _sufficient_statistics(self, X, sample_weight, posterior):
         """Return a dict of weighted sums over the rows of a chunk."""
+        raise NotImplementedError
 
-    @abstractmethod
     def _m_step(self, statistics):
         """Set the parameters from the summed statistics."""
+        raise NotImplementedError
+
+    def _check_convergence(self, lower_bound, previous_lower_bound):
+        """Whether to stop after this iteration: the change is below ``tol``."""
+        return abs(lower_bound - previous_lower_bound) < self.tol
 
     @abstractmethod
     def _log_density(self, X):
@@ -302,9 +311,8 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 previous = lower_bound
                 lower_bound = self._em_iteration(X, sample_weight)
                 lower_bounds.append(lower_bound)
-                change = lower_bound - previous
-                self._print_iteration(n_iter, change)
-                if abs(change) < self.tol:
+                self._print_iteration(n_iter, lower_bound - previous)
+                if self._check_convergence(lower_bound, previous):
                     converged = True
                     break
             if self.max_iter > 0:

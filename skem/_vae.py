@@ -1,0 +1,516 @@
+"""AmortizedVAE: a variational autoencoder in numpy, trained on the ELBO.
+
+The encoder q(z|x) is amortised inference; scores are importance-weighted
+estimates of log p(x) (Burda et al., 2015) with the same noise for every row.
+"""
+
+from math import log, pi
+from numbers import Integral, Real
+
+import numpy as np
+from scipy.special import expit, logsumexp
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ._base import BaseEM
+from ._mlp import ACTIVATIONS, Adam, backward, forward, glorot_initialize, layer_shapes, unpack
+from ._mlp import n_parameters as count_parameters
+
+LOG_2PI = log(2 * pi)
+#: Bias of the decoder's raw variance output for which softplus gives about 1.
+UNIT_VARIANCE_BIAS = float(np.log(np.expm1(1.0)))
+
+
+class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
+    """Variational autoencoder: an encoder network q(z|x) trained on the ELBO.
+
+    ``p(z) = N(0, I)``, ``p(x|z)`` is a decoder network (Gaussian with a
+    learned, floored per-feature variance, or Bernoulli for data in [0, 1]),
+    and ``q(z|x) = N(mu(x), diag sigma^2(x))`` is an encoder network. Both
+    are trained together by minibatch Adam on the evidence lower bound
+
+        ELBO(x) = E_q[log p(x|z)] - KL(q(z|x) || p(z)),
+
+    with the reparameterisation ``z = mu + sigma * eps``. One iteration of
+    the shared fit loop is one epoch; ``lower_bounds_`` holds the mean
+    training ELBO of each epoch (nats per sample, in the user's units).
+
+    Because q is approximate, the ELBO is not tight: ``score_samples`` is
+    the importance-weighted bound with ``n_importance_samples`` draws from q,
+    which approaches log p(x) from below as the draws grow. It uses the same
+    noise for every row, so a row's score depends neither on the other rows
+    nor on their order. Gaussian data are standardised inside; the Jacobian
+    is accounted for, so scores are log-densities of the data as given.
+
+    The networks are numpy: forward and backward passes are written by hand
+    (as in scikit-learn's MLP), all parameters live in one flat buffer, and
+    Adam updates it in place. Training runs in float32 by default and scores
+    in float64.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Latent dimension.
+    hidden_layer_sizes : tuple of int, default=(128,)
+        Widths of the encoder's hidden layers; the decoder mirrors them.
+    activation : {'tanh', 'relu'}, default='tanh'
+        Hidden-layer activation.
+    likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
+        Decoder distribution. 'bernoulli' needs data in [0, 1].
+    variance_floor : float, default=1e-3
+        Floor of the Gaussian decoder variance, in units of each feature's
+        variance (the likelihood is unbounded without it).
+    batch_size : int, default=64
+        Minibatch size.
+    learning_rate : float, default=1e-3
+        Adam step size.
+    max_iter : int, default=500
+        Maximum number of epochs.
+    tol : float, default=1e-3
+        An epoch improves when the monitored bound rises by more than ``tol``.
+    n_iter_no_change : int, default=20
+        Stop after this many epochs without improvement.
+    early_stopping : bool, default=True
+        Monitor the bound on a held-out ``validation_fraction`` of the rows
+        (recorded in ``validation_bounds_``) and keep the parameters of its
+        best epoch; otherwise monitor the training bound.
+    validation_fraction : float, default=0.1
+        Share of rows held out for early stopping.
+    kl_warmup : int, default=10
+        Epochs over which the weight of the KL term rises linearly to one
+        (``lower_bounds_`` always reports the true ELBO).
+    n_importance_samples : int, default=100
+        Draws from q per row in ``score_samples`` and ``elbo_samples``.
+    training_dtype : {'float32', 'float64'}, default='float32'
+        Precision of training.
+    n_init : int, default=1
+        Number of restarts; the best final training bound is kept.
+    random_state : int, RandomState instance or None, default=None
+        All randomness of fit (initial weights, minibatches, noise, the
+        validation split, the scoring noise) and the seed of ``sample``.
+    warm_start : bool, default=False
+        Continue training from the fitted networks on the next ``fit``.
+    verbose : int, default=0
+        Verbosity of the fit loop.
+    verbose_interval : int, default=10
+        Epochs between progress lines.
+
+    Attributes
+    ----------
+    parameters_ : ndarray
+        All weights and biases, encoder then decoder, layer by layer.
+    feature_mean_, feature_scale_ : ndarray of shape (n_features,)
+        The standardisation applied before the networks (0 and 1 for
+        'bernoulli').
+    lower_bounds_ : ndarray of shape (n_iter_,)
+        Mean training ELBO of each epoch.
+    validation_bounds_ : ndarray of shape (n_iter_,)
+        Mean validation ELBO of each epoch (with ``early_stopping``).
+    lower_bound_, n_iter_, converged_, n_features_in_
+        As in :class:`skem.BaseEM`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import AmortizedVAE
+    >>> rng = np.random.RandomState(0)
+    >>> X = np.tanh(rng.normal(size=(400, 2))) @ rng.normal(size=(2, 5))
+    >>> vae = AmortizedVAE(n_components=2, max_iter=30, random_state=0).fit(X)
+    >>> vae.transform(X[:3]).shape
+    (3, 2)
+    >>> bool(vae.score(X) > vae.elbo_samples(X)["elbo"].mean())
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(ACTIVATIONS)],
+        "likelihood": [StrOptions({"gaussian", "bernoulli"})],
+        "variance_floor": [Interval(Real, 0.0, None, closed="neither")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
+        "kl_warmup": [Interval(Integral, 0, None, closed="left")],
+        "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
+        "training_dtype": [StrOptions({"float32", "float64"})],
+    }
+
+    _fitted_parameters = ("parameters_", "feature_mean_", "feature_scale_", "_score_noise")
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        hidden_layer_sizes=(128,),
+        activation="tanh",
+        likelihood="gaussian",
+        variance_floor=1e-3,
+        batch_size=64,
+        learning_rate=1e-3,
+        max_iter=500,
+        tol=1e-3,
+        n_iter_no_change=20,
+        early_stopping=True,
+        validation_fraction=0.1,
+        kl_warmup=10,
+        n_importance_samples=100,
+        training_dtype="float32",
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.likelihood = likelihood
+        self.variance_floor = variance_floor
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.n_iter_no_change = n_iter_no_change
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.kl_warmup = kl_warmup
+        self.n_importance_samples = n_importance_samples
+        self.training_dtype = training_dtype
+
+    # ------------------------------------------------------------------ set-up
+
+    def _check_parameters(self, X, sample_weight):
+        sizes = np.atleast_1d(np.asarray(self.hidden_layer_sizes))
+        if sizes.ndim != 1 or sizes.dtype.kind not in "iu" or np.any(sizes < 1):
+            raise ValueError(
+                "hidden_layer_sizes must be a sequence of positive integers, "
+                f"got {self.hidden_layer_sizes!r}."
+            )
+        if self.likelihood == "bernoulli" and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "likelihood='bernoulli' needs data in [0, 1]; X has values in "
+                f"[{X.min():.4g}, {X.max():.4g}]."
+            )
+        self._hidden_sizes = tuple(int(size) for size in sizes)
+        self._training_data = None
+        self._reset_monitor()
+
+    def _network_shapes(self):
+        n_features, n_latent = self.n_features_in_, self.n_components
+        output_width = 2 * n_features if self.likelihood == "gaussian" else n_features
+        encoder = layer_shapes([n_features, *self._hidden_sizes, 2 * n_latent])
+        decoder = layer_shapes([n_latent, *self._hidden_sizes[::-1], output_width])
+        return encoder, decoder
+
+    def _networks(self, parameters):
+        """(encoder layers, decoder layers) as views into a flat buffer."""
+        encoder_shapes, decoder_shapes = self._network_shapes()
+        encoder, used = unpack(parameters, encoder_shapes)
+        decoder, _ = unpack(parameters[used:], decoder_shapes)
+        return encoder, decoder
+
+    def _initialize(self, X, sample_weight, random_state):
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        if self.likelihood == "gaussian":
+            mean = (weights @ X) / weights.sum()
+            scale = np.sqrt((weights @ np.square(X - mean)) / weights.sum())
+            self.feature_mean_ = mean
+            self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+        else:
+            self.feature_mean_ = np.zeros(X.shape[1])
+            self.feature_scale_ = np.ones(X.shape[1])
+        encoder_shapes, decoder_shapes = self._network_shapes()
+        dtype = np.dtype(self.training_dtype)
+        size = count_parameters(encoder_shapes) + count_parameters(decoder_shapes)
+        parameters = np.empty(size, dtype=dtype)
+        encoder_size = count_parameters(encoder_shapes)
+        glorot_initialize(parameters[:encoder_size], encoder_shapes, random_state)
+        glorot_initialize(parameters[encoder_size:], decoder_shapes, random_state)
+        self.parameters_ = parameters
+        if self.likelihood == "gaussian":
+            _, decoder = self._networks(self.parameters_)
+            decoder[-1][1][self.n_features_in_ :] = UNIT_VARIANCE_BIAS
+        self._score_noise = random_state.standard_normal(
+            size=(self.n_importance_samples, self.n_components)
+        )
+        self._random_state = random_state
+        self._optimizer = Adam(size, dtype, self.learning_rate)
+        self._epoch = 0
+        self._reset_monitor()
+
+    def _reset_monitor(self):
+        self._best_monitored = -np.inf
+        self._epochs_without_improvement = 0
+        self._best_parameters = None
+        self.validation_bounds_ = np.array([])
+
+    def _standardize(self, X, dtype):
+        return ((X - self.feature_mean_) / self.feature_scale_).astype(dtype, copy=False)
+
+    def _split_training_data(self, X, sample_weight):
+        """Standardise, and hold out a validation share when early stopping."""
+        dtype = np.dtype(self.training_dtype)
+        data = self._standardize(X, dtype)
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        validation = None
+        if self.early_stopping:
+            order = self._random_state.permutation(X.shape[0])
+            n_validation = min(max(1, int(round(self.validation_fraction * X.shape[0]))),
+                               X.shape[0] - 1)
+            held_out, kept = order[:n_validation], order[n_validation:]
+            validation = (data[held_out], weights[held_out])
+            data, weights = data[kept], weights[kept]
+        return {"train": (data, weights), "validation": validation}
+
+    # ------------------------------------------------------------------ the ELBO
+
+    def _reconstruction(self, X, decoded):
+        """log p(x|z) of each row and its gradient with respect to the decoder output."""
+        n_features = X.shape[1]
+        if self.likelihood == "bernoulli":
+            log_likelihood = np.sum(X * decoded - np.logaddexp(0, decoded), axis=1)
+            return log_likelihood, X - expit(decoded)
+        mean, raw = decoded[:, :n_features], decoded[:, n_features:]
+        variance = self.variance_floor + np.logaddexp(0, raw)
+        residual = X - mean
+        standardized = residual / variance
+        log_likelihood = -0.5 * np.sum(LOG_2PI + np.log(variance) + residual * standardized,
+                                       axis=1)
+        variance_gradient = 0.5 * (standardized * standardized - 1.0 / variance)
+        gradient = np.concatenate([standardized, variance_gradient * expit(raw)], axis=1)
+        return log_likelihood, gradient
+
+    def _encode(self, encoder, X):
+        activations = forward(encoder, X, self.activation)
+        output = activations[-1]
+        mean, log_variance = output[:, : self.n_components], output[:, self.n_components :]
+        return activations, mean, np.clip(log_variance, -30.0, 20.0)
+
+    def _objective_and_gradient(self, parameters, X, sample_weight, noise, kl_weight):
+        """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
+
+        ``noise`` is the standard normal draw of the reparameterisation, one
+        row per row of X. Used for training and checked by finite differences.
+        """
+        encoder, decoder = self._networks(parameters)
+        gradient = np.zeros_like(parameters)
+        encoder_gradient, decoder_gradient = self._networks(gradient)
+        encoder_activations, mean, log_variance = self._encode(encoder, X)
+        std = np.exp(0.5 * log_variance)
+        latent = mean + std * noise
+        decoder_activations = forward(decoder, latent, self.activation)
+        reconstruction, output_gradient = self._reconstruction(X, decoder_activations[-1])
+        kl = 0.5 * np.sum(mean * mean + std * std - 1.0 - log_variance, axis=1)
+
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        row_scale = (weights / weights.sum()).astype(parameters.dtype)[:, np.newaxis]
+        output_gradient *= row_scale
+        latent_gradient = backward(
+            decoder, decoder_gradient, decoder_activations, output_gradient, self.activation
+        )
+        mean_gradient = latent_gradient - kl_weight * row_scale * mean
+        log_variance_gradient = 0.5 * (
+            latent_gradient * noise * std - kl_weight * row_scale * (std * std - 1.0)
+        )
+        backward(encoder, encoder_gradient, encoder_activations,
+                 np.concatenate([mean_gradient, log_variance_gradient], axis=1), self.activation)
+        return reconstruction - kl, gradient
+
+    def _elbo_terms(self, X_standardized, noise):
+        """Per-row reconstruction (mean over the noise draws) and KL, in float64."""
+        encoder, decoder = self._networks(self.parameters_.astype(np.float64))
+        _, mean, log_variance = self._encode(encoder, X_standardized)
+        std = np.exp(0.5 * log_variance)
+        n_rows, n_draws = X_standardized.shape[0], noise.shape[0]
+        latent = (mean[:, np.newaxis, :] + std[:, np.newaxis, :] * noise).reshape(-1, self.n_components)
+        decoded = forward(decoder, latent, self.activation)[-1]
+        repeated = np.repeat(X_standardized, n_draws, axis=0)
+        reconstruction = self._reconstruction(repeated, decoded)[0].reshape(n_rows, n_draws)
+        kl = 0.5 * np.sum(mean * mean + std * std - 1.0 - log_variance, axis=1)
+        return reconstruction, kl, latent.reshape(n_rows, n_draws, -1), log_variance
+
+    # ------------------------------------------------------------------ training
+
+    def _em_iteration(self, X, sample_weight):
+        """One epoch of minibatch Adam; returns the epoch's mean training ELBO."""
+        if self._training_data is None:
+            self._training_data = self._split_training_data(X, sample_weight)
+        data, weights = self._training_data["train"]
+        self._epoch += 1
+        kl_weight = min(1.0, self._epoch / self.kl_warmup) if self.kl_warmup else 1.0
+        order = self._random_state.permutation(data.shape[0])
+        total, total_weight = 0.0, 0.0
+        for start in range(0, data.shape[0], self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch_weights = None if weights is None else weights[rows]
+            noise = self._random_state.standard_normal(
+                size=(rows.size, self.n_components)
+            ).astype(data.dtype)
+            elbo, gradient = self._objective_and_gradient(
+                self.parameters_, data[rows], batch_weights, noise, kl_weight
+            )
+            self._optimizer.ascend(self.parameters_, gradient)
+            total += float(batch_weights @ elbo)
+            total_weight += float(batch_weights.sum())
+        jacobian = float(np.log(self.feature_scale_).sum())
+        if self._training_data["validation"] is not None:
+            held_out, held_out_weights = self._training_data["validation"]
+            reconstruction, kl, _, _ = self._elbo_terms(
+                held_out.astype(np.float64), self._score_noise[:8]
+            )
+            validation = np.average(reconstruction.mean(axis=1) - kl, weights=held_out_weights)
+            self.validation_bounds_ = np.append(self.validation_bounds_, validation - jacobian)
+        return total / total_weight - jacobian
+
+    def _check_convergence(self, lower_bound, previous_lower_bound):
+        """Stop after n_iter_no_change epochs without an improvement above tol."""
+        monitored = self.validation_bounds_[-1] if self.early_stopping else lower_bound
+        if monitored > self._best_monitored + self.tol:
+            self._epochs_without_improvement = 0
+        else:
+            self._epochs_without_improvement += 1
+        if monitored > self._best_monitored:
+            self._best_monitored = monitored
+            if self.early_stopping:
+                self._best_parameters = self.parameters_.copy()
+        return self._epochs_without_improvement >= self.n_iter_no_change
+
+    def _get_parameters(self):
+        parameters = super()._get_parameters()
+        if self._best_parameters is not None:
+            parameters["parameters_"] = self._best_parameters.copy()
+        return parameters
+
+    def _after_fit(self, X, sample_weight):
+        self._training_data = None
+
+    # ------------------------------------------------------------------ use
+
+    def _row_width(self):
+        hidden = sum(getattr(self, "_hidden_sizes", (0,)))
+        return self.n_importance_samples * (5 * self.n_features_in_ + 2 * hidden + 2 * self.n_components)
+
+    def _log_density(self, X):
+        """Importance-weighted bound with the fixed noise draws, in the user's units."""
+        noise = self._score_noise
+        X_standardized = self._standardize(X, np.float64)
+        reconstruction, _, latent, log_variance = self._elbo_terms(X_standardized, noise)
+        log_prior = -0.5 * np.sum(LOG_2PI + latent * latent, axis=2)
+        log_posterior = -0.5 * np.sum(
+            LOG_2PI + log_variance[:, np.newaxis, :] + noise * noise, axis=2
+        )
+        log_weights = reconstruction + log_prior - log_posterior
+        jacobian = np.log(self.feature_scale_).sum()
+        return logsumexp(log_weights, axis=1) - log(noise.shape[0]) - jacobian
+
+    def elbo_samples(self, X):
+        """The ELBO of each row with its two terms, for teaching and diagnosis.
+
+        The reconstruction term is averaged over ``n_importance_samples``
+        draws from q (the same draws for every row); the KL term is exact.
+        All in nats, in the user's units.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        terms : dict of ndarray of shape (n_samples,)
+            ``"elbo"``, ``"reconstruction"`` (E_q[log p(x|z)]) and ``"kl"``
+            (KL(q(z|x) || p(z))), with ``elbo = reconstruction - kl``.
+        """
+        X = self._validate_predict_data(X)
+        jacobian = np.log(self.feature_scale_).sum()
+
+        def terms(chunk):
+            reconstruction, kl, _, _ = self._elbo_terms(
+                self._standardize(chunk, np.float64), self._score_noise
+            )
+            return np.column_stack([reconstruction.mean(axis=1) - jacobian, kl])
+
+        reconstruction, kl = self._map_chunks(terms, X).T
+        return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
+
+    def transform(self, X):
+        """Posterior mean of the latent coordinates, ``mu(x)`` of the encoder.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, n_components)
+            Posterior means.
+        """
+        X = self._validate_predict_data(X)
+        encoder, _ = self._networks(self.parameters_.astype(np.float64))
+        latent = self._map_chunks(
+            lambda chunk: self._encode(encoder, self._standardize(chunk, np.float64))[1], X
+        )
+        return latent.astype(X.dtype, copy=False)
+
+    def _decode(self, latent):
+        """Decoder mean and, for the Gaussian, variance, in the user's units."""
+        _, decoder = self._networks(self.parameters_.astype(np.float64))
+        decoded = forward(decoder, latent, self.activation)[-1]
+        if self.likelihood == "bernoulli":
+            return expit(decoded), None
+        n_features = self.n_features_in_
+        mean = decoded[:, :n_features] * self.feature_scale_ + self.feature_mean_
+        variance = (self.variance_floor + np.logaddexp(0, decoded[:, n_features:]))
+        return mean, variance * self.feature_scale_**2
+
+    def inverse_transform(self, Z):
+        """Decoder mean of latent coordinates.
+
+        Parameters
+        ----------
+        Z : array-like of shape (n_samples, n_components)
+            Latent coordinates.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            The mean of p(x|z) (probabilities for 'bernoulli').
+        """
+        check_is_fitted(self)
+        Z = check_array(Z, input_name="Z")
+        if Z.shape[1] != self.n_components:
+            raise ValueError(
+                f"Z has {Z.shape[1]} columns, but the model has {self.n_components} "
+                "latent dimensions."
+            )
+        return self._decode(Z)[0]
+
+    def _sample(self, n_samples, random_state):
+        latent = random_state.standard_normal(size=(n_samples, self.n_components))
+        mean, variance = self._decode(latent)
+        if self.likelihood == "bernoulli":
+            return (random_state.uniform(size=mean.shape) < mean).astype(np.float64), latent
+        return mean + np.sqrt(variance) * random_state.standard_normal(size=mean.shape), latent
+
+    @property
+    def _n_features_out(self):
+        return self.n_components
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        tags.non_deterministic = False
+        return tags
