@@ -1,0 +1,204 @@
+"""AmortizedVAE: gradients, the bound against closed forms, and its use as a density."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from scipy.stats import multivariate_normal
+from sklearn.datasets import load_breast_cancer, load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
+from skem._mlp import forward
+from skem._vae import moment_matched_normal
+
+
+def fitted_vae(likelihood, activation, hidden=(7, 6), seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(size=(30, 5)) if likelihood == "bernoulli" else rng.normal(size=(30, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae = AmortizedVAE(3, hidden_layer_sizes=hidden, activation=activation,
+                           likelihood=likelihood, max_iter=2, training_dtype="float64",
+                           random_state=seed).fit(X)
+    return vae, vae._standardize(X, np.float64)
+
+
+def objective(vae, parameters, X, weights, noise, kl_weight):
+    """The training objective, computed forward only."""
+    encoder, decoder = vae._networks(parameters)
+    _, mean, log_variance = vae._encode(encoder, X)
+    std = np.exp(0.5 * log_variance)
+    decoded = forward(decoder, mean + std * noise, vae.activation)[-1]
+    reconstruction, _ = vae._reconstruction(X, decoded)
+    kl = 0.5 * np.sum(mean**2 + std**2 - 1 - log_variance, axis=1)
+    return np.sum(weights * (reconstruction - kl_weight * kl)) / weights.sum()
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_gradients_match_finite_differences_in_every_parameter_block(likelihood, activation):
+    vae, X = fitted_vae(likelihood, activation)
+    rng = np.random.RandomState(1)
+    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
+    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    _, gradient = vae._objective_and_gradient(parameters, X, weights, noise, 0.7)
+    numeric = np.empty_like(parameters)
+    for i in range(parameters.size):
+        step = np.zeros_like(parameters)
+        step[i] = 1e-6
+        numeric[i] = (objective(vae, parameters + step, X, weights, noise, 0.7)
+                      - objective(vae, parameters - step, X, weights, noise, 0.7)) / 2e-6
+    encoder, decoder = vae._networks(np.arange(parameters.size))
+    for weight, bias in encoder + decoder:
+        for block in (weight.ravel(), bias):
+            error = np.abs(numeric[block] - gradient[block]).max()
+            assert error <= 1e-6 * np.abs(gradient).max()
+
+
+def linear_gaussian_vae():
+    """A VAE trained on PPCA data with affine networks and a constant decoder variance."""
+    rng = np.random.RandomState(0)
+    loadings = rng.normal(size=(6, 2)) * 2
+    X = rng.normal(size=(4000, 2)) @ loadings.T + 0.5 * rng.normal(size=(4000, 6)) + 3
+    X_train, X_test = X[:2000], X[2000:]
+    vae = AmortizedVAE(2, hidden_layer_sizes=(), random_state=0, max_iter=2000).fit(X_train)
+    return vae, X_train, X_test
+
+
+@pytest.fixture(scope="module")
+def linear_case():
+    return linear_gaussian_vae()
+
+
+def test_trained_linear_vae_approaches_the_ppca_optimum(linear_case):
+    vae, X_train, X_test = linear_case
+    two, one = (ProbabilisticPCA(q).fit(X_train).score(X_test) for q in (2, 1))
+    assert abs(vae.score(X_test) - two) < 0.1 * abs(two - one)
+
+
+def test_bounds_stay_below_the_closed_form_and_tighten_with_more_samples(linear_case):
+    vae, _, X_test = linear_case
+    vae = pickle.loads(pickle.dumps(vae))
+    _, decoder = vae._networks(vae.parameters_)
+    weight, bias = decoder[0]
+    n_features = X_test.shape[1]
+    weight[:, n_features:] = 0.0  # constant decoder variance: a linear-Gaussian model
+    loadings, offset = weight[:, :n_features].astype(float), bias[:n_features].astype(float)
+    variance = vae.variance_floor + np.logaddexp(0, bias[n_features:].astype(float))
+    scale = vae.feature_scale_
+    covariance = (loadings.T @ loadings + np.diag(variance)) * np.outer(scale, scale)
+    exact = multivariate_normal(offset * scale + vae.feature_mean_, covariance).logpdf(X_test)
+
+    assert vae.elbo_samples(X_test)["elbo"].mean() < exact.mean()
+    errors = []
+    for n_draws in (1, 10, 100, 1000, 10000):
+        vae._score_noise = moment_matched_normal(n_draws, 2, np.random.RandomState(1))
+        estimate = vae.score_samples(X_test)
+        assert estimate.mean() < exact.mean() + 3 * estimate.std() / np.sqrt(len(X_test))
+        errors.append(np.abs(estimate - exact).mean())
+    assert errors[-1] < errors[0] / 20
+    assert errors[-1] < 2e-3
+
+
+def test_scores_are_per_row_deterministic_and_finite():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
+    scores = vae.score_samples(X)
+    assert_array_equal(vae.score_samples(X[::-1]), scores[::-1])
+    assert_allclose(vae.score_samples(X[5:6]), scores[5:6], rtol=1e-12)
+    assert np.all(np.isfinite(vae.score_samples(X * 1e3)))
+    again = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
+    assert_array_equal(again.score_samples(X), scores)
+
+
+def test_scores_are_in_the_users_units():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
+    scaled = AmortizedVAE(4, max_iter=20, random_state=0).fit(X * 10.0)
+    assert_allclose(scaled.score_samples(X * 10.0), vae.score_samples(X) - X.shape[1] * np.log(10.0),
+                    rtol=1e-4)
+
+
+def test_digits_held_out_likelihood_beats_mixtures_and_ppca():
+    """Default settings, only n_components: the table the issue asks for."""
+    pixels = load_digits().data
+    X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
+    X_train, X_test = train_test_split(X, random_state=0)
+    vae = AmortizedVAE(10, random_state=0).fit(X_train)
+    best_mixture = max(
+        EMGaussianMixture(k, covariance_type="diag", random_state=0).fit(X_train).score(X_test)
+        for k in (20, 50)
+    )
+    best_ppca = ProbabilisticPCA(63).fit(X_train).score(X_test)
+    assert vae.score(X_test) > max(best_mixture, best_ppca)
+
+
+def test_anomaly_detection_in_a_pipeline_at_least_as_good_as_a_gaussian_mixture():
+    data = load_breast_cancer()
+    benign, malignant = data.data[data.target == 1], data.data[data.target == 0]
+    train, test_normal = train_test_split(benign, random_state=0)
+    test = np.vstack([test_normal, malignant])
+    is_anomaly = np.r_[np.zeros(len(test_normal)), np.ones(len(malignant))]
+    auc = {}
+    for name, model in {"vae": AmortizedVAE(4, random_state=0),
+                        "gmm": EMGaussianMixture(2, random_state=0)}.items():
+        scores = make_pipeline(StandardScaler(), model).fit(train).score_samples(test)
+        assert np.all(np.isfinite(scores))
+        auc[name] = roc_auc_score(is_anomaly, -scores)
+    assert auc["vae"] >= auc["gmm"] - 0.01
+
+
+def test_early_stopping_records_validation_bounds_and_keeps_the_best_epoch():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(4, max_iter=60, n_iter_no_change=5, random_state=0).fit(X)
+    assert vae.validation_bounds_.shape == vae.lower_bounds_.shape
+    assert vae.n_iter_ < 60 and vae.converged_
+    assert np.argmax(vae.validation_bounds_) == vae.n_iter_ - 1 - 5
+
+
+def test_bernoulli_likelihood_on_binary_images():
+    X = (load_digits().data > 7).astype(float)
+    vae = AmortizedVAE(8, likelihood="bernoulli", max_iter=50, random_state=0).fit(X)
+    samples, latent = vae.sample(5, random_state=0)
+    assert set(np.unique(samples)) <= {0.0, 1.0} and latent.shape == (5, 8)
+    probabilities = vae.inverse_transform(vae.transform(X[:5]))
+    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    assert vae.score(X) > X.shape[1] * np.log(0.5)
+    with pytest.raises(ValueError, match="needs data in \\[0, 1\\]"):
+        AmortizedVAE(likelihood="bernoulli").fit(X * 2)
+
+
+def test_elbo_terms_add_up_and_transform_is_the_encoder_mean():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(3, max_iter=10, random_state=0).fit(X)
+    terms = vae.elbo_samples(X)
+    assert_allclose(terms["elbo"], terms["reconstruction"] - terms["kl"])
+    assert np.all(terms["kl"] >= 0)
+    encoder, _ = vae._networks(vae.parameters_.astype(float))
+    assert_allclose(vae.transform(X), vae._encode(encoder, vae._standardize(X, float))[1])
+    assert vae.parameters_.dtype == np.float32
+    assert vae.transform(X.astype(np.float32)).dtype == np.float32
+
+
+def test_bad_parameters_raise_value_error():
+    X = np.random.RandomState(0).normal(size=(20, 3))
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        AmortizedVAE(hidden_layer_sizes=(4, 0)).fit(X)
+    with pytest.raises(ValueError, match="likelihood"):
+        AmortizedVAE(likelihood="poisson").fit(X)
+    with pytest.raises(ValueError, match="Z has 3 columns"):
+        AmortizedVAE(2, max_iter=2).fit(X).inverse_transform(np.zeros((1, 3)))
+
+
+def test_moment_matched_noise_has_exact_first_two_moments():
+    noise = moment_matched_normal(50, 3, np.random.RandomState(0))
+    assert_allclose(noise.mean(axis=0), 0.0, atol=1e-12)
+    assert_allclose(noise.T @ noise / 50, np.eye(3), atol=1e-12)
+    assert_array_equal(moment_matched_normal(1, 3, np.random.RandomState(0)), np.zeros((1, 3)))
