@@ -54,23 +54,30 @@ def forward(layers, inputs, activation):
     return activations
 
 
-def backward(layers, gradients, activations, output_gradient, activation):
-    """Accumulate parameter gradients into ``gradients``; return the input gradient.
+def backward(layers, gradients, activations, output_gradient, activation, input_gradient=True):
+    """Write the parameter gradients into ``gradients``; return the input gradient.
 
     ``output_gradient`` is the gradient of the objective with respect to the
-    network's output; ``gradients`` are views laid out as ``layers``.
+    network's output; ``gradients`` are views laid out as ``layers``, each
+    overwritten (every parameter gets exactly one contribution). With
+    ``input_gradient=False`` the last product, by the first weight matrix,
+    is skipped and None is returned.
     """
     delta = output_gradient
     for index in range(len(layers) - 1, -1, -1):
         weight, _ = layers[index]
         weight_gradient, bias_gradient = gradients[index]
-        weight_gradient += activations[index].T @ delta
-        bias_gradient += delta.sum(axis=0)
+        np.matmul(activations[index].T, delta, out=weight_gradient)
+        np.sum(delta, axis=0, out=bias_gradient)
+        if index == 0 and not input_gradient:
+            return None
         delta = delta @ weight.T
         if index > 0:
             hidden = activations[index]
             if activation == "tanh":
-                delta *= 1.0 - hidden * hidden
+                derivative = np.square(hidden)
+                np.subtract(1.0, derivative, out=derivative)
+                delta *= derivative
             else:
                 delta *= hidden > 0
     return delta

@@ -332,7 +332,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         row per row of X. Used for training and checked by finite differences.
         """
         encoder, decoder = self._networks(parameters)
-        gradient = np.zeros_like(parameters)
+        gradient = np.empty_like(parameters)
         encoder_gradient, decoder_gradient = self._networks(gradient)
         encoder_activations, mean, log_variance = self._encode(encoder, X)
         std = np.exp(0.5 * log_variance)
@@ -352,7 +352,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             latent_gradient * noise * std - kl_weight * row_scale * (std * std - 1.0)
         )
         backward(encoder, encoder_gradient, encoder_activations,
-                 np.concatenate([mean_gradient, log_variance_gradient], axis=1), self.activation)
+                 np.concatenate([mean_gradient, log_variance_gradient], axis=1), self.activation,
+                 input_gradient=False)
         return reconstruction - kl, gradient
 
     def _elbo_terms(self, X_standardized, noise):

@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from . import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
+from . import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
 from .datasets import make_low_rank_mixture
 
 
@@ -111,6 +111,35 @@ def demo_mixture_of_ppca(out=sys.stdout):
     print(f"  adjusted Rand index of held-out clusters: {agreement:.3f}", file=out)
 
 
+def demo_vae(out=sys.stdout):
+    """Train AmortizedVAE on dequantised digits: ELBO per epoch, held-out scores."""
+    rng = np.random.RandomState(1)
+    pixels = load_digits().data
+    X_train, X_test = train_test_split(pixels + rng.uniform(size=pixels.shape), random_state=0)
+    print(
+        f"\nAmortizedVAE on digits ({X_train.shape[0]} training and {X_test.shape[0]} "
+        "held-out images, dequantised), 10 latent dimensions, default settings",
+        file=out,
+    )
+    vae = AmortizedVAE(10, random_state=0).fit(X_train)
+    print("  epoch   training ELBO   validation ELBO (nats per image)", file=out)
+    for epoch in range(0, vae.n_iter_, 25):
+        print(f"  {epoch + 1:5d}   {vae.lower_bounds_[epoch]:13.3f}   "
+              f"{vae.validation_bounds_[epoch]:15.3f}", file=out)
+    print(f"  stopped after {vae.n_iter_} epochs, keeping the best validation epoch", file=out)
+    terms = vae.elbo_samples(X_test)
+    mixture = EMGaussianMixture(50, covariance_type="diag", random_state=0).fit(X_train)
+    print(
+        f"  held-out ELBO {terms['elbo'].mean():.2f} = reconstruction "
+        f"{terms['reconstruction'].mean():.2f} - KL {terms['kl'].mean():.2f}; "
+        f"importance-weighted log-likelihood {vae.score(X_test):.2f}",
+        file=out,
+    )
+    print(f"  EMGaussianMixture(50, 'diag'): {mixture.score(X_test):.2f}; "
+          f"ProbabilisticPCA(40): {ProbabilisticPCA(40).fit(X_train).score(X_test):.2f}",
+          file=out)
+
+
 def run_demo(args, out=sys.stdout):
     print(f"skem {__version__} demo: EM models on data bundled with scikit-learn\n", file=out)
     with warnings.catch_warnings():
@@ -118,6 +147,7 @@ def run_demo(args, out=sys.stdout):
         demo_gaussian_mixture(out)
         demo_probabilistic_pca(out)
         demo_mixture_of_ppca(out)
+        demo_vae(out)
     return 0
 
 

@@ -85,7 +85,7 @@ def test_trained_linear_vae_approaches_the_ppca_optimum(linear_case):
 
 def test_bounds_stay_below_the_closed_form_and_tighten_with_more_samples(linear_case):
     vae, _, X_test = linear_case
-    vae = pickle.loads(pickle.dumps(vae))
+    vae, X_test = pickle.loads(pickle.dumps(vae)), X_test[:500]
     _, decoder = vae._networks(vae.parameters_)
     weight, bias = decoder[0]
     n_features = X_test.shape[1]
@@ -98,7 +98,7 @@ def test_bounds_stay_below_the_closed_form_and_tighten_with_more_samples(linear_
 
     assert vae.elbo_samples(X_test)["elbo"].mean() < exact.mean()
     errors = []
-    for n_draws in (1, 10, 100, 1000, 10000):
+    for n_draws in (1, 10, 100, 1000, 5000):
         vae._score_noise = moment_matched_normal(n_draws, 2, np.random.RandomState(1))
         estimate = vae.score_samples(X_test)
         assert estimate.mean() < exact.mean() + 3 * estimate.std() / np.sqrt(len(X_test))
