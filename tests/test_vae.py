@@ -202,3 +202,14 @@ def test_moment_matched_noise_has_exact_first_two_moments():
     assert_allclose(noise.mean(axis=0), 0.0, atol=1e-12)
     assert_allclose(noise.T @ noise / 50, np.eye(3), atol=1e-12)
     assert_array_equal(moment_matched_normal(1, 3, np.random.RandomState(0)), np.zeros((1, 3)))
+
+
+def test_set_output_and_feature_names():
+    from sklearn.datasets import load_iris
+
+    X = load_iris(as_frame=True).data
+    vae = AmortizedVAE(2, max_iter=5, random_state=0).set_output(transform="pandas")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        frame = vae.fit(X).transform(X)
+    assert list(frame.columns) == ["amortizedvae0", "amortizedvae1"]
