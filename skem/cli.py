@@ -1,11 +1,15 @@
-"""The ``skem`` command line: ``skem demo`` fits the models on bundled data.
+"""The ``skem`` command line: a demo on bundled data, and fit/score on CSV files.
 
-Every data set used here ships with scikit-learn, so the demo needs no network.
+Every data set the demo uses ships with scikit-learn, so it needs no network.
 """
 
 import argparse
+import ast
+import csv
 import sys
 import warnings
+
+import joblib
 
 import numpy as np
 from sklearn.datasets import load_digits, load_wine
@@ -24,7 +28,7 @@ def _print_bounds(lower_bounds, out):
         print(f"  {iteration:9d}   {bound: .6f}", file=out)
 
 
-def demo_gaussian_mixture(out=sys.stdout):
+def demo_gaussian_mixture(out=None):
     """Fit EMGaussianMixture on the wine data and report bound, scores and BIC."""
     data = load_wine()
     X_train, X_test, y_train, y_test = train_test_split(
@@ -60,7 +64,7 @@ def demo_gaussian_mixture(out=sys.stdout):
           file=out)
 
 
-def demo_probabilistic_pca(out=sys.stdout):
+def demo_probabilistic_pca(out=None):
     """Fit ProbabilisticPCA on dequantised digits, with and without missing values."""
     rng = np.random.RandomState(0)
     pixels = load_digits().data
@@ -91,7 +95,7 @@ def demo_probabilistic_pca(out=sys.stdout):
           f"(complete data: {scores[20]:.3f})", file=out)
 
 
-def demo_mixture_of_ppca(out=sys.stdout):
+def demo_mixture_of_ppca(out=None):
     """Mixture of PPCA against full-covariance Gaussians where the rows are few."""
     n_features, n_latent, n_components = 100, 3, 4
     X, labels = make_low_rank_mixture(120, n_features, n_components, n_latent, random_state=0)
@@ -111,7 +115,7 @@ def demo_mixture_of_ppca(out=sys.stdout):
     print(f"  adjusted Rand index of held-out clusters: {agreement:.3f}", file=out)
 
 
-def demo_vae(out=sys.stdout):
+def demo_vae(out=None):
     """Train AmortizedVAE on dequantised digits: ELBO per epoch, held-out scores."""
     rng = np.random.RandomState(1)
     pixels = load_digits().data
@@ -140,7 +144,7 @@ def demo_vae(out=sys.stdout):
           file=out)
 
 
-def run_demo(args, out=sys.stdout):
+def run_demo(args, out=None):
     print(f"skem {__version__} demo: EM models on data bundled with scikit-learn\n", file=out)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
@@ -151,6 +155,149 @@ def run_demo(args, out=sys.stdout):
     return 0
 
 
+MODELS = {
+    "gmm": EMGaussianMixture,
+    "ppca": ProbabilisticPCA,
+    "mppca": MixtureOfPPCA,
+    "vae": AmortizedVAE,
+}
+MODELS.update({cls.__name__.lower(): cls for cls in list(MODELS.values())})
+
+
+class CommandError(Exception):
+    """A user error reported as one line, without a traceback."""
+
+
+def read_csv(path, n_features=None):
+    """Numeric rows of a CSV file; an optional first row of column names.
+
+    Empty fields are missing values (NaN). Raises CommandError naming the
+    line and column of the first problem.
+    """
+    try:
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row]
+    except OSError as error:
+        raise CommandError(f"cannot read {path}: {error.strerror}") from None
+    except (csv.Error, UnicodeDecodeError) as error:
+        raise CommandError(f"{path} is not a readable CSV file: {error}") from None
+    if not rows:
+        raise CommandError(f"{path} has no rows")
+    header = None
+    if not all(_is_number(field) for field in rows[0]):
+        header, rows = [name.strip() for name in rows[0]], rows[1:]
+    if not rows:
+        raise CommandError(f"{path} has a header but no data rows")
+    width = len(header) if header else len(rows[0])
+    first_line = 2 if header else 1
+    values = np.empty((len(rows), width))
+    for index, row in enumerate(rows):
+        line = index + first_line
+        if len(row) != width:
+            raise CommandError(f"{path}, line {line}: {len(row)} fields, expected {width}")
+        for column, field in enumerate(row):
+            if not _is_number(field):
+                raise CommandError(
+                    f"{path}, line {line}, column {column + 1}: {field.strip()!r} is not a number"
+                )
+            values[index, column] = float(field) if field.strip() else np.nan
+    if n_features is not None and width != n_features:
+        raise CommandError(f"{path} has {width} columns but the model expects {n_features}")
+    return values, header
+
+
+def _is_number(field):
+    if not field.strip():
+        return True
+    try:
+        float(field)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_params(pairs):
+    """``key=value`` strings to keyword arguments; values are Python literals if they parse."""
+    params = {}
+    for pair in pairs or []:
+        key, separator, text = pair.partition("=")
+        if not separator or not key.strip():
+            raise CommandError(f"--param expects key=value, got {pair!r}")
+        try:
+            params[key.strip()] = ast.literal_eval(text.strip())
+        except (ValueError, SyntaxError):
+            params[key.strip()] = text.strip()
+    return params
+
+
+def run_fit(args, out=None):
+    model_class = MODELS.get(args.model.lower())
+    if model_class is None:
+        raise CommandError(
+            f"unknown model {args.model!r}; choose one of {', '.join(sorted(MODELS))}"
+        )
+    params = parse_params(args.param)
+    unknown = set(params) - set(model_class().get_params())
+    if unknown:
+        raise CommandError(f"{model_class.__name__} has no parameter {sorted(unknown)[0]!r}")
+    X, header = read_csv(args.data)
+    model = model_class(**params)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.fit(X)
+        except (ValueError, TypeError) as error:
+            raise CommandError(f"cannot fit {model_class.__name__}: {error}") from None
+    for warning in caught:
+        print(f"skem fit: warning: {warning.message}", file=sys.stderr)
+    training_scores = np.sort(model.score_samples(X))
+    joblib.dump({"model": model, "columns": header, "training_scores": training_scores},
+                args.out)
+    status = "converged" if model.converged_ else "did not converge"
+    print(f"fitted {model_class.__name__} on {X.shape[0]} rows x {X.shape[1]} columns: "
+          f"{model.n_iter_} iterations, {status}, mean log-likelihood "
+          f"{training_scores.mean():.4f}; saved to {args.out}", file=out)
+    return 0
+
+
+def run_score(args, out=None):
+    try:
+        bundle = joblib.load(args.model)
+        model, training_scores = bundle["model"], bundle["training_scores"]
+    except FileNotFoundError:
+        raise CommandError(f"cannot read {args.model}: no such file") from None
+    except Exception:  # any file that is not a model saved by ``skem fit``
+        raise CommandError(f"{args.model} is not a model saved by 'skem fit'") from None
+    X, _ = read_csv(args.data, n_features=model.n_features_in_)
+    try:
+        scores = model.score_samples(X)
+    except ValueError as error:
+        raise CommandError(f"cannot score {args.data}: {error}") from None
+    columns = [scores]
+    names = ["log_density"]
+    if args.contamination is not None:
+        threshold = np.quantile(training_scores, args.contamination)
+        columns.append((scores < threshold).astype(int))
+        names.append("anomaly")
+    destination = open(args.out, "w", newline="") if args.out else (out or sys.stdout)
+    try:
+        writer = csv.writer(destination)
+        writer.writerow(names)
+        for row in zip(*columns):
+            writer.writerow([f"{row[0]:.10g}", *row[1:]])
+    finally:
+        if args.out:
+            destination.close()
+    return 0
+
+
+def _contamination(text):
+    value = float(text)
+    if not 0 < value < 0.5:
+        raise argparse.ArgumentTypeError(f"must be in (0, 0.5), got {text}")
+    return value
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="skem", description="Latent-variable models trained by EM, from the shell."
@@ -159,14 +306,34 @@ def build_parser():
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="fit the models on bundled data and report")
     demo.set_defaults(run=run_demo)
+
+    fit = commands.add_parser("fit", help="fit a model on a CSV file and save it")
+    fit.add_argument("model", help=f"one of {', '.join(sorted(MODELS))}")
+    fit.add_argument("data", help="CSV file of numbers, optionally with a header row")
+    fit.add_argument("--param", action="append", metavar="KEY=VALUE",
+                     help="a model parameter, e.g. n_components=3 (repeatable)")
+    fit.add_argument("--out", required=True, help="where to save the model (joblib)")
+    fit.set_defaults(run=run_fit)
+
+    score = commands.add_parser("score", help="write per-row log-densities of a CSV file")
+    score.add_argument("model", help="a model saved by 'skem fit'")
+    score.add_argument("data", help="CSV file with the model's columns")
+    score.add_argument("--contamination", type=_contamination, default=None,
+                       help="also flag rows less likely than this share of training rows")
+    score.add_argument("--out", help="CSV file to write (default: standard output)")
+    score.set_defaults(run=run_score)
     return parser
 
 
 def main(argv=None):
     """Entry point of the ``skem`` console script."""
-    args = build_parser().parse_args(argv)
-    np.set_printoptions(precision=4, suppress=True)
-    return args.run(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except CommandError as error:
+        print(f"skem {args.command}: error: {error}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
