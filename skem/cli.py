@@ -8,6 +8,7 @@ import ast
 import csv
 import sys
 import warnings
+from pathlib import Path
 
 import joblib
 
@@ -62,6 +63,7 @@ def demo_gaussian_mixture(out=None):
     listing = ", ".join(f"{k}: {v:.0f}" for k, v in bics.items())
     print(f"  BIC by number of components: {listing} -> best {min(bics, key=bics.get)}",
           file=out)
+    return {"gaussian_mixture": model, "wine": (X_train, y_train), "params": params}
 
 
 def demo_probabilistic_pca(out=None):
@@ -93,6 +95,7 @@ def demo_probabilistic_pca(out=None):
               f"{model.lower_bound_:.6f}", file=out)
     print(f"  held-out mean log-likelihood: {model.score(X_test):.3f} "
           f"(complete data: {scores[20]:.3f})", file=out)
+    return {"ppca_missing": model}
 
 
 def demo_mixture_of_ppca(out=None):
@@ -113,18 +116,22 @@ def demo_mixture_of_ppca(out=None):
           f"{mixture._n_parameters()} parameters; EMGaussianMixture(full): "
           f"{full.score(X_test):.4g} nats with {full._n_parameters()}", file=out)
     print(f"  adjusted Rand index of held-out clusters: {agreement:.3f}", file=out)
+    return {"mixture_of_ppca": mixture, "low_rank": (X_test, y_test)}
 
 
 def demo_vae(out=None):
     """Train AmortizedVAE on dequantised digits: ELBO per epoch, held-out scores."""
     rng = np.random.RandomState(1)
-    pixels = load_digits().data
-    X_train, X_test = train_test_split(pixels + rng.uniform(size=pixels.shape), random_state=0)
+    digits = load_digits()
+    X_train, X_test, _, y_test = train_test_split(
+        digits.data + rng.uniform(size=digits.data.shape), digits.target, random_state=0
+    )
     print(
         f"\nAmortizedVAE on digits ({X_train.shape[0]} training and {X_test.shape[0]} "
         "held-out images, dequantised), 10 latent dimensions, default settings",
         file=out,
     )
+    print("  training (a few seconds)...", file=out or sys.stdout, flush=True)
     vae = AmortizedVAE(10, random_state=0).fit(X_train)
     print("  epoch   training ELBO   validation ELBO (nats per image)", file=out)
     for epoch in range(0, vae.n_iter_, 25):
@@ -142,17 +149,60 @@ def demo_vae(out=None):
     print(f"  EMGaussianMixture(50, 'diag'): {mixture.score(X_test):.2f}; "
           f"ProbabilisticPCA(40): {ProbabilisticPCA(40).fit(X_train).score(X_test):.2f}",
           file=out)
+    return {"vae": vae, "digits": (X_test, y_test)}
 
 
 def run_demo(args, out=None):
-    print(f"skem {__version__} demo: EM models on data bundled with scikit-learn\n", file=out)
+    print(f"skem {__version__} demo: EM models on data bundled with scikit-learn", file=out)
+    fitted = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        demo_gaussian_mixture(out)
-        demo_probabilistic_pca(out)
-        demo_mixture_of_ppca(out)
-        demo_vae(out)
+        for section in (demo_gaussian_mixture, demo_probabilistic_pca, demo_mixture_of_ppca,
+                        demo_vae):
+            fitted.update(section(out))
+    if args.plot:
+        for path in write_demo_figures(fitted, args.plot):
+            print(f"wrote {path}", file=out)
     return 0
+
+
+def write_demo_figures(fitted, directory):
+    """The demo's figures as PNG files in ``directory``; returns their paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from . import plotting
+
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    X_wine, y_wine = fitted["wine"]
+    X_low_rank, y_low_rank = fitted["low_rank"]
+    X_digits, y_digits = fitted["digits"]
+    figures = {
+        "gaussian_mixture_bound.png": lambda ax: plotting.plot_lower_bounds(
+            fitted["gaussian_mixture"], ax=ax),
+        "gaussian_mixture_hill_climbing.png": lambda ax: plotting.plot_hill_climbing(
+            EMGaussianMixture(**fitted["params"]), X_wine, ax=ax),
+        "gaussian_mixture_ellipses.png": lambda ax: plotting.plot_mixture_ellipses(
+            fitted["gaussian_mixture"], X_wine, dimensions=(0, 6), ax=ax),
+        "ppca_missing_values_bound.png": lambda ax: plotting.plot_lower_bounds(
+            fitted["ppca_missing"], ax=ax),
+        "mixture_of_ppca_latent_space.png": lambda ax: plotting.plot_latent_space(
+            fitted["mixture_of_ppca"], X_low_rank, y_low_rank, ax=ax),
+        "vae_bounds.png": lambda ax: plotting.plot_lower_bounds(fitted["vae"], ax=ax),
+        "vae_latent_space.png": lambda ax: plotting.plot_latent_space(
+            fitted["vae"], X_digits, y_digits, ax=ax),
+    }
+    paths = []
+    for name, draw in figures.items():
+        figure, ax = plt.subplots(figsize=(6, 4.5))
+        draw(ax)
+        figure.tight_layout()
+        figure.savefig(Path(directory) / name, dpi=100)
+        plt.close(figure)
+        paths.append(Path(directory) / name)
+    return paths
 
 
 MODELS = {
@@ -305,6 +355,7 @@ def build_parser():
     parser.add_argument("--version", action="version", version=f"skem {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="fit the models on bundled data and report")
+    demo.add_argument("--plot", metavar="DIR", help="also write the figures as PNG files in DIR")
     demo.set_defaults(run=run_demo)
 
     fit = commands.add_parser("fit", help="fit a model on a CSV file and save it")

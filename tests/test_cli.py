@@ -28,12 +28,17 @@ def test_demo_prints_the_bound_per_iteration_and_held_out_scores():
     assert "best 3" in report
 
 
-def test_console_entry_point_runs_the_demo_and_exits_zero():
+def test_console_entry_point_runs_the_demo_and_writes_its_figures(tmp_path):
     completed = subprocess.run(
-        [sys.executable, "-m", "skem", "demo"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "skem", "demo", "--plot", str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "EMGaussianMixture" in completed.stdout
+    for model in ("EMGaussianMixture", "ProbabilisticPCA", "MixtureOfPPCA", "AmortizedVAE"):
+        assert model in completed.stdout
+    figures = sorted(path.name for path in tmp_path.glob("*.png"))
+    assert len(figures) == 7 and "gaussian_mixture_hill_climbing.png" in figures
+    assert all(path.stat().st_size > 10_000 for path in tmp_path.glob("*.png"))
 
 
 def test_version_and_missing_command(capsys):

@@ -1,0 +1,65 @@
+"""skem.plotting draws the models' own numbers; a clear error without matplotlib."""
+
+import sys
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+from sklearn.datasets import load_iris
+
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+
+from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA  # noqa: E402
+from skem import plotting  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    matplotlib.pyplot.close("all")
+
+
+def test_lower_bounds_plot_draws_the_bound_history():
+    X = load_iris().data
+    model = EMGaussianMixture(3, random_state=0).fit(X)
+    ax = plotting.plot_lower_bounds(model)
+    assert_allclose(ax.lines[0].get_ydata(), model.lower_bounds_)
+    vae = AmortizedVAE(2, max_iter=15, random_state=0).fit(X)
+    ax = plotting.plot_lower_bounds(vae)
+    assert_allclose(ax.lines[1].get_ydata(), vae.validation_bounds_)
+
+
+def test_em_half_steps_climb_and_the_e_step_closes_the_gap():
+    X = load_iris().data
+    trace = plotting.em_half_steps(EMGaussianMixture(3, reg_covar=0.0, random_state=1), X, 8)
+    before, bound, after = (trace[name] for name in
+                            ("log_likelihood", "bound_after_m_step", "log_likelihood_after_m_step"))
+    assert np.all(bound >= before - 1e-12)
+    assert np.all(after >= bound - 1e-12)
+    assert_allclose(before[1:], after[:-1], rtol=1e-12)
+    reference = EMGaussianMixture(3, reg_covar=0.0, random_state=1, max_iter=8, tol=0)
+    with pytest.warns(Warning):
+        reference.fit(X)
+    assert_allclose(before, reference.lower_bounds_, rtol=1e-10)
+    ax = plotting.plot_hill_climbing(EMGaussianMixture(3, random_state=1), X, n_iter=4)
+    assert len(ax.lines) == 2
+
+
+def test_ellipses_and_latent_space():
+    X = load_iris().data
+    model = EMGaussianMixture(3, covariance_type="diag", random_state=0).fit(X)
+    ax = plotting.plot_mixture_ellipses(model, X, dimensions=(2, 3))
+    assert len(ax.patches) == 2 * 3
+    assert_allclose(ax.patches[0].center, model.means_[0, [2, 3]])
+    ppca = ProbabilisticPCA(2).fit(X)
+    ax = plotting.plot_latent_space(ppca, X, load_iris().target)
+    assert_allclose(ax.collections[0].get_offsets(), ppca.transform(X))
+
+
+def test_missing_matplotlib_gives_a_clear_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)
+    model = EMGaussianMixture(2, random_state=0).fit(load_iris().data)
+    with pytest.raises(ImportError, match=r"pip install 'skem\[plot\]'"):
+        plotting.plot_lower_bounds(model)
