@@ -1,4 +1,49 @@
-"""Sphinx configuration (placeholder until the documentation issue)."""
+"""Sphinx configuration of the skem documentation.
+
+Build with warnings as errors:  python -m sphinx -W -b html doc doc/_build/html
+"""
+
+import os
+import sys
+
+import skem
+
+sys.path.insert(0, os.path.abspath(".."))
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 project = "skem"
-extensions = ["sphinx.ext.autodoc"]
+author = "the skem developers"
+copyright = "2026, the skem developers"
+release = version = skem.__version__
+
+extensions = [
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.mathjax",
+    "numpydoc",
+    "matplotlib.sphinxext.plot_directive",
+    "sphinx_gallery.gen_gallery",
+]
+
+autosummary_generate = True
+numpydoc_show_class_members = False
+numpydoc_class_members_toctree = False
+autodoc_default_options = {"members": True, "inherited-members": True}
+exclude_patterns = ["_build", "examples/README.txt"]
+templates_path = []
+html_theme = "alabaster"
+html_static_path = []
+
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 90)]
+
+sphinx_gallery_conf = {
+    "examples_dirs": "examples",
+    "gallery_dirs": "auto_examples",
+    "filename_pattern": r"/plot_",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "abort_on_example_error": True,
+}

@@ -106,7 +106,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         Epochs over which the weight of the KL term rises linearly to one
         (``lower_bounds_`` always reports the true ELBO).
     n_importance_samples : int, default=100
-        Draws from q per row in ``score_samples`` and ``elbo_samples``.
+        Draws from q per row in ``score_samples`` and ``elbo_samples``; it
+        can be changed after fit with ``set_params`` (no refit needed).
     training_dtype : {'float32', 'float64'}, default='float32'
         Precision of training.
     n_init : int, default=1
@@ -166,7 +167,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         "training_dtype": [StrOptions({"float32", "float64"})],
     }
 
-    _fitted_parameters = ("parameters_", "feature_mean_", "feature_scale_", "_score_noise")
+    _fitted_parameters = ("parameters_", "feature_mean_", "feature_scale_", "_score_seed")
 
     def __init__(
         self,
@@ -269,13 +270,23 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         if self.likelihood == "gaussian":
             _, decoder = self._networks(self.parameters_)
             decoder[-1][1][self.n_features_in_ :] = UNIT_VARIANCE_BIAS
-        self._score_noise = moment_matched_normal(
-            self.n_importance_samples, self.n_components, random_state
-        )
+        self._score_seed = int(random_state.randint(np.iinfo(np.int32).max))
         self._random_state = random_state
         self._optimizer = Adam(size, dtype, self.learning_rate)
         self._epoch = 0
         self._reset_monitor()
+
+    def _importance_noise(self, n_draws=None):
+        """The shared, moment-matched draws from N(0, I) used to score every row.
+
+        They depend only on the seed drawn at fit and on their number, so
+        ``set_params(n_importance_samples=...)`` changes the estimate without
+        refitting.
+        """
+        n_draws = self.n_importance_samples if n_draws is None else n_draws
+        return moment_matched_normal(
+            n_draws, self.n_components, np.random.RandomState(self._score_seed)
+        )
 
     def _reset_monitor(self):
         self._best_monitored = -np.inf
@@ -396,7 +407,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         if self._training_data["validation"] is not None:
             held_out, held_out_weights = self._training_data["validation"]
             reconstruction, kl, _, _ = self._elbo_terms(
-                held_out.astype(np.float64), self._score_noise[:8]
+                held_out.astype(np.float64), self._importance_noise(8)
             )
             validation = np.average(reconstruction.mean(axis=1) - kl, weights=held_out_weights)
             self.validation_bounds_ = np.append(self.validation_bounds_, validation - jacobian)
@@ -432,7 +443,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _log_density(self, X):
         """Importance-weighted bound with the fixed noise draws, in the user's units."""
-        noise = self._score_noise
+        noise = self._importance_noise()
         X_standardized = self._standardize(X, np.float64)
         reconstruction, _, latent, log_variance = self._elbo_terms(X_standardized, noise)
         log_prior = -0.5 * np.sum(LOG_2PI + latent * latent, axis=2)
@@ -466,7 +477,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
         def terms(chunk):
             reconstruction, kl, _, _ = self._elbo_terms(
-                self._standardize(chunk, np.float64), self._score_noise
+                self._standardize(chunk, np.float64), self._importance_noise()
             )
             return np.column_stack([reconstruction.mean(axis=1) - jacobian, kl])
 
