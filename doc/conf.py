@@ -29,6 +29,19 @@ autosummary_generate = True
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
 autodoc_default_options = {"members": True, "inherited-members": True}
+
+
+def skip_scikit_learn_members(app, what, name, obj, skip, options):
+    """Leave out what scikit-learn's base classes define (documented there)."""
+    module = getattr(obj, "__module__", None) or ""
+    if module.startswith("sklearn") or (name.startswith("set_") and name.endswith("_request")):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", skip_scikit_learn_members)
+
 exclude_patterns = ["_build", "examples/README.txt"]
 templates_path = []
 html_theme = "alabaster"

@@ -201,11 +201,11 @@ class EMGaussianMixture(BaseMixture):
     lower_bound_ : float
         Mean log-likelihood of the training data at the start of the last
         iteration (see :class:`skem.BaseEM` for the convention).
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape ``(n_iter_,)``
         The bound at each iteration of the kept restart.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Feature names seen during fit, if they were all strings.
 
     See Also

@@ -129,9 +129,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     feature_mean_, feature_scale_ : ndarray of shape (n_features,)
         The standardisation applied before the networks (0 and 1 for
         'bernoulli').
-    lower_bounds_ : ndarray of shape (n_iter_,)
+    lower_bounds_ : ndarray of shape ``(n_iter_,)``
         Mean training ELBO of each epoch.
-    validation_bounds_ : ndarray of shape (n_iter_,)
+    validation_bounds_ : ndarray of shape ``(n_iter_,)``
         Mean validation ELBO of each epoch (with ``early_stopping``).
     lower_bound_, n_iter_, converged_, n_features_in_
         As in :class:`skem.BaseEM`.
