@@ -13,10 +13,11 @@ from pathlib import Path
 import joblib
 
 import numpy as np
-from sklearn.datasets import load_digits, load_wine
-from sklearn.metrics import adjusted_rand_score
+from sklearn.datasets import load_breast_cancer, load_digits, load_wine
+from sklearn.metrics import adjusted_rand_score, roc_auc_score
 from sklearn.mixture import GaussianMixture
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
@@ -152,13 +153,36 @@ def demo_vae(out=None):
     return {"vae": vae, "digits": (X_test, y_test)}
 
 
+def demo_anomaly_detection(out=None):
+    """score_samples as an anomaly score: benign tumours in, malignant ones flagged."""
+    data = load_breast_cancer()
+    benign, malignant = data.data[data.target == 1], data.data[data.target == 0]
+    train, test_benign = train_test_split(benign, random_state=0)
+    test = np.vstack([test_benign, malignant])
+    is_anomaly = np.r_[np.zeros(len(test_benign)), np.ones(len(malignant))]
+    print(
+        f"\nAnomaly detection on breast cancer: trained on {len(train)} benign tumours, "
+        f"scoring {len(test_benign)} held-out benign and {len(malignant)} malignant ones",
+        file=out,
+    )
+    detectors = {
+        "EMGaussianMixture(2)": EMGaussianMixture(2, random_state=0),
+        "ProbabilisticPCA(5)": ProbabilisticPCA(5),
+        "AmortizedVAE(4)": AmortizedVAE(4, random_state=0),
+    }
+    for name, detector in detectors.items():
+        scores = make_pipeline(StandardScaler(), detector).fit(train).score_samples(test)
+        print(f"  {name:<22} ROC AUC {roc_auc_score(is_anomaly, -scores):.3f}", file=out)
+    return {}
+
+
 def run_demo(args, out=None):
     print(f"skem {__version__} demo: EM models on data bundled with scikit-learn", file=out)
     fitted = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         for section in (demo_gaussian_mixture, demo_probabilistic_pca, demo_mixture_of_ppca,
-                        demo_vae):
+                        demo_vae, demo_anomaly_detection):
             fitted.update(section(out))
     if args.plot:
         for path in write_demo_figures(fitted, args.plot):

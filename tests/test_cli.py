@@ -36,6 +36,7 @@ def test_console_entry_point_runs_the_demo_and_writes_its_figures(tmp_path):
     assert completed.returncode == 0, completed.stderr
     for model in ("EMGaussianMixture", "ProbabilisticPCA", "MixtureOfPPCA", "AmortizedVAE"):
         assert model in completed.stdout
+    assert completed.stdout.count("ROC AUC") == 3
     figures = sorted(path.name for path in tmp_path.glob("*.png"))
     assert len(figures) == 7 and "gaussian_mixture_hill_climbing.png" in figures
     assert all(path.stat().st_size > 10_000 for path in tmp_path.glob("*.png"))
