@@ -250,23 +250,23 @@ def read_csv(path, n_features=None):
     """
     try:
         with open(path, newline="") as handle:
-            rows = [row for row in csv.reader(handle) if row]
+            numbered = [(line, row) for line, row in enumerate(csv.reader(handle), start=1)
+                        if any(field.strip() for field in row)]
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
     except (csv.Error, UnicodeDecodeError) as error:
         raise CommandError(f"{path} is not a readable CSV file: {error}") from None
-    if not rows:
+    if not numbered:
         raise CommandError(f"{path} has no rows")
     header = None
-    if not all(_is_number(field) for field in rows[0]):
-        header, rows = [name.strip() for name in rows[0]], rows[1:]
-    if not rows:
+    if not all(_is_number(field) for field in numbered[0][1]):
+        header = [name.strip() for name in numbered[0][1]]
+        numbered = numbered[1:]
+    if not numbered:
         raise CommandError(f"{path} has a header but no data rows")
-    width = len(header) if header else len(rows[0])
-    first_line = 2 if header else 1
-    values = np.empty((len(rows), width))
-    for index, row in enumerate(rows):
-        line = index + first_line
+    width = len(header) if header else len(numbered[0][1])
+    values = np.empty((len(numbered), width))
+    for index, (line, row) in enumerate(numbered):
         if len(row) != width:
             raise CommandError(f"{path}, line {line}: {len(row)} fields, expected {width}")
         for column, field in enumerate(row):
@@ -408,6 +408,9 @@ def main(argv=None):
         return args.run(args)
     except CommandError as error:
         print(f"skem {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # e.g. an output path that cannot be written
+        print(f"skem {args.command}: error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 1
 
 

@@ -81,6 +81,7 @@ def test_fit_then_score_writes_the_models_log_densities(iris_csv, tmp_path, caps
     "content, message",
     [
         ("1,2,3,4\n1,2,x,4\n", "line 2, column 3: 'x' is not a number"),
+        ("1,2,3,4\n\n1,2,x,4\n", "line 3, column 3: 'x' is not a number"),
         ("1,2,3,4\n1,2,3\n", "line 2: 3 fields, expected 4"),
         ("1,2,3\n4,5,6\n", "has 3 columns but the model expects 4"),
         ("", "has no rows"),
@@ -106,10 +107,12 @@ def test_bad_files_give_one_line_errors_and_a_non_zero_exit(content, message, ir
          "Expected n_samples >= n_components"),
         (["fit", "gmm", "{missing}", "--out", "{out}"], "cannot read"),
         (["score", "{data}", "{data}"], "is not a model saved by 'skem fit'"),
+        (["fit", "gmm", "{data}", "--out", "{missing_dir}"], "No such file or directory"),
     ],
 )
 def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_path, capsys):
-    paths = {"data": iris_csv, "out": tmp_path / "m.joblib", "missing": tmp_path / "none.csv"}
+    paths = {"data": iris_csv, "out": tmp_path / "m.joblib", "missing": tmp_path / "none.csv",
+             "missing_dir": tmp_path / "no" / "such" / "m.joblib"}
     assert main([part.format(**paths) for part in arguments]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
