@@ -49,7 +49,9 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError(
             "sample_weight is zero everywhere: at least one weight must be positive."
         )
-    return weights
+    # Only relative weights matter; mean one keeps the models' small absolute
+    # guards (such as the floor on a component's total responsibility) negligible.
+    return weights / weights.mean()
 
 
 def weighted_sum(values, sample_weight):
@@ -244,7 +246,14 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """
         with self._unchanged_on_error():
             self._validate_params()
+            continuing = self.warm_start and hasattr(self, "converged_")
+            previous_features = getattr(self, "n_features_in_", None)
             X, sample_weight = self._validate_fit_data(X, sample_weight)
+            if continuing and previous_features not in (None, X.shape[1]):
+                raise ValueError(
+                    f"warm_start=True continues a fit on {previous_features} features, "
+                    f"but X has {X.shape[1]} features."
+                )
             self._check_parameters(X, sample_weight)
             self._run_em(X, sample_weight)
         return self
@@ -272,7 +281,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _run_em(self, X, sample_weight):
         random_state = check_random_state(self.random_state)
-        bound = self._fit_closed_form(X, sample_weight)
+        bound = self._fit_closed_form(X, sample_weight) if self.max_iter > 0 else None
         if bound is None:
             best = self._best_restart(X, sample_weight, random_state)
         else:

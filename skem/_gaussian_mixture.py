@@ -131,8 +131,9 @@ class EMGaussianMixture(BaseMixture):
       variance in the collapsed direction is held at ``reg_covar``, and a
       :class:`~skem.exceptions.DegenerateComponentWarning` names it. If a
       covariance is still not positive-definite (data on an extreme scale),
-      the smallest sufficient multiple of the identity is added to it, with
-      the same warning. Only ``reg_covar=0`` (no floor) raises, as the
+      a multiple of the identity, grown tenfold from the rounding level
+      until the factorisation succeeds, is added to it, with the same
+      warning. Only ``reg_covar=0`` (no floor) raises, as the
       maximum-likelihood estimate then does not exist.
     - ``weights_init``, ``means_init`` and ``precisions_init`` are never
       modified by ``fit``.
@@ -238,7 +239,10 @@ class EMGaussianMixture(BaseMixture):
         "precisions_init": ["array-like", None],
     }
 
-    _fitted_parameters = ("weights_", "means_", "covariances_", "precisions_cholesky_")
+    _fitted_parameters = (
+        "weights_", "means_", "covariances_", "precisions_cholesky_",
+        "_variance_floors", "_repaired_components",
+    )
 
     def __init__(
         self,
@@ -293,11 +297,12 @@ class EMGaussianMixture(BaseMixture):
                 self.precisions_init, self.covariance_type, self.n_components, n_features
             ),
         }
-        self._repaired_components = set()
 
     # ------------------------------------------------------------------ init
 
     def _initialize(self, X, sample_weight, random_state):
+        self._variance_floors = np.full(self.n_components, float(self.reg_covar))
+        self._repaired_components = ()
         initial = self._initial_values
         if all(value is not None for value in initial.values()):
             self._set_initial_values(X.dtype)
@@ -394,14 +399,25 @@ class EMGaussianMixture(BaseMixture):
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
         n_features = centered_means.shape[1]
         if self.covariance_type == "full":
-            offset = centered_means - self._reference["shift"]
-            covariances = _symmetrize_upper(statistics["scatter"]) / nk[:, None, None]
-            covariances -= offset[:, :, np.newaxis] * offset[:, np.newaxis, :]
-            self._add_variance_floor(covariances)
+            # sum_n r (x - mean)(x - mean)^T from the sums about the old mean s:
+            # scatter - t d^T - d t^T + R d d^T with t = sum r (x - s), d = mean - s,
+            # R = sum r. It is positive semi-definite even for an empty component.
+            shift = self._reference["shift"]
+            offset = centered_means - shift
+            residual_sum = statistics["sum_x"] - statistics["nk"][:, np.newaxis] * shift
+            cross = residual_sum[:, :, np.newaxis] * offset[:, np.newaxis, :]
+            covariances = _symmetrize_upper(statistics["scatter"]) - cross
+            covariances -= np.swapaxes(cross, 1, 2)
+            covariances += statistics["nk"][:, None, None] * (
+                offset[:, :, np.newaxis] * offset[:, np.newaxis, :]
+            )
+            covariances /= nk[:, None, None]
+            self._variance_floors = self._add_variance_floor(covariances)
         elif self.covariance_type == "tied":
             between = (statistics["sum_x"].T / nk) @ statistics["sum_x"]
             covariances = (_symmetrize_upper(statistics["scatter"]) - between) / nk.sum()
-            self._add_variance_floor(covariances[np.newaxis])
+            floor = self._add_variance_floor(covariances[np.newaxis])
+            self._variance_floors = np.repeat(floor, self.n_components)
         else:
             second_moment = statistics["sum_x2"] / nk[:, np.newaxis]
             variances = second_moment - centered_means**2
@@ -411,10 +427,12 @@ class EMGaussianMixture(BaseMixture):
             if self.covariance_type == "spherical":
                 variances = variances.mean(axis=1)
             covariances = variances + self.reg_covar
+            self._variance_floors = np.full(self.n_components, float(self.reg_covar))
         dtype = self._parameter_dtype()
         self.means_ = (centered_means + center).astype(dtype)
+        precision_factors = self._precision_cholesky(covariances)  # may repair in place
         self.covariances_ = covariances.astype(dtype)
-        self.precisions_cholesky_ = self._precision_cholesky(covariances).astype(dtype)
+        self.precisions_cholesky_ = precision_factors.astype(dtype)
         self._refresh_caches()
 
     def _add_variance_floor(self, covariances):
@@ -426,18 +444,23 @@ class EMGaussianMixture(BaseMixture):
         next. Elsewhere the floor is exactly reg_covar.
         """
         diagonal = np.einsum("kii->ki", covariances)
+        floors = np.zeros(covariances.shape[0])
         if self.reg_covar > 0:
             rounding = 16 * np.finfo(np.float64).eps * np.abs(diagonal).mean(axis=1)
-            diagonal += np.maximum(self.reg_covar, rounding)[:, np.newaxis]
+            floors = np.maximum(self.reg_covar, rounding)
+            diagonal += floors[:, np.newaxis]
+        return floors
 
     def _precision_cholesky(self, covariances):
         """Upper factors of the precisions; floors or raises on a singular covariance."""
         if self.covariance_type in ("diag", "spherical"):
             if np.any(covariances <= 0.0):
                 raise ValueError(ILL_DEFINED_COVARIANCE)
+            self._repaired_components = ()
             return 1.0 / np.sqrt(covariances)
         stacked = covariances.reshape(-1, *covariances.shape[-2:])
         factors = np.empty_like(stacked)
+        repaired = []
         for k, covariance in enumerate(stacked):
             cholesky = cholesky_lower(covariance)
             if cholesky is None:
@@ -445,8 +468,11 @@ class EMGaussianMixture(BaseMixture):
                     raise ValueError(ILL_DEFINED_COVARIANCE)
                 cholesky, jitter = cholesky_with_jitter(covariance, self.reg_covar)
                 covariance.flat[:: covariance.shape[0] + 1] += jitter
-                self._repaired_components.add(k)
+                repaired.append(k)
             factors[k] = inverse_lower_transposed(cholesky)
+        if self.covariance_type == "tied" and repaired:
+            repaired = list(range(self.n_components))
+        self._repaired_components = tuple(repaired)
         return factors.reshape(covariances.shape)
 
     def _refresh_caches(self):
@@ -485,13 +511,22 @@ class EMGaussianMixture(BaseMixture):
                 "linear": centered_means.T,
                 "constant": (centered_means**2).sum(axis=1),
             }
-        terms = {name: value.astype(dtype) for name, value in terms.items()}
-        terms["log_norm"] = (log_det - 0.5 * n_features * log(2 * pi)).astype(dtype)
+        if self.covariance_type in ("full", "tied"):
+            terms = {name: value.astype(dtype) for name, value in terms.items()}
+        terms["log_norm"] = log_det - 0.5 * n_features * log(2 * pi)
         return terms
 
     def _estimate_log_prob(self, X):
+        with np.errstate(over="ignore"):  # a square beyond the float range: density 0
+            return self._log_gaussian_densities(X)
+
+    def _log_gaussian_densities(self, X):
         terms = self._estep_cache
-        centered = X - self._reference["center"].astype(X.dtype)
+        if self.covariance_type in ("diag", "spherical"):
+            # expanded squares cancel when clusters lie far apart: use float64
+            centered = np.asarray(X, dtype=np.float64) - self._reference["center"]
+        else:
+            centered = X - self._reference["center"].astype(X.dtype)
         n_samples, n_features = centered.shape
         if self.covariance_type == "full":
             projected = centered @ terms["factor"]
@@ -517,7 +552,7 @@ class EMGaussianMixture(BaseMixture):
             mahalanobis *= terms["precisions"]
         mahalanobis *= -0.5
         mahalanobis += terms["log_norm"]
-        return mahalanobis
+        return mahalanobis.astype(X.dtype, copy=False)
 
     # ------------------------------------------------------------------ results
 
@@ -533,24 +568,35 @@ class EMGaussianMixture(BaseMixture):
             self.precisions_ = factor**2
 
     def _degenerate_components(self):
-        """Components whose empirical covariance is singular (before reg_covar).
+        """Components whose empirical covariance (before the floor) is singular.
 
-        The spectrum of a fitted covariance is that of the empirical one
-        shifted by ``reg_covar``; a component is degenerate when its smallest
-        empirical eigenvalue is zero up to rounding, relative to its largest.
+        Diagonal and spherical variances are tested one by one. A full
+        covariance minus its floor is scaled to unit diagonal, which makes the
+        test independent of the features' scales: it is singular when a
+        feature has no variance or when the smallest eigenvalue of that
+        correlation matrix is zero up to rounding.
         """
         covariances = np.asarray(self.covariances_, dtype=np.float64)
-        if self.covariance_type == "full":
-            spectra = np.linalg.eigvalsh(covariances)
-        elif self.covariance_type == "tied":
-            spectra = np.tile(np.linalg.eigvalsh(covariances), (self.n_components, 1))
-        elif self.covariance_type == "diag":
-            spectra = covariances
-        else:
-            spectra = covariances[:, np.newaxis]
-        rounding = 10 * np.finfo(self.covariances_.dtype).eps * spectra.max(axis=1)
-        collapsed = (spectra - self.reg_covar).min(axis=1) <= rounding
-        return set(np.flatnonzero(collapsed).tolist()) | self._repaired_components
+        rounding = 10 * np.finfo(self.covariances_.dtype).eps
+        floors = np.asarray(self._variance_floors, dtype=np.float64)
+        if self.covariance_type in ("diag", "spherical"):
+            variances = covariances.reshape(self.n_components, -1)
+            collapsed = (variances - floors[:, None] <= rounding * variances).any(axis=1)
+            return set(np.flatnonzero(collapsed).tolist()) | set(self._repaired_components)
+        stacked = covariances.reshape(-1, *covariances.shape[-2:])
+        n_features = stacked.shape[-1]
+        singular = []
+        for covariance, floor in zip(stacked, floors):
+            empirical = covariance - floor * np.eye(n_features)
+            spread = np.diag(empirical)
+            if np.any(spread <= rounding * np.diag(covariance)):
+                singular.append(True)
+                continue
+            correlation = empirical / np.sqrt(np.outer(spread, spread))
+            singular.append(np.linalg.eigvalsh(correlation)[0] <= rounding * n_features)
+        if self.covariance_type == "tied":
+            singular = singular * self.n_components
+        return set(np.flatnonzero(singular).tolist()) | set(self._repaired_components)
 
     def _after_fit(self, X, sample_weight):
         if self.n_iter_ == 0:

@@ -32,9 +32,12 @@ def normalize_log_rows(log_values):
     log_values -= row_max[:, np.newaxis]
     np.exp(log_values, out=log_values)
     total = np.sum(log_values, axis=1)
-    log_values /= total[:, np.newaxis]
     with np.errstate(divide="ignore"):
         log_norm = np.log(total) + row_max
+    impossible = total == 0  # every entry was -inf: no information, uniform
+    log_values[impossible] = 1.0
+    total[impossible] = log_values.shape[1]
+    log_values /= total[:, np.newaxis]
     return log_norm, log_values
 
 

@@ -405,3 +405,77 @@ def test_sample_rejects_non_positive_counts(iris):
     model = EMGaussianMixture(3, random_state=0).fit(iris)
     with pytest.raises(ValueError, match="Invalid value for 'n_samples': 0"):
         model.sample(0)
+
+
+# ---------------------------------------------------------------- regressions (review)
+
+
+def test_empty_full_component_gets_sklearns_psd_covariance():
+    X = np.random.RandomState(0).normal(size=(200, 2))
+    params = dict(n_components=2, means_init=[[0.0, 0.0], [1000.0, 1000.0]], max_iter=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = EMGaussianMixture(**params).fit(X)
+        reference = GaussianMixture(**params).fit(X)
+    assert np.linalg.eigvalsh(ours.covariances_).min() > 0
+    assert_allclose(ours.covariances_, reference.covariances_, rtol=1e-6, atol=1e-9)
+
+
+def test_repaired_covariance_is_the_one_the_precision_inverts():
+    rng = np.random.RandomState(0)
+    base = rng.normal(size=(200, 1)) * 1e9
+    X = np.hstack([base, 3 * base, rng.normal(size=(200, 1)) * 1e9])
+    with pytest.warns(DegenerateComponentWarning):
+        model = EMGaussianMixture(2, random_state=0).fit(X)
+    for covariance, factor in zip(model.covariances_, model.precisions_cholesky_):
+        assert np.linalg.eigvalsh(covariance).min() > 0
+        inverse_factor = np.linalg.inv(factor)  # covariance = inverse_factor^T inverse_factor
+        assert_allclose(inverse_factor.T @ inverse_factor, covariance,
+                        atol=1e-8 * np.abs(covariance).max())
+    assert np.all(np.isfinite(model.sample(10, random_state=0)[0]))
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_float32_scores_of_far_apart_clusters_match_float64(covariance_type):
+    rng = np.random.RandomState(0)
+    X = np.vstack([rng.normal(center, 0.1, size=(300, 3)) for center in (-1000.0, 0.0, 1000.0)])
+    single = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(
+        X.astype(np.float32))
+    double = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    assert np.diff(single.lower_bounds_).min() >= -1e-5 * abs(double.lower_bound_)
+    assert_allclose(single.lower_bound_, double.lower_bound_, rtol=1e-5, atol=1e-4)
+    # float32 resolves x and the means near 1000 to its spacing there, which moves
+    # (x - mean)^2 / var by up to 2 * 3 sigma * spacing / sigma^2 per feature
+    resolution = 3 * 2 * 3 * 0.1 * np.spacing(np.float32(1000)) / 0.1**2
+    assert_allclose(single.score_samples(X.astype(np.float32)), double.score_samples(X),
+                    atol=resolution)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_no_degeneracy_warning_for_features_on_different_scales(covariance_type):
+    X = (np.random.RandomState(0).normal(size=(500, 2)) * [1000.0, 0.5]).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateComponentWarning)
+        EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+
+
+def test_only_relative_sample_weights_matter():
+    X = blobs()
+    start = EMGaussianMixture(3, max_iter=0, random_state=0).fit(X)
+    params = dict(n_components=3, weights_init=start.weights_, means_init=start.means_,
+                  precisions_init=start.precisions_, tol=1e-10)
+    unit = EMGaussianMixture(**params).fit(X, sample_weight=np.ones(len(X)))
+    tiny = EMGaussianMixture(**params).fit(X, sample_weight=np.full(len(X), 1e-16))
+    assert_same_fit(tiny, unit, rtol=1e-10, atol=1e-10)
+
+
+def test_warm_start_on_other_features_is_a_clear_error(iris):
+    model = EMGaussianMixture(2, warm_start=True, random_state=0).fit(iris)
+    with pytest.raises(ValueError, match="continues a fit on 4 features, but X has 3"):
+        model.fit(iris[:, :3])
+    assert model.n_features_in_ == 4
+
+
+def test_responsibilities_stay_finite_when_every_density_underflows(iris):
+    model = EMGaussianMixture(2, random_state=0).fit(iris)
+    assert np.all(np.isfinite(model.predict_proba([[1e200, 0, 0, 0]])))

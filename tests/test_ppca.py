@@ -301,3 +301,8 @@ def test_pickle_round_trip_keeps_scores():
     model = ProbabilisticPCA(2).fit(X)
     restored = pickle.loads(pickle.dumps(model))
     assert_array_equal(restored.score_samples(X), model.score_samples(X))
+
+
+def test_max_iter_zero_keeps_the_initialisation_for_every_solver():
+    model = ProbabilisticPCA(2, max_iter=0, random_state=0).fit(load_iris().data)
+    assert model.n_iter_ == 0 and model.lower_bound_ == -np.inf
