@@ -174,6 +174,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         components, noise_variances = [], []
         for k in range(self.n_components):
             rows = np.flatnonzero(weighted[:, k])
+            if rows.size == 0:  # an empty start (fewer distinct points than components)
+                components.append(random_state.normal(
+                    scale=np.sqrt(self._noise_floor), size=(self.n_latent, X.shape[1])))
+                noise_variances.append(self._noise_floor)
+                continue
             centered = (X[rows] - self.means_[k]) * np.sqrt(weighted[rows, k] / nk[k])[:, None]
             total_variance = float(np.einsum("nd,nd->", centered, centered))
             loadings, noise_variance = principal_subspace(

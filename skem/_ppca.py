@@ -243,6 +243,13 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     f"Columns {columns[:10].tolist()} of X are entirely NaN (missing); "
                     "every feature needs at least one observed value."
                 )
+        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        unweighted = np.flatnonzero(weights @ ~missing == 0)
+        if unweighted.size:
+            raise ValueError(
+                f"Columns {unweighted[:10].tolist()} of X are observed only in rows of "
+                "zero sample_weight; every feature needs an observed value of positive weight."
+            )
         if self.solver == "eig" and has_missing:
             raise ValueError(
                 "solver='eig' needs complete data; X has missing values (NaN). "
@@ -252,7 +259,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         self._has_missing = has_missing
         self._data_moments = _weighted_moments(X, sample_weight)
         scale = float(self._data_moments[1].mean())
-        self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
+        self._noise_floor = max(self.noise_variance_floor * (scale if scale > 0 else 1.0),
+                                np.finfo(np.float64).tiny)
 
     def _uses_eigen_solver(self):
         if self.solver == "auto":

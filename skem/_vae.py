@@ -19,6 +19,8 @@ from ._mlp import ACTIVATIONS, Adam, backward, forward, glorot_initialize, layer
 from ._mlp import n_parameters as count_parameters
 
 LOG_2PI = log(2 * pi)
+#: The encoder's log-variance is clipped to this range (its gradient is zero outside).
+LOG_VARIANCE_RANGE = (-30.0, 20.0)
 #: Bias of the decoder's raw variance output for which softplus gives about 1.
 UNIT_VARIANCE_BIAS = float(np.log(np.expm1(1.0)))
 
@@ -56,13 +58,16 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     the shared fit loop is one epoch; ``lower_bounds_`` holds the mean
     training ELBO of each epoch (nats per sample, in the user's units).
 
-    Because q is approximate, the ELBO is not tight: ``score_samples`` is
-    the importance-weighted bound with ``n_importance_samples`` draws from q,
-    which approaches log p(x) from below as the draws grow. It uses the same
-    noise for every row, so a row's score depends neither on the other rows
-    nor on their order; those shared draws are moment-matched (mean 0 and
-    covariance I exactly), so their sampling error does not bias every row
-    the same way. Gaussian data are standardised inside; the Jacobian
+    Because q is approximate, the ELBO is not tight: ``score_samples``
+    estimates log p(x) by importance sampling with ``n_importance_samples``
+    draws from q (Burda et al.'s importance-weighted bound, which with
+    independent draws lies below log p(x) on average and approaches it as
+    the draws grow). It uses the same draws for every row, so a row's score
+    depends neither on the other rows nor on their order. Those shared draws
+    are moment-matched (mean 0 and covariance I exactly) so that their
+    sampling error does not shift every row the same way; the estimate is
+    then no longer a guaranteed lower bound for few draws (with one draw it
+    scores the posterior mean), but it converges to log p(x) as they grow. Gaussian data are standardised inside; the Jacobian
     is accounted for, so scores are log-densities of the data as given.
 
     The networks are numpy: forward and backward passes are written by hand
@@ -114,7 +119,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         Number of restarts; the best final training bound is kept.
     random_state : int, RandomState instance or None, default=None
         All randomness of fit (initial weights, minibatches, noise, the
-        validation split, the scoring noise) and the seed of ``sample``.
+        validation split, the scoring noise) and the seed of ``sample``. With
+        ``warm_start``, a continued fit draws from the generator of the first.
     warm_start : bool, default=False
         Continue training from the fitted networks on the next ``fit``.
     verbose : int, default=0
@@ -298,15 +304,21 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(dtype, copy=False)
 
     def _split_training_data(self, X, sample_weight):
-        """Standardise, and hold out a validation share when early stopping."""
+        """Standardise, drop rows of zero weight, and hold out a validation share."""
         dtype = np.dtype(self.training_dtype)
-        data = self._standardize(X, dtype)
         weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        positive = np.flatnonzero(weights > 0)
+        data, weights = self._standardize(X[positive], dtype), weights[positive]
         validation = None
         if self.early_stopping:
-            order = self._random_state.permutation(X.shape[0])
-            n_validation = min(max(1, int(round(self.validation_fraction * X.shape[0]))),
-                               X.shape[0] - 1)
+            if positive.size < 2:
+                raise ValueError(
+                    "early_stopping needs at least two rows of positive sample_weight "
+                    "(one to train on, one to validate on)."
+                )
+            order = self._random_state.permutation(positive.size)
+            n_validation = min(max(1, int(round(self.validation_fraction * positive.size))),
+                               positive.size - 1)
             held_out, kept = order[:n_validation], order[n_validation:]
             validation = (data[held_out], weights[held_out])
             data, weights = data[kept], weights[kept]
@@ -334,7 +346,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         activations = forward(encoder, X, self.activation)
         output = activations[-1]
         mean, log_variance = output[:, : self.n_components], output[:, self.n_components :]
-        return activations, mean, np.clip(log_variance, -30.0, 20.0)
+        return activations, mean, np.clip(log_variance, *LOG_VARIANCE_RANGE)
 
     def _objective_and_gradient(self, parameters, X, sample_weight, noise, kl_weight):
         """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
@@ -361,6 +373,10 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         mean_gradient = latent_gradient - kl_weight * row_scale * mean
         log_variance_gradient = 0.5 * (
             latent_gradient * noise * std - kl_weight * row_scale * (std * std - 1.0)
+        )
+        raw_log_variance = encoder_activations[-1][:, self.n_components :]
+        log_variance_gradient *= (raw_log_variance > LOG_VARIANCE_RANGE[0]) & (
+            raw_log_variance < LOG_VARIANCE_RANGE[1]
         )
         backward(encoder, encoder_gradient, encoder_activations,
                  np.concatenate([mean_gradient, log_variance_gradient], axis=1), self.activation,
@@ -428,6 +444,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _get_parameters(self):
         parameters = super()._get_parameters()
+        parameters["validation_bounds_"] = self.validation_bounds_.copy()
         if self._best_parameters is not None:
             parameters["parameters_"] = self._best_parameters.copy()
         return parameters
@@ -436,6 +453,15 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         self._training_data = None
 
     # ------------------------------------------------------------------ use
+
+    def _validate_predict_data(self, X):
+        X = super()._validate_predict_data(X)
+        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+            raise ValueError(
+                "This model has a Bernoulli likelihood: X must have values in [0, 1]; "
+                f"it has values in [{X.min():.4g}, {X.max():.4g}]."
+            )
+        return X
 
     def _row_width(self):
         hidden = sum(getattr(self, "_hidden_sizes", (0,)))

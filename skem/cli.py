@@ -250,8 +250,9 @@ def read_csv(path, n_features=None):
     """
     try:
         with open(path, newline="") as handle:
-            numbered = [(line, row) for line, row in enumerate(csv.reader(handle), start=1)
-                        if any(field.strip() for field in row)]
+            reader = csv.reader(handle)
+            numbered = [(reader.line_num, row) for row in reader
+                        if row and not (len(row) == 1 and not row[0].strip())]
     except OSError as error:
         raise CommandError(f"cannot read {path}: {error.strerror}") from None
     except (csv.Error, UnicodeDecodeError) as error:
@@ -259,8 +260,9 @@ def read_csv(path, n_features=None):
     if not numbered:
         raise CommandError(f"{path} has no rows")
     header = None
-    if not all(_is_number(field) for field in numbered[0][1]):
-        header = [name.strip() for name in numbered[0][1]]
+    first_row = numbered[0][1]
+    if not any(field.strip() and _is_number(field) for field in first_row):
+        header = [name.strip() for name in first_row]  # column names, no numbers
         numbered = numbered[1:]
     if not numbered:
         raise CommandError(f"{path} has a header but no data rows")
@@ -278,6 +280,12 @@ def read_csv(path, n_features=None):
     if n_features is not None and width != n_features:
         raise CommandError(f"{path} has {width} columns but the model expects {n_features}")
     return values, header
+
+
+def _first_line(error):
+    """The first line of an exception's message (some libraries write paragraphs)."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def _is_number(field):
@@ -321,7 +329,11 @@ def run_fit(args, out=None):
         try:
             model.fit(X)
         except (ValueError, TypeError) as error:
-            raise CommandError(f"cannot fit {model_class.__name__}: {error}") from None
+            raise CommandError(f"cannot fit {model_class.__name__}: {_first_line(error)}") from None
+        except MemoryError:
+            raise CommandError(
+                f"cannot fit {model_class.__name__}: not enough memory for these parameters"
+            ) from None
     for warning in caught:
         print(f"skem fit: warning: {warning.message}", file=sys.stderr)
     training_scores = np.sort(model.score_samples(X))
@@ -346,7 +358,7 @@ def run_score(args, out=None):
     try:
         scores = model.score_samples(X)
     except ValueError as error:
-        raise CommandError(f"cannot score {args.data}: {error}") from None
+        raise CommandError(f"cannot score {args.data}: {_first_line(error)}") from None
     columns = [scores]
     names = ["log_density"]
     if args.contamination is not None:

@@ -82,6 +82,8 @@ def test_fit_then_score_writes_the_models_log_densities(iris_csv, tmp_path, caps
     [
         ("1,2,3,4\n1,2,x,4\n", "line 2, column 3: 'x' is not a number"),
         ("1,2,3,4\n\n1,2,x,4\n", "line 3, column 3: 'x' is not a number"),
+        ('"a\nb",c,d,e\n1,2,3,4\n1,2,x,4\n', "line 4, column 3: 'x' is not a number"),
+        ("1,typo,3,4\n1,2,3,4\n", "line 1, column 2: 'typo' is not a number"),
         ("1,2,3,4\n1,2,3\n", "line 2: 3 fields, expected 4"),
         ("1,2,3\n4,5,6\n", "has 3 columns but the model expects 4"),
         ("", "has no rows"),
@@ -108,11 +110,24 @@ def test_bad_files_give_one_line_errors_and_a_non_zero_exit(content, message, ir
         (["fit", "gmm", "{missing}", "--out", "{out}"], "cannot read"),
         (["score", "{data}", "{data}"], "is not a model saved by 'skem fit'"),
         (["fit", "gmm", "{data}", "--out", "{missing_dir}"], "No such file or directory"),
+        (["fit", "gmm", "{nan_data}", "--out", "{out}"], "Input X contains NaN"),
     ],
 )
 def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_path, capsys):
     paths = {"data": iris_csv, "out": tmp_path / "m.joblib", "missing": tmp_path / "none.csv",
-             "missing_dir": tmp_path / "no" / "such" / "m.joblib"}
+             "missing_dir": tmp_path / "no" / "such" / "m.joblib", "nan_data": tmp_path / "n.csv"}
+    paths["nan_data"].write_text("1,2\n,3\n4,5\n")
     assert main([part.format(**paths) for part in arguments]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1
+
+
+def test_rows_of_missing_values_are_kept_so_scores_line_up(tmp_path, capsys):
+    train, model_path, data = tmp_path / "t.csv", tmp_path / "m.joblib", tmp_path / "d.csv"
+    np.savetxt(train, np.random.RandomState(0).normal(size=(50, 2)), delimiter=",")
+    assert main(["fit", "ppca", str(train), "--param", "n_components=1",
+                 "--out", str(model_path)]) == 0
+    data.write_text("1,2\n,\n3,4\n")
+    capsys.readouterr()
+    assert main(["score", str(model_path), str(data)]) == 1
+    assert "entirely NaN" in capsys.readouterr().err

@@ -162,3 +162,9 @@ def test_bad_parameters_raise_value_error():
         MixtureOfPPCA(5, 1).fit(X[:3])
     with pytest.raises(ValueError, match="n_latent"):
         MixtureOfPPCA(2, 0).fit(X)
+
+
+def test_fewer_distinct_points_than_components_fits_with_a_warning():
+    with pytest.warns(DegenerateComponentWarning):
+        model = MixtureOfPPCA(2, 2, random_state=0).fit(np.ones((10, 4)))
+    assert np.all(np.isfinite(model.score_samples(np.zeros((3, 4)))))

@@ -306,3 +306,11 @@ def test_pickle_round_trip_keeps_scores():
 def test_max_iter_zero_keeps_the_initialisation_for_every_solver():
     model = ProbabilisticPCA(2, max_iter=0, random_state=0).fit(load_iris().data)
     assert model.n_iter_ == 0 and model.lower_bound_ == -np.inf
+
+
+def test_feature_seen_only_in_zero_weight_rows_is_a_clear_error():
+    X = load_iris().data.copy()
+    X[:100, 2] = np.nan
+    weights = np.r_[np.ones(100), np.zeros(50)]
+    with pytest.raises(ValueError, match="observed only in rows of zero sample_weight"):
+        ProbabilisticPCA(2).fit(X, sample_weight=weights)

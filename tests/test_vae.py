@@ -218,3 +218,41 @@ def test_set_output_and_feature_names():
         warnings.simplefilter("ignore", ConvergenceWarning)
         frame = vae.fit(X).transform(X)
     assert list(frame.columns) == ["amortizedvae0", "amortizedvae1"]
+
+
+def test_restarts_keep_their_own_validation_history_and_plot():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(3, max_iter=40, n_init=3, random_state=0).fit(X)
+    assert vae.validation_bounds_.shape == vae.lower_bounds_.shape
+
+
+def test_zero_weight_rows_are_ignored_and_bad_weights_are_value_errors():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    weights = np.r_[np.ones(300), np.zeros(len(X) - 300)]
+    vae = AmortizedVAE(3, max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X, sample_weight=weights)
+    assert np.all(np.isfinite(vae.parameters_))
+    with pytest.raises(ValueError, match="at least two rows of positive sample_weight"):
+        AmortizedVAE(3).fit(X, sample_weight=np.r_[1.0, np.zeros(len(X) - 1)])
+
+
+def test_clipped_log_variance_has_zero_gradient():
+    vae, X = fitted_vae("gaussian", "tanh")
+    encoder, _ = vae._networks(vae.parameters_)
+    encoder[-1][1][3:] = -40.0  # push every log-variance below the clip
+    noise = np.random.RandomState(0).normal(size=(len(X), 3))
+    _, gradient = vae._objective_and_gradient(vae.parameters_, X, None, noise, 1.0)
+    gradient_encoder, _ = vae._networks(gradient)
+    assert_allclose(gradient_encoder[-1][1][3:], 0.0)
+
+
+def test_bernoulli_model_rejects_data_outside_the_unit_interval_at_score_time():
+    X = (load_digits().data > 7).astype(float)
+    vae = AmortizedVAE(2, likelihood="bernoulli", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X)
+    with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
+        vae.score_samples(X * 5)
