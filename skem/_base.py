@@ -54,6 +54,27 @@ def check_sample_weight(sample_weight, n_samples):
     return weights / weights.mean()
 
 
+def row_weights(sample_weight, n_samples):
+    """The weight of every row: ``sample_weight``, or ones when it is None."""
+    return np.ones(n_samples) if sample_weight is None else sample_weight
+
+
+def weighted_moments(X, sample_weight):
+    """Weighted mean and variance of each column, ignoring NaN entries."""
+    weights = row_weights(sample_weight, X.shape[0])
+    missing = np.isnan(X)
+    if not missing.any():
+        mean = (weights @ X) / weights.sum()
+        variance = (weights @ np.square(X - mean)) / weights.sum()
+        return mean, variance
+    column_weight = weights @ ~missing
+    filled = np.where(missing, 0.0, X)
+    mean = (weights @ filled) / column_weight
+    centered = np.where(missing, 0.0, X - mean)
+    variance = (weights @ centered**2) / column_weight
+    return mean, variance
+
+
 def weighted_sum(values, sample_weight):
     """Sum of ``values`` along the first axis, weighted, accumulated in float64."""
     values = np.asarray(values, dtype=np.float64)

@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
+from ._base import weighted_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from ._ppca import latent_precision_terms, ppca_log_density, principal_subspace
 from .exceptions import DegenerateComponentWarning
@@ -158,9 +159,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             raise ValueError(
                 f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}."
             )
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-        mean = (weights @ X) / weights.sum()
-        scale = float((weights @ np.square(X - mean)).mean() / weights.sum())
+        scale = float(weighted_moments(X, sample_weight)[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):

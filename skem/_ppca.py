@@ -14,26 +14,10 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import randomized_svd, svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import BaseEM
+from ._base import BaseEM, row_weights, weighted_moments
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
 EIGEN_SOLVER_MAX_FEATURES = 1000
-
-
-def _weighted_moments(X, sample_weight):
-    """Weighted mean and variance of each column, ignoring NaN entries."""
-    weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
-    missing = np.isnan(X)
-    if not missing.any():
-        mean = (weights @ X) / weights.sum()
-        variance = (weights @ np.square(X - mean)) / weights.sum()
-        return mean, variance
-    column_weight = weights @ ~missing
-    filled = np.where(missing, 0.0, X)
-    mean = (weights @ filled) / column_weight
-    centered = np.where(missing, 0.0, X - mean)
-    variance = (weights @ centered**2) / column_weight
-    return mean, variance
 
 
 def principal_subspace(centered, n_latent, total_variance, noise_floor, random_state):
@@ -231,19 +215,14 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         missing = np.isnan(X)
         has_missing = bool(missing.any())
         if has_missing:
-            rows = np.flatnonzero(missing.all(axis=1))
-            if rows.size:
-                raise ValueError(
-                    f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
-                    "every row needs at least one observed value."
-                )
+            self._check_rows_observed(X)
             columns = np.flatnonzero(missing.all(axis=0))
             if columns.size:
                 raise ValueError(
                     f"Columns {columns[:10].tolist()} of X are entirely NaN (missing); "
                     "every feature needs at least one observed value."
                 )
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         unweighted = np.flatnonzero(weights @ ~missing == 0)
         if unweighted.size:
             raise ValueError(
@@ -257,7 +236,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             )
         self._n_latent = n_latent
         self._has_missing = has_missing
-        self._data_moments = _weighted_moments(X, sample_weight)
+        self._data_moments = weighted_moments(X, sample_weight)
         scale = float(self._data_moments[1].mean())
         self._noise_floor = max(self.noise_variance_floor * (scale if scale > 0 else 1.0),
                                 np.finfo(np.float64).tiny)
@@ -272,7 +251,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _fit_closed_form(self, X, sample_weight):
         if not self._uses_eigen_solver():
             return None
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         mean = (weights @ X) / weights.sum()
         scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
         n_features, n_latent = X.shape[1], self._n_latent
@@ -306,7 +285,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         converges linearly and slowly when eigenvalues are close. Every
         loading column keeps a positive norm: a zero column is a fixed point.
         """
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         mean, variance = self._data_moments
         centered = X - mean
         if self._has_missing:
@@ -380,7 +359,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _sufficient_statistics(self, X, sample_weight, posterior):
         """Weighted sums for the joint regression of [W, mean] on [E z, 1]."""
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         residual, complete = posterior["residual"], posterior["complete"]
         augmented = np.hstack([posterior["mean"], np.ones((X.shape[0], 1))])
         n_latent = posterior["mean"].shape[1]

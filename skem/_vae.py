@@ -14,7 +14,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import BaseEM
+from ._base import BaseEM, row_weights, weighted_moments
 from ._mlp import ACTIVATIONS, Adam, backward, forward, glorot_initialize, layer_shapes, unpack
 from ._mlp import n_parameters as count_parameters
 
@@ -256,10 +256,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return encoder, decoder
 
     def _initialize(self, X, sample_weight, random_state):
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
         if self.likelihood == "gaussian":
-            mean = (weights @ X) / weights.sum()
-            scale = np.sqrt((weights @ np.square(X - mean)) / weights.sum())
+            mean, variance = weighted_moments(X, sample_weight)
+            scale = np.sqrt(variance)
             self.feature_mean_ = mean
             self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         else:
@@ -306,7 +305,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     def _split_training_data(self, X, sample_weight):
         """Standardise, drop rows of zero weight, and hold out a validation share."""
         dtype = np.dtype(self.training_dtype)
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         positive = np.flatnonzero(weights > 0)
         data, weights = self._standardize(X[positive], dtype), weights[positive]
         validation = None
@@ -364,7 +363,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         reconstruction, output_gradient = self._reconstruction(X, decoder_activations[-1])
         kl = 0.5 * np.sum(mean * mean + std * std - 1.0 - log_variance, axis=1)
 
-        weights = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+        weights = row_weights(sample_weight, X.shape[0])
         row_scale = (weights / weights.sum()).astype(parameters.dtype)[:, np.newaxis]
         output_gradient *= row_scale
         latent_gradient = backward(
