@@ -110,7 +110,10 @@ def test_scores_are_per_row_deterministic_and_finite():
     X = StandardScaler().fit_transform(load_breast_cancer().data)
     vae = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
     scores = vae.score_samples(X)
-    assert_array_equal(vae.score_samples(X[::-1]), scores[::-1])
+    # Per-row determinism is the promise, not bitwise identity across batch
+    # layouts: BLAS blocking depends on a row's position, so the last bits
+    # may differ when the same row is scored in another batch or order.
+    assert_allclose(vae.score_samples(X[::-1]), scores[::-1], rtol=1e-12)
     assert_allclose(vae.score_samples(X[5:6]), scores[5:6], rtol=1e-12)
     assert np.all(np.isfinite(vae.score_samples(X * 1e3)))
     again = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
