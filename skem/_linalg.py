@@ -1,7 +1,10 @@
 """Small numerical helpers shared by the models: log-space sums and Cholesky factors.
 
 Everything here works on plain numpy arrays and never forms an explicit inverse
-or determinant of a covariance matrix.
+or determinant of a covariance matrix. The factorisations call scipy's LAPACK
+(numpy has no triangular inverse): they run once per component per M-step, on
+d x d matrices, outside the loop over rows, where the separate thread pool of
+scipy's OpenBLAS does not compete with numpy's matrix products.
 """
 
 import numpy as np

@@ -50,9 +50,11 @@ def latent_precision_terms(components, noise_variance):
     """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
     precision = components @ components.T
     precision.flat[:: precision.shape[0] + 1] += noise_variance
-    cholesky = linalg.cholesky(precision, lower=True, check_finite=False)
-    inverse = linalg.cho_solve((cholesky, True), np.eye(precision.shape[0]))
-    return inverse, 2 * np.log(np.diag(cholesky)).sum()
+    # numpy's LAPACK, not scipy's: this runs once per chunk of rows, between
+    # numpy matrix products, and each wheel's OpenBLAS has its own thread pool.
+    cholesky = np.linalg.cholesky(precision)
+    inverse_cholesky = np.linalg.inv(cholesky)
+    return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
 
 
 def ppca_log_density(squared_norms, projected, posterior_mean, n_observed, n_latent,
@@ -255,11 +257,12 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         mean = (weights @ X) / weights.sum()
         scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
         n_features, n_latent = X.shape[1], self._n_latent
+        # numpy's LAPACK, so the whole fit stays in numpy's BLAS thread pool
         if scaled.shape[0] >= n_features:
-            eigenvalues, eigenvectors = linalg.eigh(scaled.T @ scaled)
+            eigenvalues, eigenvectors = np.linalg.eigh(scaled.T @ scaled)
             eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
         else:
-            _, singular_values, right = linalg.svd(scaled, full_matrices=False)
+            _, singular_values, right = np.linalg.svd(scaled, full_matrices=False)
             eigenvalues, eigenvectors = singular_values**2, right.T
         missing_directions = n_latent - eigenvalues.shape[0]
         if missing_directions > 0:  # fewer samples than latent dimensions
@@ -393,6 +396,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             coefficients = np.linalg.solve(moments, cross[:, :, np.newaxis])[:, :, 0]
             fitted = np.einsum("dj,djk,dk->", coefficients, moments, coefficients)
         else:
+            # scipy's solver on one (q + 1) x (q + 1) system per iteration,
+            # outside the row loop: too small to start a BLAS thread pool
             coefficients = linalg.solve(shared, cross.T, assume_a="pos").T
             fitted = np.sum((coefficients @ shared) * coefficients)
         residual = statistics["squares"] - 2 * np.sum(coefficients * cross) + fitted
@@ -405,6 +410,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _after_fit(self, X, sample_weight):
         """Rotate W to orthogonal columns of decreasing norm (same likelihood)."""
+        # once, after the fit loop
         left, singular_values, _ = linalg.svd(self.components_.T, full_matrices=False)
         left, _ = svd_flip(left, np.eye(left.shape[1]), u_based_decision=True)
         self.components_ = (left * singular_values).T

@@ -39,6 +39,7 @@ def moment_matched_normal(n_draws, n_dimensions, random_state):
     noise -= noise.mean(axis=0)
     if n_draws > n_dimensions:
         covariance = noise.T @ noise / n_draws
+        # scipy once per scoring call, on a small matrix, before the row loop
         noise = linalg.solve_triangular(linalg.cholesky(covariance, lower=True), noise.T,
                                         lower=True).T
     return noise
