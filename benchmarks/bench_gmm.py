@@ -1,17 +1,26 @@
 """Time EMGaussianMixture against scikit-learn's GaussianMixture in one run.
 
 Both start from the same parameters and run the same number of EM iterations
-(tol=0), so the ratio is a ratio of time per iteration. Prints, for each
-covariance type and dtype, the median time of each, their ratio and the
-difference of the final bound.
+(tol=0), so the ratio is a ratio of time per iteration. Every configuration
+runs in a fresh process, twice: with the default BLAS threads and with
+``OPENBLAS_NUM_THREADS=1``. For each covariance type and dtype it prints the
+median time of each estimator, their ratio and the difference of the final
+bound; for full covariance also the achieved GFLOP/s of skem's iteration
+(the E-step product and the M-step scatter product) against a GEMM measured
+in the same process, so the distance to the compute floor is visible.
 
-    python benchmarks/bench_gmm.py [--n-samples 100000] [--repeats 3]
+    python benchmarks/bench_gmm.py [--covariance-types full,tied,diag,spherical]
+        [--dtypes float64,float32] [--n-samples 100000] [--repeats 3]
+    python benchmarks/bench_gmm.py --memory      # peak memory, N=1M D=50 K=20 full
+    python benchmarks/bench_gmm.py --scaling     # time per iteration vs N, K, D
 """
 
 import argparse
+import os
 import subprocess
 import sys
 import time
+import tracemalloc
 import warnings
 
 import numpy as np
@@ -19,6 +28,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 from skem import EMGaussianMixture
+
+THREAD_SETTINGS = {"default": {}, "1 thread": {"OPENBLAS_NUM_THREADS": "1"}}
 
 
 def make_data(n_samples, n_features, n_components, seed=0):
@@ -51,34 +62,102 @@ def starting_point(X, n_components, covariance_type, seed=0):
     return dict(weights_init=weights, means_init=means, precisions_init=precisions)
 
 
+def estimators(X64, n_components, covariance_type, n_iter):
+    params = dict(
+        n_components=n_components,
+        covariance_type=covariance_type,
+        max_iter=n_iter,
+        tol=0.0,
+        **starting_point(X64, n_components, covariance_type),
+    )
+    return GaussianMixture(**params), EMGaussianMixture(**params)
+
+
 def time_fit(estimator, X):
     start = time.perf_counter()
     estimator.fit(X)
     return time.perf_counter() - start
 
 
+def gemm_peak(dtype, size=2000, repeats=5):
+    """GFLOP/s of a square matrix product in this process (the best of a few)."""
+    rng = np.random.RandomState(0)
+    A, B = rng.normal(size=(2, size, size)).astype(dtype)
+    A @ B
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        A @ B
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
 def measure(args, covariance_type, dtype):
-    """Time both estimators on one configuration, alternating, and print a row."""
+    """Time both estimators on one configuration, alternating; print one row."""
     warnings.simplefilter("ignore", ConvergenceWarning)
     X64 = make_data(args.n_samples, args.n_features, args.n_components)
     X = X64.astype(dtype)
-    params = dict(
-        n_components=args.n_components,
-        covariance_type=covariance_type,
-        max_iter=args.n_iter,
-        tol=0.0,
-        **starting_point(X64, args.n_components, covariance_type),
-    )
-    reference, ours = GaussianMixture(**params), EMGaussianMixture(**params)
+    reference, ours = estimators(X64, args.n_components, covariance_type, args.n_iter)
     reference_times, our_times = [], []
     for _ in range(args.repeats):
         reference_times.append(time_fit(reference, X))
         our_times.append(time_fit(ours, X))
     reference_time, our_time = np.median(reference_times), np.median(our_times)
     difference = abs(ours.lower_bound_ - reference.lower_bound_)
-    print(f"{covariance_type:<10} {np.dtype(dtype).name:<8} {reference_time:>10.3f} "
-          f"{our_time:>8.3f} {our_time / reference_time:>6.2f} {difference:>11.2e}",
-          flush=True)
+    row = (f"{args.threads:<9} {covariance_type:<10} {np.dtype(dtype).name:<8} "
+           f"{reference_time:>10.3f} {our_time:>8.3f} {our_time / reference_time:>6.2f} "
+           f"{difference:>11.2e}")
+    if covariance_type == "full":
+        # E-step: one (N x D) @ (D x K D) product; M-step: (K D x N) @ (N x D)
+        n, d, k = args.n_samples, args.n_features, args.n_components
+        flops = 4.0 * n * k * d * d * args.n_iter
+        # the fit also makes one initialisation pass; count the iterations only
+        achieved = flops / our_time / 1e9
+        peak = gemm_peak(dtype)
+        row += f"   {achieved:>6.1f} of {peak:>6.1f} GFLOP/s ({achieved / peak:>4.0%})"
+    print(row, flush=True)
+
+
+def peak_memory(args):
+    """Peak memory allocated during fit (tracemalloc), beyond the data itself."""
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X = make_data(args.n_samples, args.n_features, args.n_components)
+    estimator = dict(zip(("sklearn", "skem"), estimators(
+        X, args.n_components, "full", args.n_iter)))[args.estimator]
+    tracemalloc.start()
+    start = time.perf_counter()
+    estimator.fit(X)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(f"{args.estimator:<8} data {X.nbytes / 2**20:>8.0f} MiB   peak during fit "
+          f"{peak / 2**20:>8.0f} MiB   ({elapsed:.1f} s, {args.n_iter} iterations)", flush=True)
+
+
+def scaling(args):
+    """Seconds per iteration of both, as N, K and D grow (full covariance)."""
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    n, d, k = args.n_samples, args.n_features, args.n_components
+    X64 = make_data(n, d, k)
+    reference, ours = estimators(X64, k, "full", args.n_iter)
+    times = {"sklearn": [], "skem": []}
+    for _ in range(args.repeats):
+        times["sklearn"].append(time_fit(reference, X64) / args.n_iter)
+        times["skem"].append(time_fit(ours, X64) / args.n_iter)
+    sk, us = np.median(times["sklearn"]), np.median(times["skem"])
+    print(f"{n:>9} {d:>5} {k:>5} {sk:>12.4f} {us:>10.4f} {us / sk:>6.2f}", flush=True)
+
+
+def run(args, mode, env_update=None, **overrides):
+    """Run one measurement in a fresh process (BLAS threads are fixed at import)."""
+    command = [sys.executable, __file__, "--single", mode]
+    values = {name: getattr(args, name) for name in
+              ("n_samples", "n_features", "n_components", "n_iter", "repeats",
+               "covariance_types", "dtypes", "threads", "estimator")}
+    values.update(overrides)
+    for name, value in values.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    subprocess.run(command, check=True, env={**os.environ, **(env_update or {})})
 
 
 def main():
@@ -88,13 +167,42 @@ def main():
     parser.add_argument("--n-components", type=int, default=20)
     parser.add_argument("--n-iter", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--covariance-types", default="full,diag")
+    parser.add_argument("--covariance-types", default="full,tied,diag,spherical")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--memory", action="store_true",
+                        help="peak memory of sklearn and skem, N=1M D=50 K=20 full")
+    parser.add_argument("--scaling", action="store_true",
+                        help="time per iteration for growing N, K and D")
+    parser.add_argument("--single", help=argparse.SUPPRESS)
+    parser.add_argument("--estimator", default="skem", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", default="default", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
-    if args.single:
+    if args.single == "ratio":
         measure(args, args.covariance_types, np.dtype(args.dtypes))
+        return
+    if args.single == "memory":
+        peak_memory(args)
+        return
+    if args.single == "scaling":
+        scaling(args)
+        return
+    if args.memory:
+        print("Peak memory of one fit, full covariance, N=1000000 D=50 K=20, 3 iterations, "
+              "each in a fresh process", flush=True)
+        for name in ("sklearn", "skem"):
+            run(args, "memory", estimator=name, n_samples=1_000_000, n_iter=3)
+        return
+    if args.scaling:
+        print(f"Seconds per EM iteration, full covariance, float64, {args.n_iter} iterations, "
+              f"median of {args.repeats}, default threads", flush=True)
+        print(f"{'N':>9} {'D':>5} {'K':>5} {'sklearn s/it':>12} {'skem s/it':>10} {'ratio':>6}",
+              flush=True)
+        grid = ([dict(n_samples=n) for n in (10_000, 100_000, 1_000_000)]
+                + [dict(n_components=k) for k in (5, 80)]
+                + [dict(n_features=d) for d in (10, 200)])
+        for overrides in grid:
+            run(args, "scaling", **overrides)
         return
     print(
         f"N={args.n_samples} D={args.n_features} K={args.n_components}, "
@@ -102,15 +210,13 @@ def main():
         "alternating runs, each configuration in a fresh process",
         flush=True,
     )
-    print(f"{'covariance':<10} {'dtype':<8} {'sklearn s':>10} {'skem s':>8} "
-          f"{'ratio':>6} {'bound diff':>11}", flush=True)
+    print(f"{'threads':<9} {'covariance':<10} {'dtype':<8} {'sklearn s':>10} {'skem s':>8} "
+          f"{'ratio':>6} {'bound diff':>11}   skem full: achieved of GEMM peak", flush=True)
     for covariance_type in args.covariance_types.split(","):
         for dtype in args.dtypes.split(","):
-            command = [sys.executable, __file__, "--single",
-                       "--covariance-types", covariance_type, "--dtypes", dtype]
-            for name in ("n_samples", "n_features", "n_components", "n_iter", "repeats"):
-                command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-            subprocess.run(command, check=True)
+            for threads, env_update in THREAD_SETTINGS.items():
+                run(args, "ratio", env_update, threads=threads,
+                    covariance_types=covariance_type, dtypes=dtype)
 
 
 if __name__ == "__main__":

@@ -346,12 +346,44 @@ class EMGaussianMixture(BaseMixture):
     # ------------------------------------------------------------------ EM
 
     def _row_width(self):
-        n_features = self.n_features_in_
-        if self.covariance_type in ("full", "tied"):
-            return self.n_components * (n_features + 1) + n_features
-        return self.n_components + 2 * n_features
+        n_features, n_components = self.n_features_in_, self.n_components
+        if self.covariance_type == "full":
+            return n_components * (n_features + 1) + 3 * n_features
+        if self.covariance_type == "tied":
+            return 2 * n_components + 4 * n_features
+        return 2 * n_components + 4 * n_features
 
-    def _component_statistics(self, X, responsibilities):
+    def _component_statistics(self, X, responsibilities, workspace=None):
+        """Responsibility-weighted sums of a chunk, about the current parameters.
+
+        With the E-step's workspace of the same rows (the fit loop), nothing
+        the E-step computed is computed again: for 'full' the whitened
+        residuals ``y_k = (x - m_k) U_k`` give ``sum_n r_nk y_nk y_nk^T`` in
+        one batched product, turned into the scatter about ``m_k`` in the
+        M-step; for 'diag' and 'spherical' the squares are reused. Without it
+        (the initialisation), the scatters are formed directly.
+        """
+        if workspace is None:
+            return self._direct_statistics(X, responsibilities)
+        responsibilities64 = responsibilities.astype(np.float64, copy=False)
+        centered64 = workspace["centered64"]
+        statistics = {"sum_x": responsibilities64.T @ centered64}
+        if self.covariance_type == "full":
+            whitened = workspace["whitened"]
+            stacked = whitened.reshape(whitened.shape[0], self.n_components, -1)
+            stacked *= np.sqrt(responsibilities)[:, :, np.newaxis].astype(whitened.dtype)
+            per_component = stacked.transpose(1, 0, 2)
+            statistics["whitened_scatter"] = np.matmul(
+                per_component.transpose(0, 2, 1), per_component
+            )
+        elif self.covariance_type == "tied":
+            row_weight = np.sqrt(responsibilities64.sum(axis=1))
+            statistics["scatter"] = _gram(centered64 * row_weight[:, np.newaxis])
+        else:
+            statistics["sum_x2"] = responsibilities64.T @ workspace["squares"]
+        return statistics
+
+    def _direct_statistics(self, X, responsibilities):
         center = self._reference["center"]
         centered = X - center.astype(X.dtype)
         centered64 = centered.astype(np.float64, copy=False)
@@ -391,6 +423,25 @@ class EMGaussianMixture(BaseMixture):
                 scatters[k] = _gram(weighted)
         return scatters
 
+    def _full_scatters(self, statistics):
+        """Scatters sum_n r_nk (x_n - s_k)(x_n - s_k)^T and the shifts s_k.
+
+        The fit loop accumulates the whitened scatter W_k = sum r y y^T of
+        the E-step's residuals y = x U_k - o_k. Since y U_k^-1 = x - s_k with
+        s_k = o_k U_k^-1 (the current mean, up to the rounding of the
+        E-step's factors), the scatter about s_k is U_k^-T W_k U_k^-1. The
+        residuals are small numbers, so float32 data lose no more accuracy
+        here than in the E-step itself.
+        """
+        if "scatter" in statistics:
+            return statistics["scatter"], self._reference["shift"]
+        inverse_factor = self._estep_cache["inverse_factor"]
+        scatter = np.swapaxes(inverse_factor, 1, 2) @ statistics["whitened_scatter"]
+        scatter = scatter @ inverse_factor
+        scatter += np.swapaxes(scatter, 1, 2)
+        scatter *= 0.5
+        return scatter, self._estep_cache["shift"]
+
     def _m_step_components(self, statistics):
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         center = self._reference["center"]
@@ -400,11 +451,11 @@ class EMGaussianMixture(BaseMixture):
             # sum_n r (x - mean)(x - mean)^T from the sums about the old mean s:
             # scatter - t d^T - d t^T + R d d^T with t = sum r (x - s), d = mean - s,
             # R = sum r. It is positive semi-definite even for an empty component.
-            shift = self._reference["shift"]
+            scatter, shift = self._full_scatters(statistics)
             offset = centered_means - shift
             residual_sum = statistics["sum_x"] - statistics["nk"][:, np.newaxis] * shift
             cross = residual_sum[:, :, np.newaxis] * offset[:, np.newaxis, :]
-            covariances = statistics["scatter"] - cross
+            covariances = scatter - cross
             covariances -= np.swapaxes(cross, 1, 2)
             covariances += statistics["nk"][:, None, None] * (
                 offset[:, :, np.newaxis] * offset[:, np.newaxis, :]
@@ -487,12 +538,26 @@ class EMGaussianMixture(BaseMixture):
         n_components, n_features = centered_means.shape
         if self.covariance_type == "full":
             log_det = np.log(np.diagonal(factor, axis1=1, axis2=2)).sum(axis=1)
-            stacked = factor.transpose(1, 0, 2).reshape(n_features, -1)
-            offsets = np.einsum("kd,kde->ke", centered_means, factor).ravel()
-            terms = {"factor": stacked, "offsets": offsets}
+            # the factors and offsets as the E-step uses them (rounded to the
+            # data's dtype), and what the M-step needs to undo the whitening
+            rounded = factor.astype(dtype).astype(np.float64)
+            offsets = np.einsum("kd,kde->ke", centered_means, factor).astype(dtype)
+            inverse_factor = np.array([inverse_lower_transposed(u.T) for u in rounded])
+            shift = np.einsum("ke,ked->kd", offsets.astype(np.float64), inverse_factor)
+            terms = {
+                "factor": rounded.transpose(1, 0, 2).reshape(n_features, -1).astype(dtype),
+                "offsets": offsets.ravel(),
+                "inverse_factor": inverse_factor,
+                "shift": shift,
+            }
         elif self.covariance_type == "tied":
             log_det = np.full(n_components, np.log(np.diag(factor)).sum())
-            terms = {"factor": factor, "offsets": centered_means @ factor}
+            offsets = centered_means @ factor
+            terms = {
+                "factor": factor.astype(dtype),
+                "offsets": offsets.T.copy(),
+                "offset_norms": np.einsum("kd,kd->k", offsets, offsets),
+            }
         elif self.covariance_type == "diag":
             precisions = factor**2
             log_det = np.log(factor).sum(axis=1)
@@ -509,48 +574,61 @@ class EMGaussianMixture(BaseMixture):
                 "linear": centered_means.T,
                 "constant": (centered_means**2).sum(axis=1),
             }
-        if self.covariance_type in ("full", "tied"):
-            terms = {name: value.astype(dtype) for name, value in terms.items()}
         terms["log_norm"] = log_det - 0.5 * n_features * log(2 * pi)
         return terms
 
     def _estimate_log_prob(self, X):
+        return self._log_prob_and_workspace(X)[0]
+
+    def _log_prob_and_workspace(self, X):
+        """Log-densities of a chunk under each component, and the E-step's work.
+
+        The workspace holds the centred rows (in float64 and in the data's
+        dtype), the whitened residuals ('full') or the squared deviations
+        ('diag', 'spherical'), which the statistics of the same rows reuse.
+        """
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             return self._log_gaussian_densities(X)
 
     def _log_gaussian_densities(self, X):
         terms = self._estep_cache
-        if self.covariance_type in ("diag", "spherical"):
-            # expanded squares cancel when clusters lie far apart: use float64
-            centered = np.asarray(X, dtype=np.float64) - self._reference["center"]
-        else:
-            centered = X - self._reference["center"].astype(X.dtype)
+        centered = X - self._reference["center"].astype(X.dtype)
+        centered64 = centered.astype(np.float64, copy=False)
+        workspace = {"centered": centered, "centered64": centered64}
         n_samples, n_features = centered.shape
         if self.covariance_type == "full":
-            projected = centered @ terms["factor"]
-            projected -= terms["offsets"]
-            np.square(projected, out=projected)
-            mahalanobis = np.einsum(
-                "nkd->nk", projected.reshape(n_samples, self.n_components, n_features)
-            )
+            whitened = centered @ terms["factor"]
+            whitened -= terms["offsets"]
+            stacked = whitened.reshape(n_samples, self.n_components, n_features)
+            mahalanobis = np.einsum("nkd,nkd->nk", stacked, stacked, dtype=np.float64)
+            workspace["whitened"] = whitened
         elif self.covariance_type == "tied":
-            projected = centered @ terms["factor"]
-            difference = projected[:, np.newaxis, :] - terms["offsets"]
-            mahalanobis = np.einsum("nkd,nkd->nk", difference, difference)
+            # |y - o_k|^2 expanded in float64, y = x U: one product for all k
+            projected = (centered @ terms["factor"]).astype(np.float64, copy=False)
+            mahalanobis = projected @ terms["offsets"]
+            mahalanobis *= -2.0
+            mahalanobis += np.einsum("nd,nd->n", projected, projected)[:, np.newaxis]
+            mahalanobis += terms["offset_norms"]
+            np.maximum(mahalanobis, 0, out=mahalanobis)
         elif self.covariance_type == "diag":
-            mahalanobis = np.square(centered) @ terms["precisions"]
-            mahalanobis -= 2 * (centered @ terms["linear"])
+            # expanded squares cancel when clusters lie far apart: use float64
+            squares = np.square(centered64)
+            mahalanobis = squares @ terms["precisions"]
+            mahalanobis -= 2 * (centered64 @ terms["linear"])
             mahalanobis += terms["constant"]
             np.maximum(mahalanobis, 0, out=mahalanobis)
+            workspace["squares"] = squares
         else:
-            squared_norms = np.einsum("nd,nd->n", centered, centered)
-            mahalanobis = squared_norms[:, np.newaxis] - 2 * (centered @ terms["linear"])
+            squares = np.square(centered64)
+            squared_norms = squares.sum(axis=1)
+            mahalanobis = squared_norms[:, np.newaxis] - 2 * (centered64 @ terms["linear"])
             mahalanobis += terms["constant"]
             np.maximum(mahalanobis, 0, out=mahalanobis)
             mahalanobis *= terms["precisions"]
+            workspace["squares"] = squares
         mahalanobis *= -0.5
         mahalanobis += terms["log_norm"]
-        return mahalanobis.astype(X.dtype, copy=False)
+        return mahalanobis.astype(X.dtype, copy=False), workspace
 
     # ------------------------------------------------------------------ results
 

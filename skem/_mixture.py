@@ -6,6 +6,7 @@ predictions, information criteria and samples; a model adds its components.
 
 from abc import abstractmethod
 from numbers import Integral
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
@@ -16,6 +17,17 @@ from ._linalg import logsumexp_rows, normalize_log_rows
 
 #: Added to every component's total responsibility so an empty one divides safely.
 RESPONSIBILITY_FLOOR = 10 * np.finfo(np.float64).eps
+
+
+class MixturePosterior(NamedTuple):
+    """The E-step's posterior of a chunk: responsibilities, and a workspace.
+
+    ``workspace`` holds what the E-step computed that the statistics of the
+    same rows can reuse (None when the model keeps nothing).
+    """
+
+    responsibilities: np.ndarray
+    workspace: Any = None
 
 
 class BaseMixture(BaseEM):
@@ -31,6 +43,10 @@ class BaseMixture(BaseEM):
     - ``_component_statistics(X, responsibilities)`` -> dict of sums over the
       rows, where ``responsibilities`` are already multiplied by the sample
       weights (the base class adds ``"nk"``, their column sums);
+    - optionally ``_log_prob_and_workspace(X)`` -> ``(log_prob, workspace)``
+      when the statistics can reuse work of the E-step on the same rows: a
+      workspace that is not None is passed to ``_component_statistics`` as a
+      third argument (it may be overwritten there);
     - ``_m_step_components(statistics)``: set the component parameters
       (``weights_`` is set by the base class, from ``statistics["nk"]``);
     - ``_sample_components(labels, random_state)`` -> one row per label;
@@ -127,7 +143,8 @@ class BaseMixture(BaseEM):
         statistics = None
         for rows in self._chunks(X.shape[0]):
             weights = None if sample_weight is None else sample_weight[rows]
-            chunk = self._sufficient_statistics(X[rows], weights, responsibilities[rows])
+            posterior = MixturePosterior(responsibilities[rows])
+            chunk = self._sufficient_statistics(X[rows], weights, posterior)
             statistics = add_statistics(statistics, chunk)
         self._m_step(statistics)
 
@@ -160,19 +177,35 @@ class BaseMixture(BaseEM):
         responsibilities[indices, np.arange(n_components)] = 1
         return responsibilities
 
-    def _estimate_weighted_log_prob(self, X):
+    def _log_prob_and_workspace(self, X):
+        """``log p(x | z=k)`` and what the statistics may reuse (here nothing)."""
+        return self._estimate_log_prob(X), None
+
+    def _log_weights(self, dtype):
         with np.errstate(divide="ignore"):
-            log_weights = np.log(self.weights_)
-        return self._estimate_log_prob(X) + log_weights
+            return np.log(self.weights_).astype(dtype, copy=False)
+
+    def _estimate_weighted_log_prob(self, X):
+        log_prob = self._estimate_log_prob(X)
+        return log_prob + self._log_weights(log_prob.dtype)
 
     def _e_step(self, X):
-        return normalize_log_rows(self._estimate_weighted_log_prob(X))
+        log_prob, workspace = self._log_prob_and_workspace(X)
+        log_prob += self._log_weights(log_prob.dtype)
+        log_norm, responsibilities = normalize_log_rows(log_prob)
+        return log_norm, MixturePosterior(responsibilities, workspace)
 
     def _sufficient_statistics(self, X, sample_weight, posterior):
+        responsibilities, workspace = posterior
         if sample_weight is not None:
-            posterior = posterior * sample_weight[:, np.newaxis].astype(posterior.dtype)
-        statistics = self._component_statistics(X, posterior)
-        statistics["nk"] = posterior.sum(axis=0, dtype=np.float64)
+            responsibilities = responsibilities * sample_weight[:, np.newaxis].astype(
+                responsibilities.dtype
+            )
+        if workspace is None:
+            statistics = self._component_statistics(X, responsibilities)
+        else:
+            statistics = self._component_statistics(X, responsibilities, workspace)
+        statistics["nk"] = responsibilities.sum(axis=0, dtype=np.float64)
         return statistics
 
     def _m_step(self, statistics):
@@ -255,7 +288,9 @@ class BaseMixture(BaseEM):
             ``p(z=k | x)``; each row sums to one.
         """
         X = self._validate_predict_data(X)
-        return self._map_chunks(lambda chunk: self._e_step(chunk)[1], X)
+        return self._map_chunks(
+            lambda chunk: normalize_log_rows(self._estimate_weighted_log_prob(chunk))[1], X
+        )
 
     def _n_parameters(self):
         """Number of free parameters of the mixture."""

@@ -130,6 +130,33 @@ def test_chunked_e_step_equals_one_block(iris, monkeypatch):
     assert_same_fit(chunked, whole, rtol=1e-11, atol=1e-11)
 
 
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-11), (np.float32, 2e-5)])
+def test_statistics_reusing_the_e_step_equal_the_directly_formed_ones(
+        covariance_type, dtype, rtol, wine, monkeypatch):
+    """The fit loop's statistics from the E-step's workspace (the whitened
+    residuals for 'full') give the M-step of scatters formed from the data."""
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
+                              random_state=0).fit(wine)
+    offset = 100.0  # far from the origin
+    params = dict(n_components=3, covariance_type=covariance_type, max_iter=3, tol=0,
+                  weights_init=start.weights_, means_init=start.means_ + offset,
+                  precisions_init=start.precisions_)
+    X = (wine + offset).astype(dtype)
+    weights = np.random.RandomState(0).uniform(size=len(X))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reusing = EMGaussianMixture(**params).fit(X, sample_weight=weights)
+        with_workspace = EMGaussianMixture._log_prob_and_workspace
+        monkeypatch.setattr(EMGaussianMixture, "_log_prob_and_workspace",
+                            lambda self, X: (with_workspace(self, X)[0], None))
+        direct = EMGaussianMixture(**params).fit(X, sample_weight=weights)
+    scale = np.abs(direct.covariances_).max()
+    assert_allclose(reusing.covariances_, direct.covariances_, rtol=rtol, atol=rtol * scale)
+    assert_allclose(reusing.means_, direct.means_, rtol=rtol)
+    assert_allclose(reusing.lower_bounds_, direct.lower_bounds_, rtol=rtol)
+
+
 def test_well_separated_data_skip_zero_responsibilities_exactly():
     X = blobs(n_features=6) * 20.0
     params = dict(n_components=3, random_state=0, tol=1e-10)
@@ -435,7 +462,7 @@ def test_repaired_covariance_is_the_one_the_precision_inverts():
     assert np.all(np.isfinite(model.sample(10, random_state=0)[0]))
 
 
-@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_scores_of_far_apart_clusters_match_float64(covariance_type):
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(center, 0.1, size=(300, 3)) for center in (-1000.0, 0.0, 1000.0)])
