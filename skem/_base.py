@@ -195,7 +195,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
     # ------------------------------------------------------------------ hooks
 
     def _check_parameters(self, X, sample_weight):
-        """Validate model parameters against the data; raise ValueError."""
+        """Validate model parameters against the data; raise ValueError.
+
+        Only checks: the estimator is not changed here.
+        """
+
+    def _prepare_fit(self, X, sample_weight):
+        """Set up what the whole fit needs (after the checks, before any restart)."""
 
     @abstractmethod
     def _initialize(self, X, sample_weight, random_state):
@@ -276,6 +282,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     f"but X has {X.shape[1]} features."
                 )
             self._check_parameters(X, sample_weight)
+            self._prepare_fit(X, sample_weight)
             self._run_em(X, sample_weight)
         return self
 

@@ -7,6 +7,7 @@ from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPC
 ESTIMATORS = [
     EMGaussianMixture(random_state=0),
     EMGaussianMixture(n_components=2, covariance_type="diag", random_state=0),
+    EMGaussianMixture(n_components=2, covariance_type="tied_diag", random_state=0),
     ProbabilisticPCA(),
     ProbabilisticPCA(n_components=1, solver="em", random_state=0),
     MixtureOfPPCA(n_components=1, n_latent=1, random_state=0),

@@ -506,3 +506,68 @@ def test_warm_start_on_other_features_is_a_clear_error(iris):
 def test_responsibilities_stay_finite_when_every_density_underflows(iris):
     model = EMGaussianMixture(2, random_state=0).fit(iris)
     assert np.all(np.isfinite(model.predict_proba([[1e200, 0, 0, 0]])))
+
+
+# ---------------------------------------------------------------- tied_diag
+
+
+def test_tied_diag_m_step_is_the_diagonal_of_the_tied_one(wine):
+    """From the same diagonal start the E-steps agree, and the shared diagonal
+    covariance is the diagonal of the shared full one."""
+    start = EMGaussianMixture(3, covariance_type="diag", max_iter=0, random_state=0).fit(wine)
+    shared_precision = start.precisions_.mean(axis=0)
+    common = dict(n_components=3, max_iter=1, tol=0, weights_init=start.weights_,
+                  means_init=start.means_)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        tied = EMGaussianMixture(covariance_type="tied", precisions_init=np.diag(shared_precision),
+                                 **common).fit(wine)
+        tied_diag = EMGaussianMixture(covariance_type="tied_diag",
+                                      precisions_init=shared_precision, **common).fit(wine)
+    assert_allclose(tied_diag.lower_bounds_, tied.lower_bounds_, rtol=1e-12)
+    assert_allclose(tied_diag.means_, tied.means_, rtol=1e-12, atol=1e-12)
+    assert_allclose(tied_diag.covariances_, np.diag(tied.covariances_), rtol=1e-12)
+
+
+def test_tied_diag_with_one_component_is_diag(wine):
+    diag = EMGaussianMixture(1, covariance_type="diag", random_state=0).fit(wine)
+    tied_diag = EMGaussianMixture(1, covariance_type="tied_diag", random_state=0).fit(wine)
+    assert_allclose(tied_diag.covariances_, diag.covariances_[0], rtol=1e-12)
+    assert_allclose(tied_diag.score_samples(wine), diag.score_samples(wine), rtol=1e-12)
+
+
+def test_tied_diag_scores_bound_and_parameter_count(wine):
+    model = EMGaussianMixture(3, covariance_type="tied_diag", reg_covar=0, tol=1e-10,
+                              max_iter=500, random_state=0).fit(wine)
+    density = sum(
+        w * multivariate_normal(m, np.diag(model.covariances_)).pdf(wine)
+        for w, m in zip(model.weights_, model.means_)
+    )
+    assert_allclose(model.score_samples(wine), np.log(density), rtol=1e-10)
+    assert np.diff(model.lower_bounds_).min() >= -1e-12 * abs(model.lower_bound_)
+    n_features = wine.shape[1]
+    assert model._n_parameters() == n_features + 3 * n_features + 2
+    assert_allclose(model.precisions_, 1 / model.covariances_, rtol=1e-12)
+    assert model.covariances_.shape == model.precisions_cholesky_.shape == (n_features,)
+
+
+def test_tied_diag_samples_follow_the_shared_covariance():
+    rng = np.random.RandomState(0)
+    means = np.array([[0.0, 0.0, 0.0], [10.0, 10.0, 10.0]])
+    variances = np.array([0.5, 2.0, 1.0])
+    labels = rng.randint(2, size=4000)
+    X = means[labels] + rng.normal(size=(4000, 3)) * np.sqrt(variances)
+    model = EMGaussianMixture(2, covariance_type="tied_diag", random_state=0).fit(X)
+    assert_allclose(model.covariances_, variances, rtol=0.1)
+    samples, sampled_labels = model.sample(4000, random_state=0)
+    centred = samples - model.means_[sampled_labels]
+    assert_allclose(centred.var(axis=0), model.covariances_, rtol=0.1)
+
+
+def test_tied_diag_initial_precisions_are_validated(wine):
+    with pytest.raises(ValueError, match=r"'tied_diag precision' should have the shape"):
+        EMGaussianMixture(2, covariance_type="tied_diag",
+                          precisions_init=np.ones((2, wine.shape[1]))).fit(wine)
+    with pytest.raises(ValueError, match="'tied_diag precision' should be positive"):
+        EMGaussianMixture(2, covariance_type="tied_diag",
+                          precisions_init=-np.ones(wine.shape[1])).fit(wine)
