@@ -4,23 +4,32 @@ scikit-learn compatible estimators that share one EM fit loop and record the
 lower bound at every iteration.
 """
 
-from ._base import BaseEM
-from ._gaussian_mixture import EMGaussianMixture
-from ._mixture import BaseMixture
-from ._mixture_ppca import MixtureOfPPCA
-from ._ppca import ProbabilisticPCA
-from ._vae import AmortizedVAE
-from .exceptions import DegenerateComponentWarning
+from importlib import import_module
 
 __version__ = "0.1.0.dev0"
 
-__all__ = [
-    "AmortizedVAE",
-    "BaseEM",
-    "BaseMixture",
-    "DegenerateComponentWarning",
-    "EMGaussianMixture",
-    "MixtureOfPPCA",
-    "ProbabilisticPCA",
-    "__version__",
-]
+# Public names and the private module of each, imported on first use so that
+# ``import skem`` (and the command line's start-up) stays fast.
+_MODULES = {
+    "AmortizedVAE": "._vae",
+    "BaseEM": "._base",
+    "BaseMixture": "._mixture",
+    "DegenerateComponentWarning": ".exceptions",
+    "EMGaussianMixture": "._gaussian_mixture",
+    "MixtureOfPPCA": "._mixture_ppca",
+    "ProbabilisticPCA": "._ppca",
+}
+
+__all__ = [*sorted(_MODULES), "__version__"]
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        value = getattr(import_module(_MODULES[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'skem' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_MODULES])

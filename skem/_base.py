@@ -9,14 +9,16 @@ from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 from copy import deepcopy
 from numbers import Integral, Real
-from time import perf_counter
 
 import numpy as np
 from sklearn.base import BaseEstimator, DensityMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
 
 #: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
 CHUNK_FLOATS = 2**20
@@ -83,7 +85,7 @@ def weighted_sum(values, sample_weight):
     return sample_weight @ values
 
 
-class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
+class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMeta):
     """Base class of the skem models: one fit loop for every EM-type algorithm.
 
     ``fit`` validates the data, then for each of ``n_init`` restarts
@@ -127,14 +129,25 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         - ``_log_density(X)``: the log-density of each row (``score_samples``);
         - ``_sample(n_samples, random_state)`` -> ``(X, latent)``;
         - optionally ``_check_parameters(X, sample_weight)`` to validate
-          parameters against the data before any work, and ``_row_width()``,
-          the number of floats of working memory per row in the E-step, which
-          sets the chunk size.
+          parameters against the data before any work (it only checks),
+          ``_prepare_fit(X, sample_weight, random_state)`` to set up what the
+          whole fit needs, ``_after_fit(X, sample_weight)`` to finish a model
+          that was fitted (not called with ``max_iter=0``), and
+          ``_row_width()``, the number of floats of working memory per row in
+          the E-step, which sets the chunk size.
 
         A model trained otherwise (stochastic gradient ascent on the ELBO, as
         :class:`skem.AmortizedVAE`) overrides ``_em_iteration(X,
         sample_weight)`` instead of the E- and M-step hooks, making one
-        iteration one epoch, and may override ``_check_convergence``.
+        iteration one epoch, and may give the fit another monitor
+        (``_make_monitor``; see ``skem._monitor``).
+
+    Progress
+        Every fit reports to a monitor (``skem._monitor.FitMonitor``) that
+        owns the bound history, the convergence test, the verbose output and,
+        with scikit-learn >= 1.9, the callbacks of ``sklearn.callback``:
+        ``model.set_callbacks(ProgressBar()).fit(X)`` shows the restarts and
+        iterations.
 
         A test in ``tests/test_base.py`` writes a Poisson mixture this way.
 
@@ -170,6 +183,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
 
     _fitted_parameters: tuple = ()
 
+    #: Private attributes that live only while ``fit`` runs.
+    _fit_scratch: tuple = ("_monitor",)
+
     #: Whether NaN entries are missing values the model handles (inf never is).
     _allow_nan: bool = False
 
@@ -200,7 +216,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         Only checks: the estimator is not changed here.
         """
 
-    def _prepare_fit(self, X, sample_weight):
+    def _prepare_fit(self, X, sample_weight, random_state):
         """Set up what the whole fit needs (after the checks, before any restart)."""
 
     @abstractmethod
@@ -219,9 +235,9 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         """Set the parameters from the summed statistics."""
         raise NotImplementedError
 
-    def _check_convergence(self, lower_bound, previous_lower_bound):
-        """Whether to stop after this iteration: the change is below ``tol``."""
-        return abs(lower_bound - previous_lower_bound) < self.tol
+    def _make_monitor(self, X, sample_weight, n_init):
+        """The monitor of this fit (see ``skem._monitor``)."""
+        return FitMonitor(self, X, sample_weight, n_init)
 
     @abstractmethod
     def _log_density(self, X):
@@ -236,7 +252,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return self.n_features_in_
 
     def _after_fit(self, X, sample_weight):
-        """Called once on the kept parameters at the end of ``fit``."""
+        """Called once on the kept parameters at the end of a fit that iterated."""
 
     def _fit_closed_form(self, X, sample_weight):
         """Fit in one step where the model can; return the bound, or None for EM.
@@ -248,11 +264,19 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         return None
 
     def _n_parameters(self):
-        """Number of free parameters (used by ``bic`` and ``aic``)."""
+        """Number of free parameters (used by ``bic`` and ``aic``).
+
+        A model that cannot count them (its likelihood is only bounded, as the
+        VAE's) does not override this, and then has no ``bic`` or ``aic``.
+        """
         raise NotImplementedError
+
+    def _counts_parameters(self):
+        return type(self)._n_parameters is not BaseEM._n_parameters
 
     # ------------------------------------------------------------------ fit
 
+    @with_callbacks
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters by EM, keeping the best of ``n_init`` restarts.
 
@@ -282,8 +306,13 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                     f"but X has {X.shape[1]} features."
                 )
             self._check_parameters(X, sample_weight)
-            self._prepare_fit(X, sample_weight)
-            self._run_em(X, sample_weight)
+            random_state = check_random_state(self.random_state)
+            try:
+                self._prepare_fit(X, sample_weight, random_state)
+                self._run_em(X, sample_weight, random_state)
+            finally:
+                for name in self._fit_scratch:
+                    self.__dict__.pop(name, None)
         return self
 
     @contextmanager
@@ -307,62 +336,50 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         )
         return X, check_sample_weight(sample_weight, X.shape[0])
 
-    def _run_em(self, X, sample_weight):
-        random_state = check_random_state(self.random_state)
-        bound = self._fit_closed_form(X, sample_weight) if self.max_iter > 0 else None
-        if bound is None:
-            best = self._best_restart(X, sample_weight, random_state)
-        else:
-            best = {"parameters": self._get_parameters(), "lower_bound": bound,
-                    "lower_bounds": [bound], "n_iter": 1, "converged": True}
-        if not best["converged"] and self.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. "
-                "Try different init parameters, or increase max_iter, "
-                "tol, or check for degenerate data.",
-                ConvergenceWarning,
-            )
-        self._set_parameters(best["parameters"])
-        self.n_iter_ = best["n_iter"]
-        self.converged_ = best["converged"]
-        self.lower_bound_ = best["lower_bound"]
-        self.lower_bounds_ = np.asarray(best["lower_bounds"], dtype=np.float64)
-        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
-        self._sampling_state = None
-        self._after_fit(X, sample_weight)
-
-    def _best_restart(self, X, sample_weight, random_state):
-        """Run the restarts of EM and return the state of the best one."""
+    def _run_em(self, X, sample_weight, random_state):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
-        best = None
-        for init in range(n_init):
-            self._print_restart_start(init)
+        monitor = self._monitor = self._make_monitor(X, sample_weight, n_init)
+        if self.max_iter == 0:  # the initialisation only (the last of n_init)
+            for _ in range(n_init if do_init else 0):
+                self._initialize(X, sample_weight, random_state)
+            best = Restart(self._get_parameters(), -np.inf, [], 0, False)
+        else:
+            bound = self._fit_closed_form(X, sample_weight)
+            if bound is None:
+                best = self._best_restart(X, sample_weight, random_state, monitor, do_init)
+            else:
+                best = Restart(self._get_parameters(), bound, [bound], 1, True)
+            if not best.converged:
+                warnings.warn(
+                    "Best performing initialization did not converge. "
+                    "Try different init parameters, or increase max_iter, "
+                    "tol, or check for degenerate data.",
+                    ConvergenceWarning,
+                )
+        self._set_parameters(best.parameters)
+        self.n_iter_ = best.n_iter
+        self.converged_ = best.converged
+        self.lower_bound_ = best.lower_bound
+        self.lower_bounds_ = np.asarray(best.lower_bounds, dtype=np.float64)
+        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
+        self._sampling_state = None
+        if self.max_iter > 0:
+            self._after_fit(X, sample_weight)
+        monitor.end_fit()
+
+    def _best_restart(self, X, sample_weight, random_state, monitor, do_init):
+        """Run the restarts of EM; return the best (the monitor keeps it)."""
+        for init in range(monitor.n_init):
+            monitor.begin_restart(init, -np.inf if do_init else self.lower_bound_)
             if do_init:
                 self._initialize(X, sample_weight, random_state)
-            lower_bound = -np.inf if do_init else self.lower_bound_
-            lower_bounds = []
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, self.max_iter + 1):
-                previous = lower_bound
-                lower_bound = self._em_iteration(X, sample_weight)
-                lower_bounds.append(lower_bound)
-                self._print_iteration(n_iter, lower_bound - previous)
-                if self._check_convergence(lower_bound, previous):
-                    converged = True
+            for _ in range(self.max_iter):
+                monitor.begin_iteration()
+                if monitor.record(self._em_iteration(X, sample_weight)):
                     break
-            if self.max_iter > 0:
-                self._print_restart_end(lower_bound, converged)
-            if best is None or lower_bound > best["lower_bound"] or self.max_iter == 0:
-                best = {
-                    "parameters": self._get_parameters(),
-                    "lower_bound": lower_bound if self.max_iter > 0 else -np.inf,
-                    "lower_bounds": lower_bounds,
-                    "n_iter": n_iter,
-                    "converged": converged,
-                }
-        return best
+            monitor.end_restart()
+        return monitor.best
 
     def _em_iteration(self, X, sample_weight):
         """One E-step over all chunks, then one M-step; return the mean bound."""
@@ -444,6 +461,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         weights = check_sample_weight(sample_weight, log_density.shape[0])
         return float(np.average(log_density, weights=weights))
 
+    @available_if(_counts_parameters)
     def bic(self, X):
         """Bayesian information criterion on ``X``: lower is better.
 
@@ -461,6 +479,7 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
         n_samples = np.shape(X)[0]
         return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
 
+    @available_if(_counts_parameters)
     def aic(self, X):
         """Akaike information criterion on ``X``: lower is better.
 
@@ -508,39 +527,6 @@ class BaseEM(DensityMixin, BaseEstimator, metaclass=ABCMeta):
                 self._sampling_state = np.random.RandomState(self._sampling_seed)
             random_state = self._sampling_state
         return self._sample(int(n_samples), check_random_state(random_state))
-
-    # ------------------------------------------------------------------ verbose
-
-    def _print_restart_start(self, init):
-        if self.verbose >= 1:
-            print(f"Initialization {init}")
-            self._restart_start_time = perf_counter()
-            self._iteration_time = self._restart_start_time
-
-    def _print_iteration(self, n_iter, change):
-        if self.verbose >= 1 and n_iter % self.verbose_interval == 0:
-            if self.verbose == 1:
-                print(f"  Iteration {n_iter}")
-            else:
-                now = perf_counter()
-                print(
-                    f"  Iteration {n_iter}\t time lapse {now - self._iteration_time:.5f}s"
-                    f"\t ll change {change:.5f}"
-                )
-                self._iteration_time = now
-
-    def _print_restart_end(self, lower_bound, converged):
-        if self.verbose >= 1:
-            status = "converged" if converged else "did not converge"
-            if self.verbose == 1:
-                print(f"Initialization {status}.")
-            else:
-                elapsed = perf_counter() - self._restart_start_time
-                print(
-                    f"Initialization {status}. time lapse {elapsed:.5f}s\t "
-                    f"lower bound {lower_bound:.5f}."
-                )
-
 
 def add_statistics(total, chunk):
     """Add a chunk's dict of sufficient statistics into the running total."""

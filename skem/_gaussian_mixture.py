@@ -263,8 +263,8 @@ class EMGaussianMixture(BaseMixture):
         super()._check_parameters(X, sample_weight)
         self._initial_values(X.shape[1])
 
-    def _prepare_fit(self, X, sample_weight):
-        super()._prepare_fit(X, sample_weight)
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
         self._covariance = COVARIANCES[self.covariance_type]
         self._initial = self._initial_values(X.shape[1])
 
@@ -399,8 +399,6 @@ class EMGaussianMixture(BaseMixture):
         return set(degenerate.tolist()) | set(self._repaired_components)
 
     def _after_fit(self, X, sample_weight):
-        if self.n_iter_ == 0:
-            return
         degenerate = sorted(self._degenerate_components())
         if degenerate:
             warnings.warn(

@@ -15,6 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import BaseEM, row_weights, weighted_moments
+from ._monitor import EarlyStoppingMonitor
 from ._mlp import ACTIVATIONS, Adam, backward, forward, glorot_initialize, layer_shapes, unpack
 from ._mlp import n_parameters as count_parameters
 
@@ -174,7 +175,10 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         "training_dtype": [StrOptions({"float32", "float64"})],
     }
 
-    _fitted_parameters = ("parameters_", "feature_mean_", "feature_scale_", "_score_seed")
+    _fitted_parameters = (
+        "parameters_", "feature_mean_", "feature_scale_", "_score_seed", "validation_bounds_",
+    )
+    _fit_scratch = (*BaseEM._fit_scratch, "_training_data")
 
     def __init__(
         self,
@@ -238,9 +242,38 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
                 "likelihood='bernoulli' needs data in [0, 1]; X has values in "
                 f"[{X.min():.4g}, {X.max():.4g}]."
             )
+        if self.early_stopping:
+            n_positive = X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight)
+            if n_positive < 2:
+                raise ValueError(
+                    "early_stopping needs at least two rows of positive sample_weight "
+                    "(one to train on, one to validate on)."
+                )
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        """Standardise the data and hold out the validation rows, once per fit."""
+        super()._prepare_fit(X, sample_weight, random_state)
+        sizes = np.asarray(self.hidden_layer_sizes, dtype=object).ravel()
         self._hidden_sizes = tuple(int(size) for size in sizes)
-        self._training_data = None
-        self._reset_monitor()
+        if not (self.warm_start and hasattr(self, "converged_")):
+            self._set_feature_scaling(X, sample_weight)
+        self._training_data = self._split_training_data(X, sample_weight, random_state)
+
+    def _set_feature_scaling(self, X, sample_weight):
+        if self.likelihood == "gaussian":
+            mean, variance = weighted_moments(X, sample_weight)
+            scale = np.sqrt(variance)
+            self.feature_mean_ = mean
+            self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+        else:
+            self.feature_mean_ = np.zeros(X.shape[1])
+            self.feature_scale_ = np.ones(X.shape[1])
+
+    def _make_monitor(self, X, sample_weight, n_init):
+        return EarlyStoppingMonitor(
+            self, X, sample_weight, n_init, self.n_iter_no_change,
+            best_parameters=lambda: {"parameters_": self.parameters_.copy()},
+        )
 
     def _network_shapes(self):
         n_features, n_latent = self.n_features_in_, self.n_components
@@ -257,14 +290,6 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return encoder, decoder
 
     def _initialize(self, X, sample_weight, random_state):
-        if self.likelihood == "gaussian":
-            mean, variance = weighted_moments(X, sample_weight)
-            scale = np.sqrt(variance)
-            self.feature_mean_ = mean
-            self.feature_scale_ = np.where(scale > 0, scale, 1.0)
-        else:
-            self.feature_mean_ = np.zeros(X.shape[1])
-            self.feature_scale_ = np.ones(X.shape[1])
         encoder_shapes, decoder_shapes = self._network_shapes()
         dtype = np.dtype(self.training_dtype)
         size = count_parameters(encoder_shapes) + count_parameters(decoder_shapes)
@@ -280,7 +305,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         self._random_state = random_state
         self._optimizer = Adam(size, dtype, self.learning_rate)
         self._epoch = 0
-        self._reset_monitor()
+        self.validation_bounds_ = np.array([])
 
     def _importance_noise(self, n_draws=None):
         """The shared, moment-matched draws from N(0, I) used to score every row.
@@ -294,16 +319,10 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             n_draws, self.n_components, np.random.RandomState(self._score_seed)
         )
 
-    def _reset_monitor(self):
-        self._best_monitored = -np.inf
-        self._epochs_without_improvement = 0
-        self._best_parameters = None
-        self.validation_bounds_ = np.array([])
-
     def _standardize(self, X, dtype):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(dtype, copy=False)
 
-    def _split_training_data(self, X, sample_weight):
+    def _split_training_data(self, X, sample_weight, random_state):
         """Standardise, drop rows of zero weight, and hold out a validation share."""
         dtype = np.dtype(self.training_dtype)
         weights = row_weights(sample_weight, X.shape[0])
@@ -311,12 +330,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         data, weights = self._standardize(X[positive], dtype), weights[positive]
         validation = None
         if self.early_stopping:
-            if positive.size < 2:
-                raise ValueError(
-                    "early_stopping needs at least two rows of positive sample_weight "
-                    "(one to train on, one to validate on)."
-                )
-            order = self._random_state.permutation(positive.size)
+            order = random_state.permutation(positive.size)
             n_validation = min(max(1, int(round(self.validation_fraction * positive.size))),
                                positive.size - 1)
             held_out, kept = order[:n_validation], order[n_validation:]
@@ -399,9 +413,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     # ------------------------------------------------------------------ training
 
     def _em_iteration(self, X, sample_weight):
-        """One epoch of minibatch Adam; returns the epoch's mean training ELBO."""
-        if self._training_data is None:
-            self._training_data = self._split_training_data(X, sample_weight)
+        """One epoch of minibatch Adam; returns the epoch's mean training ELBO.
+
+        With early stopping, the epoch's validation bound is reported to the
+        fit's monitor, which keeps the parameters of the best epoch.
+        """
         data, weights = self._training_data["train"]
         self._epoch += 1
         kl_weight = min(1.0, self._epoch / self.kl_warmup) if self.kl_warmup else 1.0
@@ -426,31 +442,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
                 held_out.astype(np.float64), self._importance_noise(8)
             )
             validation = np.average(reconstruction.mean(axis=1) - kl, weights=held_out_weights)
-            self.validation_bounds_ = np.append(self.validation_bounds_, validation - jacobian)
+            self._monitor.record_validation(validation - jacobian)
         return total / total_weight - jacobian
-
-    def _check_convergence(self, lower_bound, previous_lower_bound):
-        """Stop after n_iter_no_change epochs without an improvement above tol."""
-        monitored = self.validation_bounds_[-1] if self.early_stopping else lower_bound
-        if monitored > self._best_monitored + self.tol:
-            self._epochs_without_improvement = 0
-        else:
-            self._epochs_without_improvement += 1
-        if monitored > self._best_monitored:
-            self._best_monitored = monitored
-            if self.early_stopping:
-                self._best_parameters = self.parameters_.copy()
-        return self._epochs_without_improvement >= self.n_iter_no_change
-
-    def _get_parameters(self):
-        parameters = super()._get_parameters()
-        parameters["validation_bounds_"] = self.validation_bounds_.copy()
-        if self._best_parameters is not None:
-            parameters["parameters_"] = self._best_parameters.copy()
-        return parameters
-
-    def _after_fit(self, X, sample_weight):
-        self._training_data = None
 
     # ------------------------------------------------------------------ use
 

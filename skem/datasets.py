@@ -55,3 +55,76 @@ def make_low_rank_mixture(n_per_component=100, n_features=100, n_components=4, n
                  + noise * rng.normal(size=(n_per_component, n_features)))
         labels.append(np.full(n_per_component, k))
     return np.vstack(X), np.concatenate(labels)
+
+
+def load_dequantized_digits(*, random_state=0):
+    """scikit-learn's 8x8 digits with uniform noise in [0, 1) added to every pixel.
+
+    Integer pixels have no density (a model can put infinite density on the
+    grid); adding ``U[0, 1)`` noise makes them continuous, and a log-density of
+    the noisy pixels is a lower bound on the discrete log-likelihood. This is
+    the digits set-up of skem's tests, documentation, demo and benchmarks.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None, default=0
+        Seed of the noise.
+
+    Returns
+    -------
+    X : ndarray of shape (1797, 64)
+        Pixels plus noise, in [0, 17).
+    y : ndarray of shape (1797,)
+        The digit of each image.
+
+    Examples
+    --------
+    >>> from skem.datasets import load_dequantized_digits
+    >>> X, y = load_dequantized_digits()
+    >>> X.shape, float(X.min()) >= 0, float(X.max()) < 17
+    ((1797, 64), True, True)
+    """
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    noise = check_random_state(random_state).uniform(size=digits.data.shape)
+    return digits.data + noise, digits.target
+
+
+def load_anomaly_split(*, random_state=0):
+    """Breast-cancer tumours split for anomaly detection: benign is normal.
+
+    A quarter of the benign tumours is held out; the test set is those plus
+    every malignant tumour, which a density trained on benign ones should
+    score low.
+
+    Parameters
+    ----------
+    random_state : int, RandomState instance or None, default=0
+        Seed of the split of the benign tumours.
+
+    Returns
+    -------
+    X_train : ndarray of shape (267, 30)
+        Benign tumours to train on.
+    X_test : ndarray of shape (302, 30)
+        Held-out benign tumours, then all malignant ones.
+    is_anomaly : ndarray of shape (302,)
+        1 for a malignant tumour, 0 for a benign one.
+
+    Examples
+    --------
+    >>> from skem.datasets import load_anomaly_split
+    >>> X_train, X_test, is_anomaly = load_anomaly_split()
+    >>> X_train.shape, X_test.shape, int(is_anomaly.sum())
+    ((267, 30), (302, 30), 212)
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    data = load_breast_cancer()
+    benign, malignant = data.data[data.target == 1], data.data[data.target == 0]
+    X_train, test_benign = train_test_split(benign, random_state=random_state)
+    X_test = np.vstack([test_benign, malignant])
+    is_anomaly = np.r_[np.zeros(len(test_benign)), np.ones(len(malignant))]
+    return X_train, X_test, is_anomaly

@@ -259,3 +259,9 @@ def test_bernoulli_model_rejects_data_outside_the_unit_interval_at_score_time():
         vae.fit(X)
     with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
         vae.score_samples(X * 5)
+
+
+def test_no_information_criteria_without_a_parameter_count():
+    """The VAE's likelihood is only bounded: no bic or aic, rather than a raise."""
+    assert not hasattr(AmortizedVAE(), "bic") and not hasattr(AmortizedVAE(), "aic")
+    assert hasattr(EMGaussianMixture(), "bic") and hasattr(EMGaussianMixture(), "aic")
