@@ -115,8 +115,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         Subclass :class:`BaseEM` (or :class:`skem.BaseMixture` for a discrete
         latent variable, which needs even less) and implement:
 
-        - ``__init__`` listing every parameter explicitly (scikit-learn's rule)
-          and passing the loop's parameters to ``super().__init__``;
+        - if the model adds parameters, ``__init__`` listing every parameter
+          explicitly (scikit-learn's rule) and passing the loop's parameters
+          to ``super().__init__``; a model that adds none needs no
+          ``__init__``;
         - ``_fitted_parameters``: a tuple with the names of the fitted
           attributes that make up the parameters (used to keep the best
           restart and for ``warm_start``);
@@ -149,7 +151,8 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         ``model.set_callbacks(ProgressBar()).fit(X)`` shows the restarts and
         iterations.
 
-        A test in ``tests/test_base.py`` writes a Poisson mixture this way.
+        The gallery example ``plot_custom_em_model.py`` writes a Poisson
+        mixture this way; ``tests/test_base.py`` tests that very class.
 
     Parameters
     ----------

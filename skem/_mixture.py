@@ -54,7 +54,8 @@ class BaseMixture(BaseEM):
     - ``_fitted_parameters``: names of the fitted attributes, ``"weights_"``
       included.
 
-    ``tests/test_base.py`` writes a Poisson mixture in about 30 lines.
+    The gallery example ``plot_custom_em_model.py`` writes a Poisson mixture in
+    about twenty lines.
 
     Parameters
     ----------

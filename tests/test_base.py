@@ -1,11 +1,13 @@
 """The base classes: a new EM model written from their docstrings, and the loop."""
 
+import runpy
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import gammaln, logsumexp
+from scipy.special import logsumexp
 from scipy.stats import poisson
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
@@ -13,36 +15,13 @@ from sklearn.metrics import adjusted_rand_score
 from skem import BaseMixture, EMGaussianMixture
 
 
-# --- A user's model: a mixture of independent Poissons (under 60 lines). ---
-class PoissonMixture(BaseMixture):
-    """Mixture of products of independent Poisson distributions."""
-
-    _fitted_parameters = ("weights_", "rates_")
-
-    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
-                 init_params="kmeans", random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10):
-        super().__init__(n_components, tol=tol, max_iter=max_iter, n_init=n_init,
-                         init_params=init_params, random_state=random_state,
-                         warm_start=warm_start, verbose=verbose,
-                         verbose_interval=verbose_interval)
-
-    def _estimate_log_prob(self, X):
-        log_rates = np.log(self.rates_)
-        return X @ log_rates.T - self.rates_.sum(axis=1) - gammaln(X + 1).sum(axis=1)[:, None]
-
-    def _component_statistics(self, X, responsibilities):
-        return {"sum_x": responsibilities.T @ X}
-
-    def _m_step_components(self, statistics):
-        self.rates_ = statistics["sum_x"] / (statistics["nk"][:, None] + 1e-10) + 1e-10
-
-    def _sample_components(self, labels, random_state):
-        return random_state.poisson(self.rates_[labels]).astype(float)
-
-    def _n_component_parameters(self):
-        return self.rates_.size
-# --- end of the user's model ---
+# A user's model, a mixture of independent Poissons, as the gallery example
+# writes it (the one copy of it).
+matplotlib = pytest.importorskip("matplotlib")
+matplotlib.use("Agg")
+EXAMPLE = Path(__file__).parent.parent / "doc" / "examples" / "plot_custom_em_model.py"
+PoissonMixture = runpy.run_path(str(EXAMPLE), run_name="poisson_example")["PoissonMixture"]
+matplotlib.pyplot.close("all")
 
 
 def poisson_data(seed=0, n_samples=600):

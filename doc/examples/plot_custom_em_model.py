@@ -4,7 +4,11 @@ Writing your own EM model: a Poisson mixture
 
 A mixture only describes its components; :class:`skem.BaseMixture` runs EM.
 Because the statistics are weighted sums over rows, sample weights, chunking
-and restarts come for free, and the bound never decreases.
+and restarts come for free, and the bound never decreases. A model that adds
+no parameters of its own needs no ``__init__``: it inherits
+``n_components``, ``tol``, ``max_iter`` and the others.
+
+skem's own tests (``tests/test_base.py``) test this very class.
 """
 
 import matplotlib.pyplot as plt
@@ -19,14 +23,6 @@ class PoissonMixture(BaseMixture):
     """Mixture of products of independent Poisson distributions."""
 
     _fitted_parameters = ("weights_", "rates_")
-
-    def __init__(self, n_components=1, *, tol=1e-3, max_iter=100, n_init=1,
-                 init_params="kmeans", random_state=None, warm_start=False,
-                 verbose=0, verbose_interval=10):
-        super().__init__(n_components, tol=tol, max_iter=max_iter, n_init=n_init,
-                         init_params=init_params, random_state=random_state,
-                         warm_start=warm_start, verbose=verbose,
-                         verbose_interval=verbose_interval)
 
     def _estimate_log_prob(self, X):
         return (X @ np.log(self.rates_).T - self.rates_.sum(axis=1)
