@@ -1,7 +1,8 @@
 """MixtureOfPPCA: a mixture of probabilistic PCA models (Tipping & Bishop, 1999).
 
 Each component is a Gaussian whose covariance is low rank plus isotropic noise,
-so the cost per row and component is O(n_features * n_latent).
+so a log-density costs O(n_features * n_latent) per row and component. The
+M-step is exact, in closed form, up to CLOSED_FORM_MAX_FEATURES features.
 """
 
 import warnings
@@ -10,11 +11,26 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
+from threadpoolctl import ThreadpoolController
 
 from ._base import weighted_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from ._ppca import latent_precision_terms, ppca_log_density, principal_subspace
 from .exceptions import DegenerateComponentWarning
+
+#: Up to this many features the M-step is the exact closed form, above it one
+#: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
+CLOSED_FORM_MAX_FEATURES = 200
+
+_threadpool_controller = None
+
+
+def _single_blas_thread():
+    """Context manager limiting BLAS (numpy's and scipy's) to one thread."""
+    global _threadpool_controller
+    if _threadpool_controller is None:  # scanning the loaded libraries takes ms
+        _threadpool_controller = ThreadpoolController()
+    return _threadpool_controller.limit(limits=1, user_api="blas")
 
 
 class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixture):
@@ -28,10 +44,33 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     component suffice in high dimension.
 
     Each EM iteration computes responsibilities (E-step), then per component
-    the weight and mean, and then one PPCA EM step for ``W_k`` and the noise
-    variance with the new mean: Tipping & Bishop's two-stage procedure,
-    O(n_samples * n_features * n_latent) per component, with the local
-    covariance never formed.
+    the weight and mean and, with the new mean, ``W_k`` and the noise
+    variance (M-step). How depends on the number of features d:
+
+    - d <= 200 (``CLOSED_FORM_MAX_FEATURES`` in this module): the exact
+      maximiser, in closed form (Tipping & Bishop, 1999, section 3.2). The
+      E-step sums each component's weighted scatter
+      ``sum_n r_nk (x_n - m_k)(x_n - m_k)^T`` about its current mean m_k,
+      O(n_samples * d^2); the M-step recentres it on the new mean,
+      eigen-decomposes the local covariance S_k it gives, O(d^3), sets the
+      noise variance to the mean of the d - q smallest eigenvalues and
+      ``W_k = U_q (Lambda_q - noise_variance I)^(1/2)`` from the q leading
+      ones (with the noise variance at its floor, a leading eigenvalue below
+      it gives a zero column).
+    - d > 200: one PPCA EM step, ``W_k <- S_k W_k (s I + M^-1 W_k^T S_k
+      W_k)^-1`` (Tipping & Bishop's two-stage procedure), O(n_samples * d *
+      n_latent) per component, with S_k never formed. It raises the
+      likelihood too, but converges more slowly.
+
+    At the default ``tol`` the closed form needs up to 8 times fewer
+    iterations (median 2.5 over 18 fits of 2 to 10 components to iris, wine,
+    breast cancer and digits; dequantised digits, 10 components,
+    ``n_latent=10``: 11 against 36; standardised breast cancer, 5
+    components, ``n_latent=10``: 37 against 158) and stops nearer the
+    optimum. An iteration of it costs about 1.5 times one of the one-step
+    update up to d = 128 and 2 to 3 times at d = 200 (2000 rows, 5
+    components), more beyond as the d^3 eigen-decompositions take over:
+    hence the threshold.
 
     Where its assumption fails, the numbers show it. On the digits images,
     pixel noise differs from pixel to pixel and the border pixels barely
@@ -43,7 +82,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     model                                                nats/image  parameters
     ===================================================  ==========  ==========
     MixtureOfPPCA, n_latent=10                           -141.6      6609
-    MixtureOfPPCA, n_latent=20                           -136.3      11559
+    MixtureOfPPCA, n_latent=20                           -136.5      11559
     EMGaussianMixture, covariance_type='full'            -134.1      21449
     EMGaussianMixture, covariance_type='diag'            -126.3      1289
     ===================================================  ==========  ==========
@@ -159,8 +198,29 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             raise ValueError(
                 f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}."
             )
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
         scale = float(weighted_moments(X, sample_weight)[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
+        self._closed_form = self._uses_closed_form(X.shape[1])
+
+    def _uses_closed_form(self, n_features):
+        """Whether the M-step is the exact closed form (else one PPCA EM step).
+
+        Per iteration and component the closed form adds an O(n_k d^2) scatter
+        (n_k rows of nonzero responsibility) and an O(d^3) eigen-decomposition
+        to the O(n_k d q) of the one-step update, and K d^2 floats of
+        statistics; it saves iterations (up to 8 times fewer, median 2.5, on
+        scikit-learn's data sets, where the one-step update crawls along small
+        eigenvalue gaps). Measured with 2000 rows and 5 components, an
+        iteration costs 1.3 to 1.8 times more up to d = 128, 2 to 3 times at
+        d = 200 and 4 to 9 times at d = 256 to 500, so beyond 200 features the
+        savings no longer pay for it on typical data. A rule on d alone, not
+        on q or the rows, keeps the algorithm, and so the fitted model, the
+        same for every n_latent and subsample of the same data.
+        """
+        return n_features <= CLOSED_FORM_MAX_FEATURES
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
         """Weights, means and, per component, the principal subspace of its rows."""
@@ -214,13 +274,18 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return log_prob
 
     def _component_statistics(self, X, responsibilities):
-        """Per component, sums about its current mean m_k with its current W_k.
+        """Per component, responsibility-weighted sums about its current mean m_k.
 
-        ``sum_residual`` = sum r (x - m), ``scatter_loadings`` = sum r (x - m)
-        (x - m)^T W_k (the local covariance times W_k, never formed) and
-        ``sum_squares`` = sum r |x - m|^2. Rows of zero responsibility are
-        skipped.
+        Both M-steps use ``sum_residual`` = sum r (x - m). The closed form
+        adds ``scatter`` = sum r (x - m)(x - m)^T (d x d); the one-step
+        update instead adds ``scatter_loadings`` = sum r (x - m)(x - m)^T W_k
+        (the scatter times the current W_k, the scatter never formed) and
+        ``sum_squares`` = sum r |x - m|^2. Summing about the current mean,
+        not about zero, keeps the recentring in the M-step free of
+        cancellation. Rows of zero responsibility are skipped.
         """
+        if self._closed_form:
+            return self._scatter_statistics(X, responsibilities)
         n_features = X.shape[1]
         statistics = {
             "sum_residual": np.zeros((self.n_components, n_features)),
@@ -239,7 +304,32 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             statistics["sum_squares"][k] = weight @ squared_norms
         return statistics
 
+    def _scatter_statistics(self, X, responsibilities):
+        """``sum_residual`` and the shifted ``scatter`` of every component."""
+        n_samples, n_features = X.shape
+        statistics = {
+            "sum_residual": np.zeros((self.n_components, n_features)),
+            "scatter": np.zeros((self.n_components, n_features, n_features)),
+        }
+        for k in range(self.n_components):
+            rows = np.flatnonzero(responsibilities[:, k])
+            if rows.size == 0:
+                continue
+            if rows.size == n_samples:  # no copy of the rows
+                rows = slice(None)
+            weight = responsibilities[rows, k].astype(np.float64)
+            residual = np.subtract(X[rows], self.means_[k], dtype=np.float64)
+            statistics["sum_residual"][k] = weight @ residual
+            residual *= np.sqrt(weight)[:, np.newaxis]
+            # numpy sees a product with its own transpose and calls syrk in
+            # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
+            statistics["scatter"][k] = residual.T @ residual
+        return statistics
+
     def _m_step_components(self, statistics):
+        if self._closed_form:
+            self._m_step_closed_form(statistics)
+            return
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         n_features = self.means_.shape[1]
         identity = np.eye(self.n_latent)
@@ -263,6 +353,55 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self.means_ = np.array(means)
         self.components_ = np.array(components)
         self.noise_variance_ = np.array(noise_variances)
+        self._refresh_caches()
+
+    def _m_step_closed_form(self, statistics):
+        """Weighted PPCA maximum likelihood per component (Tipping & Bishop, 1999).
+
+        With S_k the weighted local covariance about the new mean and
+        l_1 >= ... >= l_d its eigenvalues, of eigenvectors U: the noise
+        variance is the mean of the d - q smallest (at least the floor) and
+        W_k = U_q diag(max(l_i - s, 0))^(1/2). Given the responsibilities
+        this maximises the expected complete-data log-likelihood, under the
+        floor too (the likelihood maximised over W_k increases with s up to
+        the mean of the discarded eigenvalues and decreases after it, so a
+        floor above that mean is the best admissible s), so the bound never
+        decreases.
+        """
+        counts = statistics["nk"]
+        nk = counts + RESPONSIBILITY_FLOOR
+        n_features, n_latent = self.means_.shape[1], self.n_latent
+        residual_sums = statistics["sum_residual"]
+        shifts = residual_sums / nk[:, np.newaxis]
+        # sum r (x - m - shift)(x - m - shift)^T from the sums about the old
+        # mean m: scatter - t shift^T - shift t^T + R shift shift^T with
+        # t = sum r (x - m), R = sum r; exactly symmetric, and positive
+        # semi-definite up to rounding (zero for an empty component)
+        cross = residual_sums[:, :, np.newaxis] * shifts[:, np.newaxis, :]
+        covariances = statistics["scatter"] - cross
+        covariances -= np.swapaxes(cross, 1, 2)
+        covariances += counts[:, np.newaxis, np.newaxis] * (
+            shifts[:, :, np.newaxis] * shifts[:, np.newaxis, :]
+        )
+        covariances /= nk[:, np.newaxis, np.newaxis]
+        # numpy's LAPACK, one d x d problem per component, outside the row
+        # loop, on one BLAS thread: for d <= CLOSED_FORM_MAX_FEATURES two
+        # threads were at best 20% faster than one (fastest of 40 calls, on
+        # 2 cores), and on a busy machine their synchronisation made eigh 5
+        # to 80 times slower
+        with _single_blas_thread():
+            eigenvalues, eigenvectors = np.linalg.eigh(covariances)
+        if n_latent < n_features:
+            discarded = eigenvalues[:, : n_features - n_latent].mean(axis=1)
+            noise_variances = np.maximum(discarded, self._noise_floor)
+        else:
+            noise_variances = np.full(self.n_components, float(self._noise_floor))
+        leading = eigenvalues[:, ::-1][:, :n_latent]
+        scales = np.sqrt(np.maximum(leading - noise_variances[:, np.newaxis], 0.0))
+        directions = np.swapaxes(eigenvectors[:, :, ::-1][:, :, :n_latent], 1, 2)
+        self.means_ = self.means_ + shifts
+        self.components_ = np.ascontiguousarray(directions * scales[:, :, np.newaxis])
+        self.noise_variance_ = noise_variances
         self._refresh_caches()
 
     def _set_parameters(self, parameters):

@@ -15,7 +15,10 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
-from skem.datasets import make_low_rank_mixture
+from skem import _base, _mixture_ppca
+from skem._base import add_statistics
+from skem._mixture import MixturePosterior
+from skem.datasets import load_dequantized_digits, make_low_rank_mixture
 
 
 def low_rank_mixture(n_per_component=60, n_features=100, n_components=4, n_latent=3,
@@ -46,7 +49,7 @@ def test_bound_never_decreases_on_real_data(loader, n_components):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
-    assert model.n_iter_ > 3
+    assert model.n_iter_ >= 3  # the exact M-step converges on iris K=2 in 3
     assert np.diff(model.lower_bounds_).min() >= -1e-12 * abs(model.lower_bound_)
 
 
@@ -168,3 +171,141 @@ def test_fewer_distinct_points_than_components_fits_with_a_warning():
     with pytest.warns(DegenerateComponentWarning):
         model = MixtureOfPPCA(2, 2, random_state=0).fit(np.ones((10, 4)))
     assert np.all(np.isfinite(model.score_samples(np.zeros((3, 4)))))
+
+
+# ---------------------------------------------------------------- closed-form M-step
+
+
+def m_step_from(model, X, responsibilities, sample_weight=None, n_chunks=3):
+    """One M-step of ``model`` from given responsibilities, summed over row chunks."""
+    statistics = None
+    for rows in np.array_split(np.arange(len(X)), n_chunks):
+        weights = None if sample_weight is None else sample_weight[rows]
+        posterior = MixturePosterior(responsibilities[rows])
+        chunk = model._sufficient_statistics(X[rows], weights, posterior)
+        statistics = add_statistics(statistics, chunk)
+    model._m_step(statistics)
+    return model
+
+
+def test_closed_form_m_step_is_weighted_ppca_maximum_likelihood():
+    """Per component: the eigen-solution of PPCA with weights r_nk * sample_weight."""
+    X = standardized(load_wine)
+    rng = np.random.RandomState(0)
+    responsibilities = rng.dirichlet(np.ones(3), size=len(X))
+    responsibilities[::4, 0] = 0.0  # rows of zero responsibility are skipped
+    responsibilities /= responsibilities.sum(axis=1, keepdims=True)
+    sample_weight = rng.uniform(0.5, 2.0, size=len(X))
+    model = MixtureOfPPCA(3, 3, max_iter=0, random_state=0).fit(X)
+    assert model._closed_form
+    # sums about means far from the new ones exercise the recentring
+    model.means_ = model.means_ + rng.normal(scale=3.0, size=model.means_.shape)
+    m_step_from(model, X, responsibilities, sample_weight)
+
+    weights = responsibilities * sample_weight[:, np.newaxis]
+    assert_allclose(model.weights_, weights.sum(axis=0) / weights.sum(), rtol=1e-14)
+    for k in range(3):
+        ppca = ProbabilisticPCA(3, solver="eig").fit(X, sample_weight=weights[:, k])
+        assert_allclose(model.means_[k], ppca.mean_, rtol=0, atol=1e-14)
+        assert_allclose(model.noise_variance_[k], ppca.noise_variance_, rtol=1e-13)
+        W, W_ppca = model.components_[k].T, ppca.components_.T
+        assert_allclose(W @ W.T, W_ppca @ W_ppca.T, rtol=0, atol=1e-13)
+        # and the same from the eigen-decomposition computed here
+        centered = (X - ppca.mean_) * np.sqrt(weights[:, k] / weights[:, k].sum())[:, None]
+        eigenvalues, eigenvectors = np.linalg.eigh(centered.T @ centered)
+        noise_variance = eigenvalues[:-3].mean()
+        U = eigenvectors[:, -3:]
+        expected = U @ np.diag(eigenvalues[-3:] - noise_variance) @ U.T
+        assert_allclose(model.noise_variance_[k], noise_variance, rtol=1e-13)
+        assert_allclose(W @ W.T, expected, rtol=0, atol=1e-13)
+
+
+def test_closed_form_m_step_honours_the_noise_floor():
+    """Eigenvalues below the floor give zero loadings, as in PPCA's eigen-solution."""
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(40, 2)) @ rng.normal(size=(2, 6))  # rank 2 in 6 dimensions
+    responsibilities = np.column_stack([np.ones(40), np.zeros(40)])
+    model = MixtureOfPPCA(2, 3, noise_variance_floor=1e-3, max_iter=0, random_state=0).fit(X)
+    empty_mean = model.means_[1].copy()
+    m_step_from(model, X, responsibilities)
+    ppca = ProbabilisticPCA(3, solver="eig", noise_variance_floor=1e-3).fit(X)
+    assert_allclose(model.noise_variance_[0], model._noise_floor, rtol=1e-15)
+    assert_allclose(model.noise_variance_[0], ppca.noise_variance_, rtol=1e-14)
+    W, W_ppca = model.components_[0].T, ppca.components_.T
+    assert_allclose(W @ W.T, W_ppca @ W_ppca.T, rtol=0, atol=1e-13 * np.abs(W_ppca).max() ** 2)
+    assert np.linalg.matrix_rank(W) == 2
+    # the empty component: mean unchanged, no loadings, noise at the floor
+    assert_array_equal(model.means_[1], empty_mean)
+    assert_allclose(model.noise_variance_[1], model._noise_floor, rtol=1e-15)
+    assert_array_equal(model.components_[1], 0.0)
+
+
+@pytest.mark.parametrize("dataset, n_components, n_latent", [
+    ("digits", 5, 10), ("wine", 4, 2), ("breast_cancer", 5, 10),
+])
+def test_closed_form_bound_never_decreases_with_a_tiny_floor(dataset, n_components, n_latent):
+    X = {"digits": lambda: load_dequantized_digits()[0], "wine": lambda: standardized(load_wine),
+         "breast_cancer": lambda: standardized(load_breast_cancer)}[dataset]()
+    model = MixtureOfPPCA(n_components, n_latent, noise_variance_floor=1e-12, tol=0,
+                          max_iter=40, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(X)
+    assert model._closed_form and model.n_iter_ == 40
+    assert model.lower_bounds_[-1] > model.lower_bounds_[0]
+    assert np.diff(model.lower_bounds_).min() >= -1e-13 * abs(model.lower_bound_)
+
+
+def test_closed_form_bound_never_decreases_where_the_floor_binds():
+    """Twelve components on iris: some collapse onto the floor."""
+    X = standardized(load_iris)
+    model = MixtureOfPPCA(12, 2, tol=0, max_iter=100, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        with pytest.warns(DegenerateComponentWarning):
+            model.fit(X)
+    assert np.any(model.noise_variance_ <= model._noise_floor * (1 + 1e-9))
+    assert np.diff(model.lower_bounds_).min() >= -1e-13 * abs(model.lower_bound_)
+
+
+def test_closed_form_and_one_step_update_reach_the_same_optimum(monkeypatch):
+    X, labels = low_rank_mixture(n_per_component=200, n_features=20, n_components=3,
+                                 n_latent=3, noise=2.0)
+    X_train, X_test = train_test_split(X, test_size=0.5, random_state=0, stratify=labels)
+    closed = MixtureOfPPCA(3, 3, tol=1e-10, max_iter=5000, random_state=0).fit(X_train)
+    monkeypatch.setattr(_mixture_ppca, "CLOSED_FORM_MAX_FEATURES", 0)
+    one_step = MixtureOfPPCA(3, 3, tol=1e-10, max_iter=5000, random_state=0).fit(X_train)
+    assert closed._closed_form and not one_step._closed_form
+    assert closed.converged_ and one_step.converged_
+    # the one-step update creeps up to the optimum the closed form jumps to
+    assert closed.n_iter_ * 10 < one_step.n_iter_
+    assert closed.lower_bound_ >= one_step.lower_bound_ - 1e-12
+    assert_allclose(closed.lower_bound_, one_step.lower_bound_, rtol=0, atol=1e-8)
+    assert_allclose(closed.score(X_test), one_step.score(X_test), rtol=0, atol=1e-4)
+    assert_allclose(closed.noise_variance_, one_step.noise_variance_, rtol=1e-4)
+
+
+def test_closed_form_statistics_add_up_over_chunks(monkeypatch):
+    X = load_dequantized_digits()[0][:600]
+    whole = MixtureOfPPCA(4, 5, tol=0, max_iter=10, random_state=0)
+    chunked = MixtureOfPPCA(4, 5, tol=0, max_iter=10, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        whole.fit(X)
+        # chunks of 97 rows: the E-step needs K + 3 d + 2 q floats per row
+        monkeypatch.setattr(_base, "CHUNK_FLOATS", 97 * (4 + 3 * 64 + 2 * 5))
+        chunked.fit(X)
+    assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-13)
+    assert_allclose(chunked.means_, whole.means_, rtol=1e-12)
+    assert_allclose(chunked.noise_variance_, whole.noise_variance_, rtol=1e-11)
+
+
+def test_m_step_follows_the_number_of_features():
+    rng = np.random.RandomState(0)
+    limit = _mixture_ppca.CLOSED_FORM_MAX_FEATURES
+    for n_features, closed_form in ((limit, True), (limit + 1, False)):
+        model = MixtureOfPPCA(2, 2, max_iter=2, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(rng.normal(size=(30, n_features)))
+        assert model._closed_form is closed_form
