@@ -19,6 +19,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
+from ._parallel import map_chunks
 
 #: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
 CHUNK_FLOATS = 2**20
@@ -385,14 +386,23 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         return monitor.best
 
     def _em_iteration(self, X, sample_weight):
-        """One E-step over all chunks, then one M-step; return the mean bound."""
-        total_bound = 0.0
-        statistics = None
-        for rows in self._chunks(X.shape[0]):
+        """One E-step over all chunks, then one M-step; return the mean bound.
+
+        The chunks are processed on all cores (``skem._parallel``), so the
+        E-step hooks must not modify the estimator; their sums are added in
+        chunk order.
+        """
+
+        def chunk_terms(rows):
             weights = None if sample_weight is None else sample_weight[rows]
             bound, posterior = self._e_step(X[rows])
-            total_bound += float(weighted_sum(bound, weights))
-            chunk_statistics = self._sufficient_statistics(X[rows], weights, posterior)
+            statistics = self._sufficient_statistics(X[rows], weights, posterior)
+            return float(weighted_sum(bound, weights)), statistics
+
+        total_bound = 0.0
+        statistics = None
+        for bound, chunk_statistics in map_chunks(chunk_terms, self._chunks(X.shape[0])):
+            total_bound += bound
             statistics = add_statistics(statistics, chunk_statistics)
         total_weight = X.shape[0] if sample_weight is None else sample_weight.sum()
         self._m_step(statistics)
@@ -405,8 +415,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             yield slice(start, min(start + chunk_size, n_samples))
 
     def _map_chunks(self, function, X):
-        """Apply ``function`` to each chunk of rows and stack the results."""
-        return np.concatenate([function(X[rows]) for rows in self._chunks(X.shape[0])])
+        """Apply ``function`` to each chunk of rows (on all cores); stack the results."""
+        chunks = self._chunks(X.shape[0])
+        return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
 
     def _get_parameters(self):
         return {name: deepcopy(getattr(self, name)) for name in self._fitted_parameters}

@@ -9,23 +9,17 @@ with scikit-learn's detectors on the same split.
 """
 
 import matplotlib.pyplot as plt
-import numpy as np
 from sklearn.covariance import EllipticEnvelope
-from sklearn.datasets import load_breast_cancer
 from sklearn.ensemble import IsolationForest
 from sklearn.metrics import roc_auc_score, roc_curve
-from sklearn.model_selection import train_test_split
 from sklearn.neighbors import LocalOutlierFactor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
+from skem.datasets import load_anomaly_split
 
-data = load_breast_cancer()
-benign, malignant = data.data[data.target == 1], data.data[data.target == 0]
-train, test_benign = train_test_split(benign, random_state=0)
-test = np.vstack([test_benign, malignant])
-is_anomaly = np.r_[np.zeros(len(test_benign)), np.ones(len(malignant))]
+train, test, is_anomaly = load_anomaly_split()
 
 detectors = {
     "EMGaussianMixture(2)": EMGaussianMixture(2, random_state=0),

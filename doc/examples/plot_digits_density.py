@@ -3,20 +3,20 @@ Density estimation and sampling on digits
 =========================================
 
 Pixel values are integers, and integers have no density. Adding uniform
-noise in [0, 1) makes them continuous ("dequantisation"), so held-out
-log-likelihoods compare. We fit a mixture, a mixture of PPCA and a VAE,
+noise in [0, 1) makes them continuous ("dequantisation",
+:func:`skem.datasets.load_dequantized_digits`), so held-out log-likelihoods
+compare. We fit a mixture, a mixture of PPCA and a VAE,
 print their held-out scores, and draw new digits from each.
 """
 
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA
+from skem.datasets import load_dequantized_digits
 
-pixels = load_digits().data
-X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
+X, _ = load_dequantized_digits()
 X_train, X_test = train_test_split(X, random_state=0)
 
 models = {
