@@ -368,8 +368,9 @@ class EMGaussianMixture(BaseMixture):
 
         The workspace holds the centred rows and what the covariance type
         computed on the way (whitened residuals, squares), which the
-        statistics of the same rows reuse. Log-densities are float64 sums
-        cast to the data's dtype.
+        statistics of the same rows reuse. Log-densities are float64 for
+        every dtype of the data (scikit-learn returns float32 for float32
+        data, where the log-density of a far row can overflow to -inf).
         """
         terms = self._reference["terms"]
         centered = X - self._reference["center"].astype(X.dtype)
@@ -380,7 +381,7 @@ class EMGaussianMixture(BaseMixture):
             )
         mahalanobis *= -0.5
         mahalanobis += terms["log_norm"]
-        return mahalanobis.astype(X.dtype, copy=False), workspace
+        return mahalanobis, workspace
 
     # ------------------------------------------------------------------ results
 

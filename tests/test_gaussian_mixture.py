@@ -242,7 +242,8 @@ def test_float32_stays_float32_and_matches_float64(covariance_type, wine):
     double = EMGaussianMixture(**params).fit(wine)
     for name in FITTED:
         assert getattr(single, name).dtype == np.float32
-    assert single.score_samples(wine.astype(np.float32)).dtype == np.float32
+    # log-densities are summaries, computed and returned in float64
+    assert single.score_samples(wine.astype(np.float32)).dtype == np.float64
     scale = np.abs(double.lower_bounds_).max()
     assert np.diff(single.lower_bounds_).min() >= -1e-6 * scale
     assert_allclose(single.lower_bound_, double.lower_bound_, rtol=1e-5)
@@ -571,3 +572,24 @@ def test_tied_diag_initial_precisions_are_validated(wine):
     with pytest.raises(ValueError, match="'tied_diag precision' should be positive"):
         EMGaussianMixture(2, covariance_type="tied_diag",
                           precisions_init=-np.ones(wine.shape[1])).fit(wine)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES + ["tied_diag"])
+def test_float32_model_scores_a_far_row_in_float64(covariance_type, iris):
+    """A float32 row at 1e30 has a log-density near -1e60: finite in float64."""
+    model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(
+        iris.astype(np.float32))
+    far = np.full((1, 4), 1e30, dtype=np.float32)
+    score = model.score_samples(far)
+    assert score.dtype == np.float64 and np.isfinite(score).all()
+    precisions = np.asarray(model.precisions_, dtype=np.float64)
+    covariances = {"full": lambda k: model.covariances_[k], "tied": lambda k: model.covariances_,
+                   "diag": lambda k: np.diag(model.covariances_[k]),
+                   "spherical": lambda k: np.eye(4) * model.covariances_[k],
+                   "tied_diag": lambda k: np.diag(model.covariances_)}[covariance_type]
+    exact = np.logaddexp(*[
+        np.log(model.weights_[k]) + multivariate_normal(
+            model.means_[k].astype(np.float64),
+            np.asarray(covariances(k), dtype=np.float64)).logpdf(far[0].astype(np.float64))
+        for k in range(2)])
+    assert precisions.size and score[0] == pytest.approx(exact, rel=1e-5)

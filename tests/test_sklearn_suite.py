@@ -7,10 +7,12 @@ the tests that exercise the estimator through its public API are collected
 here. Nothing of scikit-learn's test code is stored in this repository.
 """
 
+import functools
 import re
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 import sklearn.mixture.tests
 
@@ -81,8 +83,28 @@ _mixture_suite = load_renamed_suite("test_mixture.py")
 # one test fails on its message and on nothing else.
 SWAPPED_MESSAGE_TESTS = {"test_check_weights"}
 
+# skem computes and returns log-densities in float64 for float32 data too (a
+# float32 log-density overflows to -inf for a far row); scikit-learn's test_score
+# asserts float32 scores, and fails on that line alone.
+FLOAT64_SCORE_TESTS = {"test_score"}
+
+
+def _expect_float32_score_dtype_failure(test):
+    @functools.wraps(test)
+    def wrapped(global_dtype):
+        if global_dtype != np.float32:
+            return test(global_dtype)
+        with pytest.raises(AssertionError) as failure:
+            test(global_dtype)
+        assert "gmm_score_proba.dtype == global_dtype" in failure.traceback[-1].statement.__str__()
+
+    return wrapped
+
+
 for _name in PUBLIC_API_TESTS:
     _test = getattr(_gaussian_mixture_suite, _name)
+    if _name in FLOAT64_SCORE_TESTS:
+        _test = _expect_float32_score_dtype_failure(_test)
     if _name in SWAPPED_MESSAGE_TESTS:
         _test = pytest.mark.xfail(
             strict=True,
