@@ -307,7 +307,7 @@ class EMGaussianMixture(BaseMixture):
     # ------------------------------------------------------------------ EM
 
     def _row_width(self):
-        return self._covariance.row_width(self.n_components, self.n_features_in_)
+        return self._covariance.row_width(self._fitted_components(), self.n_features_in_)
 
     def _component_statistics(self, X, responsibilities, workspace=None):
         """Responsibility-weighted sums of a chunk, about the current parameters.

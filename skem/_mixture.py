@@ -226,12 +226,20 @@ class BaseMixture(BaseEM):
     def _log_density(self, X):
         return logsumexp_rows(self._estimate_weighted_log_prob(X))
 
+    def _fitted_components(self):
+        """Number of components of the fitted (or initialised) parameters.
+
+        Everything after fit reads it, never ``n_components``, which
+        ``set_params`` may have changed since.
+        """
+        return self.weights_.shape[0] if hasattr(self, "weights_") else self.n_components
+
     def _row_width(self):
-        return self.n_components + self.n_features_in_
+        return self._fitted_components() + self.n_features_in_
 
     def _sample(self, n_samples, random_state):
         weights = np.asarray(self.weights_, dtype=np.float64)
-        labels = random_state.choice(self.n_components, size=n_samples, p=weights / weights.sum())
+        labels = random_state.choice(weights.shape[0], size=n_samples, p=weights / weights.sum())
         return self._sample_components(labels, random_state), labels
 
     # ------------------------------------------------------------------ use
@@ -295,4 +303,4 @@ class BaseMixture(BaseEM):
 
     def _n_parameters(self):
         """Number of free parameters of the mixture."""
-        return int(self._n_component_parameters() + self.n_components - 1)
+        return int(self._n_component_parameters() + self._fitted_components() - 1)

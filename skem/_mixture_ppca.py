@@ -255,7 +255,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self._log_det_precisions = np.array([log_det for _, log_det in terms])
 
     def _row_width(self):
-        return self.n_components + 3 * self.n_features_in_ + 2 * self.n_latent
+        n_latent = self.components_.shape[1] if hasattr(self, "components_") else self.n_latent
+        return self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
 
     def _component_terms(self, X, k, rows=slice(None)):
         """Residuals, their squared norms and projections on W_k for component k."""
@@ -263,12 +264,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return residual, np.einsum("nd,nd->n", residual, residual), residual @ self.components_[k].T
 
     def _estimate_log_prob(self, X):
-        log_prob = np.empty((X.shape[0], self.n_components))
-        for k in range(self.n_components):
+        n_components, n_latent = self.components_.shape[:2]
+        log_prob = np.empty((X.shape[0], n_components))
+        for k in range(n_components):
             _, squared_norms, projected = self._component_terms(X, k)
             posterior_mean = projected @ self._precision_inverses[k]
             log_prob[:, k] = ppca_log_density(
-                squared_norms, projected, posterior_mean, X.shape[1], self.n_latent,
+                squared_norms, projected, posterior_mean, X.shape[1], n_latent,
                 self.noise_variance_[k], self._log_det_precisions[k],
             )
         return log_prob
@@ -424,14 +426,14 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             )
 
     def _sample_components(self, labels, random_state):
-        latent = random_state.standard_normal(size=(labels.shape[0], self.n_latent))
+        latent = random_state.standard_normal(size=(labels.shape[0], self.components_.shape[1]))
         noise = random_state.standard_normal(size=(labels.shape[0], self.means_.shape[1]))
         decoded = np.einsum("nq,nqd->nd", latent, self.components_[labels])
         return self.means_[labels] + decoded + np.sqrt(self.noise_variance_[labels])[:, None] * noise
 
     def _n_component_parameters(self):
-        q, d = self.n_latent, self.means_.shape[1]
-        return int(self.n_components * (d * q - q * (q - 1) / 2 + 1 + d))
+        (n_components, q), d = self.components_.shape[:2], self.means_.shape[1]
+        return int(n_components * (d * q - q * (q - 1) / 2 + 1 + d))
 
     # ------------------------------------------------------------------ use
 
@@ -456,7 +458,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
         def latent_means(chunk):
             labels = np.argmax(self._estimate_weighted_log_prob(chunk), axis=1)
-            latent = np.empty((chunk.shape[0], self.n_latent))
+            latent = np.empty((chunk.shape[0], self.components_.shape[1]))
             for k in np.unique(labels):
                 rows = np.flatnonzero(labels == k)
                 _, _, projected = self._component_terms(chunk, k, rows)
@@ -467,7 +469,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     @property
     def _n_features_out(self):
-        return self.n_latent
+        return self.components_.shape[1]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

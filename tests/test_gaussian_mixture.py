@@ -593,3 +593,16 @@ def test_float32_model_scores_a_far_row_in_float64(covariance_type, iris):
             np.asarray(covariances(k), dtype=np.float64)).logpdf(far[0].astype(np.float64))
         for k in range(2)])
     assert precisions.size and score[0] == pytest.approx(exact, rel=1e-5)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES + ["tied_diag"])
+def test_fitted_model_ignores_hyper_parameters_changed_after_fit(covariance_type, iris):
+    model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(iris)
+    scores, labels, bic = model.score_samples(iris), model.predict(iris), model.bic(iris)
+    samples = model.sample(5, random_state=0)
+    other = "full" if covariance_type != "full" else "diag"
+    model.set_params(n_components=3, covariance_type=other, reg_covar=1.0)
+    assert_allclose(model.score_samples(iris), scores, rtol=1e-12)
+    assert_array_equal(model.predict(iris), labels)
+    assert model.bic(iris) == pytest.approx(bic, rel=1e-12)
+    assert_allclose(model.sample(5, random_state=0)[0], samples[0])

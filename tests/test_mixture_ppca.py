@@ -309,3 +309,15 @@ def test_m_step_follows_the_number_of_features():
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(rng.normal(size=(30, n_features)))
         assert model._closed_form is closed_form
+
+
+def test_fitted_model_ignores_hyper_parameters_changed_after_fit():
+    X = standardized(load_wine)
+    model = MixtureOfPPCA(2, 2, random_state=0).fit(X)
+    scores, bic, latent = model.score_samples(X), model.bic(X), model.transform(X)
+    model.set_params(n_components=3, n_latent=1)
+    assert_allclose(model.score_samples(X), scores, rtol=1e-12)
+    assert model.bic(X) == pytest.approx(bic, rel=1e-12)
+    assert_allclose(model.transform(X), latent, rtol=1e-12)
+    assert model.get_feature_names_out().shape == (2,)
+    assert model.sample(4, random_state=0)[0].shape == (4, X.shape[1])
