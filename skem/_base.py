@@ -53,7 +53,10 @@ def check_sample_weight(sample_weight, n_samples):
             "sample_weight is zero everywhere: at least one weight must be positive."
         )
     # Only relative weights matter; mean one keeps the models' small absolute
-    # guards (such as the floor on a component's total responsibility) negligible.
+    # guards (such as the floor on a component's total responsibility)
+    # negligible. Dividing by the largest first keeps the sum finite for
+    # weights near the float limit.
+    weights /= weights.max()
     return weights / weights.mean()
 
 

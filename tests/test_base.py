@@ -113,3 +113,19 @@ def test_failed_fit_leaves_a_fitted_estimator_untouched():
         model.fit(X[:, :2], sample_weight=-np.ones(len(X)))
     assert vars(model).keys() == state.keys()
     assert model.n_features_in_ == 3
+
+
+def test_weights_near_the_float_limit_mean_what_they_say():
+    X, _, _ = poisson_data()
+    start = PoissonMixture(3, max_iter=0, random_state=0).fit(X)
+    params = dict(n_components=3, max_iter=5, tol=0, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        unit = PoissonMixture(**params).fit(X)
+        huge = PoissonMixture(**params).fit(X, sample_weight=np.full(len(X), 1e308))
+        one_heavy = np.ones(len(X))
+        one_heavy[0] = 1e300
+        heavy = PoissonMixture(**params).fit(X, sample_weight=one_heavy)
+    assert start.n_iter_ == 0
+    assert_allclose(huge.rates_, unit.rates_, rtol=1e-12)
+    assert np.all(np.isfinite(heavy.rates_)) and np.isfinite(heavy.lower_bound_)
