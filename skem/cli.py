@@ -6,6 +6,7 @@ Every data set the demo uses ships with scikit-learn, so it needs no network.
 import argparse
 import ast
 import csv
+import os
 import sys
 import warnings
 
@@ -55,62 +56,30 @@ class CommandError(Exception):
     """A user error reported as one line, without a traceback."""
 
 
-def read_csv(path, n_features=None):
-    """Numeric rows of a CSV file; an optional first row of column names.
+#: Training rows scored for the anomaly threshold (a random subset beyond it).
+THRESHOLD_ROWS = 20_000
 
-    Empty fields are missing values (NaN). Raises CommandError naming the
-    line and column of the first problem.
-    """
-    import numpy as np
+
+def read_data(args, path):
+    """The numbers and column names of a CSV file, with the command's options."""
+    from ._csv import TableError, read_table
 
     try:
-        with open(path, newline="") as handle:
-            reader = csv.reader(handle)
-            numbered = [(reader.line_num, row) for row in reader
-                        if row and not (len(row) == 1 and not row[0].strip())]
-    except OSError as error:
-        raise CommandError(f"cannot read {path}: {error.strerror}") from None
-    except (csv.Error, UnicodeDecodeError) as error:
-        raise CommandError(f"{path} is not a readable CSV file: {error}") from None
-    if not numbered:
-        raise CommandError(f"{path} has no rows")
-    header = None
-    first_row = numbered[0][1]
-    if not any(field.strip() and _is_number(field) for field in first_row):
-        header = [name.strip() for name in first_row]  # column names, no numbers
-        numbered = numbered[1:]
-    if not numbered:
-        raise CommandError(f"{path} has a header but no data rows")
-    width = len(header) if header else len(numbered[0][1])
-    values = np.empty((len(numbered), width))
-    for index, (line, row) in enumerate(numbered):
-        if len(row) != width:
-            raise CommandError(f"{path}, line {line}: {len(row)} fields, expected {width}")
-        for column, field in enumerate(row):
-            if not _is_number(field):
-                raise CommandError(
-                    f"{path}, line {line}, column {column + 1}: {field.strip()!r} is not a number"
-                )
-            values[index, column] = float(field) if field.strip() else np.nan
-    if n_features is not None and width != n_features:
-        raise CommandError(f"{path} has {width} columns but the model expects {n_features}")
-    return values, header
+        return read_table(path, delimiter=args.delimiter, header=args.header,
+                          index_col=args.index_col)
+    except TableError as error:
+        raise CommandError(str(error)) from None
 
 
 def _first_line(error):
-    """The first line of an exception's message (some libraries write paragraphs)."""
+    """The first line of a message (some libraries write paragraphs)."""
     lines = str(error).strip().splitlines()
     return lines[0] if lines else type(error).__name__
 
 
-def _is_number(field):
-    if not field.strip():
-        return True
-    try:
-        float(field)
-    except ValueError:
-        return False
-    return True
+def _report_warnings(command, caught):
+    for warning in caught:
+        print(f"skem {command}: warning: {_first_line(warning.message)}", file=sys.stderr)
 
 
 def parse_params(pairs):
@@ -127,9 +96,47 @@ def parse_params(pairs):
     return params
 
 
+class TerminalProgress:
+    """A scikit-learn fit callback printing iterations, bound and time to stderr.
+
+    At most one line every ``interval`` seconds, rewritten in place.
+    """
+
+    def __init__(self, interval=0.5):
+        self.interval = interval
+
+    def setup(self, estimator, context):
+        from time import perf_counter
+
+        self._clock = perf_counter
+        self._start = self._last = perf_counter()
+        self._restart = 0
+
+    def teardown(self, estimator, context):
+        print(file=sys.stderr, flush=True)
+
+    def on_fit_task_begin(self, estimator, context):
+        if context.task_name == "restart":
+            self._restart = context.task_id + 1
+
+    def on_fit_task_end(self, estimator, context):
+        now = self._clock()
+        if context.task_name != "iteration" or now - self._last < self.interval:
+            return False
+        self._last = now
+        monitor = estimator._monitor
+        unit = "epoch" if hasattr(estimator, "validation_bounds_") else "iteration"
+        print(f"\r  restart {self._restart}/{monitor.n_init}, {unit} "
+              f"{len(monitor.lower_bounds)}: bound {monitor.lower_bound:.4f}, "
+              f"{now - self._start:.1f} s   ", end="", file=sys.stderr, flush=True)
+        return False
+
+
 def run_fit(args, out=None):
     import joblib
     import numpy as np
+
+    from ._monitor import plural
 
     estimator_class = model_class(args.model)
     if estimator_class is None:
@@ -138,9 +145,12 @@ def run_fit(args, out=None):
     params = parse_params(args.param)
     unknown = set(params) - set(estimator_class().get_params())
     if unknown:
-        raise CommandError(f"{estimator_class.__name__} has no parameter {sorted(unknown)[0]!r}")
-    X, header = read_csv(args.data)
+        raise CommandError(f"{estimator_class.__name__} has no parameter {sorted(unknown)[0]!r}"
+                           f"; 'skem fit --help' lists them")
+    X, header = read_data(args, args.data)
     model = estimator_class(**params)
+    if not args.quiet and sys.stderr.isatty() and hasattr(model, "set_callbacks"):
+        model.set_callbacks(TerminalProgress())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -151,16 +161,49 @@ def run_fit(args, out=None):
             raise CommandError(
                 f"cannot fit {estimator_class.__name__}: not enough memory for these parameters"
             ) from None
-    for warning in caught:
-        print(f"skem fit: warning: {warning.message}", file=sys.stderr)
-    training_scores = np.sort(model.score_samples(X))
+        if hasattr(model, "set_callbacks"):
+            model.set_callbacks()  # the saved model carries no terminal callback
+        rows = np.arange(X.shape[0])
+        if rows.size > THRESHOLD_ROWS:
+            rows = np.sort(np.random.RandomState(0).choice(rows, THRESHOLD_ROWS, replace=False))
+        training_scores = np.sort(model.score_samples(X[rows]))
+    _report_warnings("fit", caught)
+    if not np.all(np.isfinite(training_scores)):
+        raise CommandError(
+            f"{estimator_class.__name__} did not fit: the training rows score "
+            f"{training_scores.min()} (training diverged); nothing was saved. Try "
+            "standardising the data or other parameters."
+        )
     joblib.dump({"model": model, "columns": header, "training_scores": training_scores},
                 args.out)
     status = "converged" if model.converged_ else "did not converge"
+    sampled = "" if rows.size == X.shape[0] else f" (over {rows.size} sampled rows)"
     print(f"fitted {estimator_class.__name__} on {X.shape[0]} rows x {X.shape[1]} columns: "
-          f"{model.n_iter_} iterations, {status}, mean log-likelihood "
-          f"{training_scores.mean():.4f}; saved to {args.out}", file=out)
+          f"{plural(model.n_iter_, 'iteration')}, {status}, mean log-likelihood "
+          f"{training_scores.mean():.4f}{sampled}; saved to {args.out}", file=out)
     return 0
+
+
+def match_columns(X, names, fitted_names, path):
+    """Reorder ``X``'s columns to the fitted ones by name (both have names)."""
+    if fitted_names is None and names is None:
+        return X
+    if fitted_names is None or names is None:
+        which = ("the model was fitted on a file without a header row" if fitted_names is None
+                 else f"{path} has no header row")
+        raise CommandError(
+            f"{which}, so its columns cannot be matched by name; give both files a header "
+            "row, or neither (--no-header)"
+        )
+    missing = [name for name in fitted_names if name not in names]
+    unknown = [name for name in names if name not in fitted_names]
+    if missing or unknown:
+        parts = ([f"missing columns {missing}"] if missing else []) + (
+            [f"unknown columns {unknown}"] if unknown else [])
+        raise CommandError(f"{path}: {'; '.join(parts)} (the model's are {fitted_names})")
+    if len(set(names)) != len(names):
+        raise CommandError(f"{path}: repeated column names")
+    return X[:, [names.index(name) for name in fitted_names]]
 
 
 def run_score(args, out=None):
@@ -170,25 +213,37 @@ def run_score(args, out=None):
     try:
         bundle = joblib.load(args.model)
         model, training_scores = bundle["model"], bundle["training_scores"]
+        fitted_names = bundle["columns"]
     except FileNotFoundError:
         raise CommandError(f"cannot read {args.model}: no such file") from None
     except Exception:  # any file that is not a model saved by ``skem fit``
         raise CommandError(f"{args.model} is not a model saved by 'skem fit'") from None
-    X, _ = read_csv(args.data, n_features=model.n_features_in_)
-    try:
-        scores = model.score_samples(X)
-    except ValueError as error:
-        raise CommandError(f"cannot score {args.data}: {_first_line(error)}") from None
+    X, names = read_data(args, args.data)
+    if names is None or fitted_names is None:
+        if X.shape[1] != model.n_features_in_:
+            raise CommandError(f"{args.data} has {X.shape[1]} columns but the model expects "
+                               f"{model.n_features_in_}")
+    X = match_columns(X, names, fitted_names, args.data)
+    if X.shape[1] != model.n_features_in_:
+        raise CommandError(f"{args.data} has {X.shape[1]} columns but the model expects "
+                           f"{model.n_features_in_}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            scores = model.score_samples(X)
+        except ValueError as error:
+            raise CommandError(f"cannot score {args.data}: {_first_line(error)}") from None
+    _report_warnings("score", caught)
     columns = [scores]
-    names = ["log_density"]
+    header = ["log_density"]
     if args.contamination is not None:
         threshold = np.quantile(training_scores, args.contamination)
         columns.append((scores < threshold).astype(int))
-        names.append("anomaly")
+        header.append("anomaly")
     destination = open(args.out, "w", newline="") if args.out else (out or sys.stdout)
     try:
         writer = csv.writer(destination)
-        writer.writerow(names)
+        writer.writerow(header)
         for row in zip(*columns):
             writer.writerow([f"{row[0]:.10g}", *row[1:]])
     finally:
@@ -204,32 +259,83 @@ def _contamination(text):
     return value
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser; ``more_help``, if set, adds text computed on demand."""
+
+    more_help = None
+
+    def format_help(self):
+        text = super().format_help()
+        return text if self.more_help is None else text + self.more_help()
+
+
+def model_parameters_help():
+    """Every model's parameters with their defaults (imports the models)."""
+    import skem
+
+    lines = ["\nmodel parameters (--param NAME=VALUE), with defaults:"]
+    for short, full in MODEL_NAMES.items():
+        params = getattr(skem, full)().get_params()
+        listing = ", ".join(f"{name}={value!r}" for name, value in params.items())
+        lines.append(f"  {short} ({full}): {listing}")
+    return "\n".join(lines) + "\n"
+
+
+def _add_table_options(parser):
+    parser.add_argument("--delimiter", help="field separator (default: sniffed; with ';' "
+                        "a decimal comma is read)")
+    header = parser.add_mutually_exclusive_group()
+    header.add_argument("--header", dest="header", action="store_const", const=True,
+                        help="the first row holds column names (default: decided from it)")
+    header.add_argument("--no-header", dest="header", action="store_const", const=False,
+                        help="the first row is data")
+    parser.add_argument("--index-col", type=int, metavar="N",
+                        help="drop column N (0 is the first) of row labels (default: an "
+                        "unnamed first column, as pandas writes, is dropped)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="skem", description="Latent-variable models trained by EM, from the shell."
     )
     parser.add_argument("--version", action="version", version=f"skem {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True,
+                                     parser_class=CommandParser)
     demo = commands.add_parser("demo", help="fit the models on bundled data and report")
     demo.add_argument("--plot", metavar="DIR",
                       help='also write the figures as PNG files in DIR (needs "skem[plot]")')
     demo.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     demo.set_defaults(run=run_demo)
 
-    fit = commands.add_parser("fit", help="fit a model on a CSV file and save it")
+    fit = commands.add_parser(
+        "fit", help="fit a model on a CSV file and save it",
+        description="Fit a model on a CSV file (plain or .gz, with or without a header row) "
+        "and save it with the column names and the training scores that set anomaly "
+        f"thresholds (from at most {THRESHOLD_ROWS} rows). Reading CSV files needs pandas.",
+    )
     fit.add_argument("model", help=f"one of {', '.join(sorted(MODEL_NAMES))}")
     fit.add_argument("data", help="CSV file of numbers, optionally with a header row")
     fit.add_argument("--param", action="append", metavar="KEY=VALUE",
-                     help="a model parameter, e.g. n_components=3 (repeatable)")
+                     help="a model parameter, e.g. n_components=3 (repeatable; listed below)")
     fit.add_argument("--out", required=True, help="where to save the model (joblib)")
+    fit.add_argument("--quiet", action="store_true",
+                     help="no progress on stderr (also off when stderr is not a terminal)")
+    _add_table_options(fit)
+    fit.more_help = model_parameters_help
     fit.set_defaults(run=run_fit)
 
-    score = commands.add_parser("score", help="write per-row log-densities of a CSV file")
+    score = commands.add_parser(
+        "score", help="write per-row log-densities of a CSV file",
+        description="Write the log-density of every row of a CSV file under a model saved "
+        "by 'skem fit'. Columns are matched by name when both files have a header row, "
+        "by position when neither has one.",
+    )
     score.add_argument("model", help="a model saved by 'skem fit'")
     score.add_argument("data", help="CSV file with the model's columns")
     score.add_argument("--contamination", type=_contamination, default=None,
                        help="also flag rows less likely than this share of training rows")
     score.add_argument("--out", help="CSV file to write (default: standard output)")
+    _add_table_options(score)
     score.set_defaults(run=run_score)
     return parser
 
@@ -243,6 +349,11 @@ def main(argv=None):
     except CommandError as error:
         print(f"skem {args.command}: error: {error}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # the reader went away (``skem score ... | head``): stop quietly, and
+        # keep Python from complaining when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except OSError as error:  # e.g. an output path that cannot be written
         print(f"skem {args.command}: error: {error.strerror}: {error.filename}", file=sys.stderr)
         return 1

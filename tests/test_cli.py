@@ -113,3 +113,123 @@ def test_rows_of_missing_values_are_kept_so_scores_line_up(tmp_path, capsys):
     capsys.readouterr()
     assert main(["score", str(model_path), str(data)]) == 1
     assert "entirely NaN" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- real files, real command
+
+
+def skem_command(*arguments, **kwargs):
+    """Run the installed ``skem`` console command."""
+    return subprocess.run(["skem", *map(str, arguments)], capture_output=True, text=True,
+                          timeout=300, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def wine_frame():
+    from sklearn.datasets import load_wine
+
+    return load_wine(as_frame=True).frame.iloc[:, :5]
+
+
+@pytest.fixture(scope="module")
+def wine_model(wine_frame, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("wine")
+    wine_frame.to_csv(directory / "wine.csv", index=False)
+    completed = skem_command("fit", "gmm", directory / "wine.csv", "--param", "n_components=3",
+                             "--param", "random_state=0", "--out", directory / "m.joblib")
+    assert completed.returncode == 0, completed.stderr
+    return directory / "m.joblib", directory
+
+
+def scores_of(completed):
+    assert completed.returncode == 0, completed.stderr
+    return np.array([float(line) for line in completed.stdout.splitlines()[1:]])
+
+
+def test_score_matches_columns_by_name(wine_frame, wine_model):
+    model_path, directory = wine_model
+    reference = scores_of(skem_command("score", model_path, directory / "wine.csv"))
+    wine_frame[wine_frame.columns[::-1]].to_csv(directory / "reordered.csv", index=False)
+    reordered = scores_of(skem_command("score", model_path, directory / "reordered.csv"))
+    np.testing.assert_allclose(reordered, reference, rtol=1e-9)
+    assert reference.mean() > -30  # a sane density, not the -2.6e6 of shuffled columns
+    wine_frame.iloc[:, :4].assign(extra=1.0).to_csv(directory / "renamed.csv", index=False)
+    completed = skem_command("score", model_path, directory / "renamed.csv")
+    assert completed.returncode == 1 and completed.stderr.count("\n") == 1
+    assert "missing columns ['proline']" in completed.stderr.replace(
+        wine_frame.columns[4], "proline") and "unknown columns ['extra']" in completed.stderr
+
+
+@pytest.mark.parametrize("layout", ["excel", "gzip", "latin-1", "index"])
+def test_real_world_csv_layouts_score_like_the_plain_file(layout, wine_frame, wine_model):
+    model_path, directory = wine_model
+    reference = scores_of(skem_command("score", model_path, directory / "wine.csv"))
+    path = directory / f"{layout}.csv"
+    if layout == "excel":  # BOM, ';' separators, decimal commas
+        wine_frame.to_csv(path, sep=";", decimal=",", index=False, encoding="utf-8-sig")
+    elif layout == "gzip":
+        path = directory / "wine.csv.gz"
+        wine_frame.to_csv(path, index=False, compression="gzip")
+    elif layout == "latin-1":  # a header with a non-UTF-8 byte
+        frame = wine_frame.rename(columns={wine_frame.columns[0]: "alcohol_é"})
+        frame.to_csv(path, index=False, encoding="latin-1")
+        model_path = directory / "latin.joblib"
+        assert skem_command("fit", "gmm", path, "--param", "n_components=3", "--param",
+                            "random_state=0", "--out", model_path).returncode == 0
+    else:  # pandas' own index column
+        wine_frame.to_csv(path)
+    np.testing.assert_allclose(scores_of(skem_command("score", model_path, path)), reference,
+                               rtol=1e-9)
+
+
+def test_a_numeric_header_is_a_header_and_no_header_forces_data(tmp_path):
+    data = tmp_path / "years.csv"
+    rows = np.random.RandomState(0).normal(size=(40, 3))
+    np.savetxt(data, rows, delimiter=",", header="2019,2020,2021", comments="", fmt="%.6f")
+    model = tmp_path / "m.joblib"
+    completed = skem_command("fit", "gmm", data, "--out", model)
+    assert "on 40 rows x 3 columns" in completed.stdout
+    completed = skem_command("fit", "gmm", data, "--no-header", "--out", model)
+    assert "on 41 rows x 3 columns" in completed.stdout
+
+
+def test_score_into_a_closed_pipe_ends_quietly(wine_model):
+    model_path, directory = wine_model
+    completed = subprocess.run(f"skem score {model_path} {directory / 'wine.csv'} | head -2",
+                               shell=True, capture_output=True, text=True, timeout=120)
+    assert completed.stdout.count("\n") == 2 and completed.stderr == ""
+
+
+def test_fit_help_lists_every_models_parameters_with_defaults():
+    completed = skem_command("fit", "--help")
+    assert "n_latent=2" in completed.stdout and "reg_covar=1e-06" in completed.stdout
+    assert "hidden_layer_sizes=(128,)" in completed.stdout
+
+
+def test_one_iteration_is_singular(iris_csv, tmp_path):
+    completed = skem_command("fit", "gmm", iris_csv, "--param", "max_iter=1",
+                             "--out", tmp_path / "m.joblib")
+    assert "1 iteration," in completed.stdout
+    assert "warning: Best performing initialization did not converge" in completed.stderr
+    assert completed.stderr.count("\n") == 1
+
+
+def test_demo_plot_without_matplotlib_says_what_to_install(tmp_path):
+    code = ("import sys; sys.modules['matplotlib'] = None; from skem.cli import main; "
+            f"sys.exit(main(['demo', '--plot', {str(tmp_path)!r}]))")
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               timeout=60)
+    assert completed.returncode == 1
+    assert 'pip install "skem[plot]"' in completed.stderr and "Traceback" not in completed.stderr
+
+
+def test_terminal_progress_reports_iterations_and_the_bound(capsys):
+    pytest.importorskip("sklearn.callback")
+    from sklearn.datasets import load_iris
+
+    from skem.cli import TerminalProgress
+
+    model = EMGaussianMixture(3, random_state=0).set_callbacks(TerminalProgress(interval=0))
+    model.fit(load_iris().data)
+    progress = capsys.readouterr().err
+    assert f"iteration {model.n_iter_}: bound {model.lower_bounds_[-1]:.4f}" in progress
