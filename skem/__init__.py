@@ -18,6 +18,7 @@ _MODULES = {
     "EMGaussianMixture": "._gaussian_mixture",
     "MixtureOfPPCA": "._mixture_ppca",
     "ProbabilisticPCA": "._ppca",
+    "VarianceFloorWarning": ".exceptions",
 }
 
 __all__ = [*sorted(_MODULES), "__version__"]

@@ -24,6 +24,24 @@ from ._parallel import map_chunks
 #: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
 CHUNK_FLOATS = 2**20
 
+#: Largest magnitude of training data: the models sum squares of the data,
+#: which overflow float64 near 1e150 (1e100 leaves room for sums of 1e10 rows).
+MAX_ABS_VALUE = 1e100
+
+
+def check_magnitude(X):
+    """Refuse data whose squares would overflow, naming the scale and the remedy."""
+    with np.errstate(invalid="ignore"):
+        largest = float(np.nanmax(np.abs(X))) if X.size else 0.0
+    if largest > MAX_ABS_VALUE:
+        raise ValueError(
+            f"X has values of magnitude up to {largest:.3g}; skem's models sum squares "
+            "of the data, which overflow float64 near 1e150, so they fit data up to "
+            f"{MAX_ABS_VALUE:.0e}. "
+            "Divide X by a constant c (every log-density then shifts by "
+            "n_features * log(c)) or standardise it (sklearn's StandardScaler)."
+        )
+
 
 def check_sample_weight(sample_weight, n_samples):
     """Validate ``sample_weight``: None or finite, non-negative, shape (n_samples,).
@@ -341,6 +359,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             ensure_min_samples=2,
             ensure_all_finite="allow-nan" if self._allow_nan else True,
         )
+        check_magnitude(X)
         return X, check_sample_weight(sample_weight, X.shape[0])
 
     def _run_em(self, X, sample_weight, random_state):

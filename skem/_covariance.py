@@ -187,7 +187,8 @@ class _MatrixCovariance(Covariance):
             if np.any(spread <= rounding * np.diag(covariance)):
                 singular.append(True)
                 continue
-            correlation = empirical / np.sqrt(np.outer(spread, spread))
+            root = np.sqrt(spread)  # (outer product first would underflow at tiny scales)
+            correlation = empirical / root[:, np.newaxis] / root[np.newaxis, :]
             singular.append(np.linalg.eigvalsh(correlation)[0] <= rounding * n_features)
         return np.array(singular)
 

@@ -12,8 +12,9 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._covariance import COVARIANCES, log_normalizer
+from ._base import weighted_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
-from .exceptions import DegenerateComponentWarning
+from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
 
 def _check_shape(array, shape, name):
@@ -206,6 +207,8 @@ class EMGaussianMixture(BaseMixture):
         "_variance_floors", "_repaired_components", "_covariance",
     )
 
+    _fit_scratch = (*BaseMixture._fit_scratch, "_floored_columns", "_column_variances")
+
     def __init__(
         self,
         n_components=1,
@@ -267,6 +270,9 @@ class EMGaussianMixture(BaseMixture):
         super()._prepare_fit(X, sample_weight, random_state)
         self._covariance = COVARIANCES[self.covariance_type]
         self._initial = self._initial_values(X.shape[1])
+        variances = weighted_moments(X.astype(np.float64, copy=False), sample_weight)[1]
+        self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
+        self._column_variances = variances
 
     # ------------------------------------------------------------------ init
 
@@ -400,6 +406,18 @@ class EMGaussianMixture(BaseMixture):
         return set(degenerate.tolist()) | set(self._repaired_components)
 
     def _after_fit(self, X, sample_weight):
+        columns = self._floored_columns
+        if columns.size:
+            smallest = float(self._column_variances[columns].min())
+            warnings.warn(
+                f"reg_covar={self.reg_covar!r} is at least the variance of "
+                f"{columns.size} of {X.shape[1]} columns (columns {columns[:10].tolist()}, "
+                f"the smallest {smallest:.3g}): the floor, not the data, sets the fitted "
+                "variance there, and the log-density is far from that of the rescaled "
+                "data. Standardise X (sklearn's StandardScaler) or lower reg_covar.",
+                VarianceFloorWarning,
+            )
+            return
         degenerate = sorted(self._degenerate_components())
         if degenerate:
             warnings.warn(

@@ -12,7 +12,7 @@ from scipy.stats import poisson
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 
-from skem import BaseMixture, EMGaussianMixture
+from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
 
 
 # A user's model, a mixture of independent Poissons, as the gallery example
@@ -129,3 +129,13 @@ def test_weights_near_the_float_limit_mean_what_they_say():
     assert start.n_iter_ == 0
     assert_allclose(huge.rates_, unit.rates_, rtol=1e-12)
     assert np.all(np.isfinite(heavy.rates_)) and np.isfinite(heavy.lower_bound_)
+
+
+@pytest.mark.parametrize("estimator", [EMGaussianMixture(2), ProbabilisticPCA(1),
+                                       MixtureOfPPCA(2, 1), AmortizedVAE(max_iter=2)],
+                         ids=lambda estimator: type(estimator).__name__)
+def test_data_too_large_to_square_is_refused_with_the_remedy(estimator):
+    X, _, _ = poisson_data()
+    with pytest.raises(ValueError, match=r"magnitude up to 1\.2e\+200.*Divide X by a constant"):
+        estimator.fit(X * 1e200 / X.max() * 1.2)
+    assert not hasattr(estimator, "n_iter_")

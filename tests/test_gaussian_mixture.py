@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 
 import skem._base
-from skem import DegenerateComponentWarning, EMGaussianMixture
+from skem import DegenerateComponentWarning, EMGaussianMixture, VarianceFloorWarning
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 FITTED = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]
@@ -606,3 +606,19 @@ def test_fitted_model_ignores_hyper_parameters_changed_after_fit(covariance_type
     assert_array_equal(model.predict(iris), labels)
     assert model.bic(iris) == pytest.approx(bic, rel=1e-12)
     assert_allclose(model.sample(5, random_state=0)[0], samples[0])
+
+
+def test_tiny_scale_data_warn_that_the_floor_sets_the_variance(iris):
+    for X in (iris * 1e-150, iris * [1e-8, 1.0, 1e8, 1.0]):
+        with pytest.warns(VarianceFloorWarning, match=r"Standardise X .* or lower reg_covar"):
+            EMGaussianMixture(2, random_state=0).fit(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        EMGaussianMixture(2, reg_covar=1e-320, random_state=0).fit(iris * 1e-150)
+
+
+def test_far_rows_score_finitely_or_below_the_float_range(iris):
+    model = EMGaussianMixture(3, random_state=0).fit(iris)
+    scores = model.score_samples(np.array([[1e100] * 4, [1e200] * 4, [-1e300] * 4]))
+    assert np.isfinite(scores[0]) and scores[0] < -1e199
+    assert_array_equal(scores[1:], [-np.inf, -np.inf])  # true values near -1e400
