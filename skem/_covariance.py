@@ -115,6 +115,10 @@ class Covariance:
         """Turn standard normal ``noise`` rows into draws of ``labels``' covariances."""
         raise NotImplementedError
 
+    def matrix(self, covariances, k, n_features):
+        """Component ``k``'s covariance as a (n_features, n_features) matrix."""
+        raise NotImplementedError
+
 
 # ---------------------------------------------------------------------- matrices
 
@@ -315,6 +319,9 @@ class FullCovariance(_MatrixCovariance):
         factors = np.linalg.cholesky(covariances)
         return np.einsum("nd,ned->ne", noise, factors[labels])
 
+    def matrix(self, covariances, k, n_features):
+        return covariances[k]
+
 
 class TiedCovariance(_MatrixCovariance):
     """All components share one full covariance matrix."""
@@ -369,6 +376,9 @@ class TiedCovariance(_MatrixCovariance):
 
     def sample_noise(self, noise, covariances, labels):
         return noise @ np.linalg.cholesky(covariances).T
+
+    def matrix(self, covariances, k, n_features):
+        return covariances
 
 
 # ---------------------------------------------------------------------- variances
@@ -445,6 +455,9 @@ class _VarianceCovariance(Covariance):
         n_components = labels.max(initial=0) + 1
         variances = self.per_feature(covariances, n_components, noise.shape[1])
         return noise * np.sqrt(variances[labels])
+
+    def matrix(self, covariances, k, n_features):
+        return np.diag(self.per_feature(covariances, k + 1, n_features)[k])
 
 
 class DiagCovariance(_VarianceCovariance):

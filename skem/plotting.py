@@ -165,8 +165,10 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
         X = np.asarray(X)
         ax.scatter(X[:, i], X[:, j], c=model.predict(X) % 10, s=8, cmap="tab10", vmin=0,
                    vmax=9, alpha=0.6)
-    for k in range(model.n_components):
-        covariance = _component_covariance(model, k)[np.ix_([i, j], [i, j])]
+    n_components, n_features = model.means_.shape
+    covariances = np.asarray(model.covariances_, dtype=np.float64)
+    for k in range(n_components):
+        covariance = model._covariance.matrix(covariances, k, n_features)[np.ix_([i, j], [i, j])]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         angle = np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]))
         for radius in (1, 2):
@@ -175,24 +177,19 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
                                  fill=False, color=f"C{k % 10}", alpha=0.9 / radius))
     ax.set_xlabel(f"feature {i}")
     ax.set_ylabel(f"feature {j}")
-    ax.set_title(f"{model.n_components} components, {model.covariance_type} covariances")
+    ax.set_title(f"{n_components} components, {model._covariance.name} covariances")
     ax.autoscale_view()
     return ax
 
 
-def _component_covariance(model, k):
-    n_features = model.means_.shape[1]
-    covariances = np.asarray(model.covariances_, dtype=np.float64)
-    return {
-        "full": lambda: covariances[k],
-        "tied": lambda: covariances,
-        "diag": lambda: np.diag(covariances[k]),
-        "spherical": lambda: covariances[k] * np.eye(n_features),
-    }[model.covariance_type]()
-
-
 def plot_latent_space(model, X, y=None, ax=None):
-    """The first two latent coordinates ``transform(X)`` of PPCA, a VAE or a PPCA mixture.
+    """The first two latent coordinates ``transform(X)`` of PPCA or a VAE.
+
+    A mixture of PPCA has one latent space per component, so one shared
+    scatter of its latent coordinates would mean nothing: for it the data are
+    drawn on their two leading principal axes, coloured by the component
+    each row is assigned to (``predict``), with the adjusted Rand index
+    against ``y`` in the title when labels are given.
 
     Parameters
     ----------
@@ -201,7 +198,7 @@ def plot_latent_space(model, X, y=None, ax=None):
     X : array-like of shape (n_samples, n_features)
         Data.
     y : array-like of shape (n_samples,), default=None
-        Labels used as colours.
+        Labels used as colours (for a mixture, compared with its components).
     ax : matplotlib Axes, default=None
         Where to draw; a new figure if None.
 
@@ -209,8 +206,10 @@ def plot_latent_space(model, X, y=None, ax=None):
     -------
     ax : matplotlib Axes
     """
-    latent = model.transform(X)
     ax = _axes(ax)
+    if hasattr(model, "predict"):
+        return _plot_components_on_principal_axes(model, np.asarray(X, dtype=np.float64), y, ax)
+    latent = model.transform(X)
     second = latent[:, 1] if latent.shape[1] > 1 else np.zeros(len(latent))
     points = ax.scatter(latent[:, 0], second, c=y, s=8, cmap="tab10")
     if y is not None:
@@ -218,4 +217,25 @@ def plot_latent_space(model, X, y=None, ax=None):
     ax.set_xlabel("latent 1 (posterior mean)")
     ax.set_ylabel("latent 2 (posterior mean)")
     ax.set_title(f"{type(model).__name__}: latent space")
+    return ax
+
+
+def _plot_components_on_principal_axes(model, X, y, ax):
+    from sklearn.metrics import adjusted_rand_score
+
+    centered = X - X.mean(axis=0)
+    axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
+    projected = centered @ axes.T
+    labels = model.predict(X)
+    points = ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10",
+                        vmin=0, vmax=9)
+    handles, _ = points.legend_elements()
+    ax.legend(handles, [f"component {k}" for k in np.unique(labels)], fontsize="small",
+              loc="best")
+    ax.set_xlabel("principal axis 1 of the data")
+    ax.set_ylabel("principal axis 2 of the data")
+    title = f"{type(model).__name__}: rows by component"
+    if y is not None:
+        title += f" (adjusted Rand index {adjusted_rand_score(y, labels):.3f})"
+    ax.set_title(title)
     return ax

@@ -63,3 +63,32 @@ def test_missing_matplotlib_gives_a_clear_import_error(monkeypatch):
     model = EMGaussianMixture(2, random_state=0).fit(load_iris().data)
     with pytest.raises(ImportError, match=r"pip install 'skem\[plot\]'"):
         plotting.plot_lower_bounds(model)
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical", "tied_diag"])
+def test_ellipses_follow_each_covariance_type(covariance_type):
+    X = load_iris().data
+    model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    ax = plotting.plot_mixture_ellipses(model, X, dimensions=(0, 2))
+    k = 1
+    covariance = model._covariance.matrix(np.asarray(model.covariances_), k, 4)[
+        np.ix_([0, 2], [0, 2])]
+    one_sigma = ax.patches[2 * k]
+    assert_allclose(sorted([one_sigma.width, one_sigma.height]),
+                    sorted(2 * np.sqrt(np.linalg.eigvalsh(covariance))), rtol=1e-10)
+    assert covariance_type in ax.get_title()
+
+
+def test_mixture_of_ppca_is_drawn_by_component_not_in_a_shared_latent_space():
+    from skem import MixtureOfPPCA
+    from skem.datasets import make_low_rank_mixture
+
+    X, labels = make_low_rank_mixture(60, 30, 3, 2, random_state=0)
+    model = MixtureOfPPCA(3, 2, random_state=0).fit(X)
+    ax = plotting.plot_latent_space(model, X, labels)
+    colours = ax.collections[0].get_array()
+    assert_allclose(colours, model.predict(X) % 10)
+    assert "adjusted Rand index 1.000" in ax.get_title()
+    centered = X - X.mean(axis=0)
+    axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
+    assert_allclose(np.abs(ax.collections[0].get_offsets()), np.abs(centered @ axes.T))
