@@ -45,12 +45,23 @@ def setup(app):
 exclude_patterns = ["_build", "examples/README.txt"]
 templates_path = []
 html_theme = "alabaster"
-html_static_path = []
+
+# Mathematics rendered by a local copy of MathJax (its SVG output needs no
+# font files), so the built pages read offline; the 'doc' extra installs it.
+import mathjax  # noqa: E402  (django-static-mathjax: MathJax's files as a package)
+
+_MATHJAX = os.path.join(os.path.dirname(mathjax.__file__), "static", "mathjax", "es5",
+                        "tex-svg.js")
+html_static_path = [_MATHJAX]
+mathjax_path = "tex-svg.js"
 
 plot_include_source = True
 plot_html_show_source_link = False
 plot_html_show_formats = False
 plot_formats = [("png", 90)]
+# room for every label: the figures are laid out tightly
+plot_rcparams = {"figure.autolayout": True}
+plot_apply_rcparams = True
 
 sphinx_gallery_conf = {
     "examples_dirs": "examples",
