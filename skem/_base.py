@@ -31,8 +31,11 @@ MAX_ABS_VALUE = 1e100
 
 def check_magnitude(X):
     """Refuse data whose squares would overflow, naming the scale and the remedy."""
-    with np.errstate(invalid="ignore"):
-        largest = float(np.nanmax(np.abs(X))) if X.size else 0.0
+    if not X.size:
+        return
+    with warnings.catch_warnings():  # an all-NaN X is refused elsewhere
+        warnings.simplefilter("ignore", RuntimeWarning)
+        largest = max(float(np.nanmax(X)), -float(np.nanmin(X)))  # no |X| copy
     if largest > MAX_ABS_VALUE:
         raise ValueError(
             f"X has values of magnitude up to {largest:.3g}; skem's models sum squares "
@@ -97,6 +100,21 @@ def weighted_moments(X, sample_weight):
     centered = np.where(missing, 0.0, X - mean)
     variance = (weights @ centered**2) / column_weight
     return mean, variance
+
+
+def column_variances(X, sample_weight, block_rows=2**16):
+    """Weighted variance of each column of complete data, in blocks of rows.
+
+    Two passes over ``X`` with O(block_rows * n_features) extra memory (no
+    centred copy of a large ``X``).
+    """
+    weights = row_weights(sample_weight, X.shape[0])
+    mean = (weights @ X.astype(np.float64, copy=False)) / weights.sum()
+    total = np.zeros(X.shape[1])
+    for start in range(0, X.shape[0], block_rows):
+        block = np.subtract(X[start : start + block_rows], mean, dtype=np.float64)
+        total += weights[start : start + block_rows] @ np.square(block, out=block)
+    return total / weights.sum()
 
 
 def weighted_sum(values, sample_weight):

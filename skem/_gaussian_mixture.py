@@ -12,7 +12,7 @@ from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._covariance import COVARIANCES, log_normalizer
-from ._base import weighted_moments
+from ._base import column_variances
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
@@ -270,7 +270,7 @@ class EMGaussianMixture(BaseMixture):
         super()._prepare_fit(X, sample_weight, random_state)
         self._covariance = COVARIANCES[self.covariance_type]
         self._initial = self._initial_values(X.shape[1])
-        variances = weighted_moments(X.astype(np.float64, copy=False), sample_weight)[1]
+        variances = column_variances(X, sample_weight)
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
 
