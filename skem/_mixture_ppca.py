@@ -11,27 +11,16 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
-from threadpoolctl import ThreadpoolController
 
 from ._base import weighted_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
+from ._parallel import single_blas_thread
 from ._ppca import latent_precision_terms, ppca_log_density, principal_subspace
 from .exceptions import DegenerateComponentWarning
 
 #: Up to this many features the M-step is the exact closed form, above it one
 #: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
 CLOSED_FORM_MAX_FEATURES = 200
-
-_threadpool_controller = None
-
-
-def _single_blas_thread():
-    """Context manager limiting BLAS (numpy's and scipy's) to one thread."""
-    global _threadpool_controller
-    if _threadpool_controller is None:  # scanning the loaded libraries takes ms
-        _threadpool_controller = ThreadpoolController()
-    return _threadpool_controller.limit(limits=1, user_api="blas")
-
 
 class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixture):
     """Mixture of probabilistic principal component analysers, fitted by EM.
@@ -391,7 +380,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         # threads were at best 20% faster than one (fastest of 40 calls, on
         # 2 cores), and on a busy machine their synchronisation made eigh 5
         # to 80 times slower
-        with _single_blas_thread():
+        with single_blas_thread():
             eigenvalues, eigenvectors = np.linalg.eigh(covariances)
         if n_latent < n_features:
             discarded = eigenvalues[:, : n_features - n_latent].mean(axis=1)
