@@ -4,6 +4,7 @@ EM handles missing values (NaN) exactly; log-densities use the matrix-inversion
 lemma, so no d x d matrix is formed, inverted or factorised.
 """
 
+from contextlib import nullcontext
 from math import log, pi
 from numbers import Integral, Real
 
@@ -14,10 +15,51 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import randomized_svd, svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import BaseEM, row_weights, weighted_moments
+from ._base import CHUNK_FLOATS, BaseEM, row_weights, weighted_moments
+from ._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
 EIGEN_SOLVER_MAX_FEATURES = 1000
+
+
+def weighted_column_sums(X, sample_weight):
+    """Weighted sum of each column in float64, NaN wherever a column has a NaN.
+
+    Not a BLAS matrix-vector product: BLAS may skip the rows of zero weight,
+    and with them the NaN they hold.
+    """
+    if sample_weight is None:
+        return X.sum(axis=0, dtype=np.float64)
+    return np.einsum("n,nd->d", sample_weight, X)
+
+
+def missing_mask(X):
+    """``np.isnan(X)``, or None when X has no NaN (then found without a mask)."""
+    if not np.isnan(X.sum(dtype=np.float64)):  # NaN propagates through the sum
+        return None
+    missing = np.isnan(X)
+    return missing if missing.any() else None
+
+
+def weighted_covariance(X, sample_weight, mean):
+    """Weighted 1/N covariance of complete rows about ``mean`` (d x d, float64).
+
+    Accumulated over blocks of rows as numpy's ``block.T @ block`` (syrk), so
+    neither a centred copy of X nor a float64 copy of float32 data is made. A
+    block holds up to the larger of CHUNK_FLOATS and the d x d result: syrk
+    keeps its efficiency and the accumulation stays a small part of the work.
+    """
+    n_samples, n_features = X.shape
+    block_rows = max(CHUNK_FLOATS // n_features, n_features, 1)
+    covariance = np.zeros((n_features, n_features), order="F")  # LAPACK's order
+    for start in range(0, n_samples, block_rows):
+        rows = slice(start, start + block_rows)
+        block = np.subtract(X[rows], mean, dtype=np.float64)
+        if sample_weight is not None:
+            block *= np.sqrt(sample_weight[rows])[:, np.newaxis]
+        covariance += block.T @ block
+    covariance /= row_weights(sample_weight, n_samples).sum()
+    return covariance
 
 
 def principal_subspace(centered, n_latent, total_variance, noise_floor, random_state):
@@ -50,8 +92,9 @@ def latent_precision_terms(components, noise_variance):
     """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
     precision = components @ components.T
     precision.flat[:: precision.shape[0] + 1] += noise_variance
-    # numpy's LAPACK, not scipy's: this runs once per chunk of rows, between
-    # numpy matrix products, and each wheel's OpenBLAS has its own thread pool.
+    # numpy's LAPACK, not scipy's: this runs next to numpy's matrix products
+    # (once per pass over the rows, per component in MixtureOfPPCA), and each
+    # wheel's OpenBLAS has its own thread pool.
     cholesky = np.linalg.cholesky(precision)
     inverse_cholesky = np.linalg.inv(cholesky)
     return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
@@ -207,16 +250,18 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------------ checks
 
+    def _latent_dimension(self, n_features):
+        return max(1, n_features - 1) if self.n_components is None else self.n_components
+
     def _check_parameters(self, X, sample_weight):
         n_features = X.shape[1]
-        n_latent = max(1, n_features - 1) if self.n_components is None else self.n_components
+        n_latent = self._latent_dimension(n_features)
         if n_latent > n_features:
             raise ValueError(
                 f"n_components={n_latent} must be at most n_features={n_features}."
             )
-        missing = np.isnan(X)
-        has_missing = bool(missing.any())
-        if has_missing:
+        missing = missing_mask(X)
+        if missing is not None:
             self._check_rows_observed(X)
             columns = np.flatnonzero(missing.all(axis=0))
             if columns.size:
@@ -224,24 +269,59 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
                     f"Columns {columns[:10].tolist()} of X are entirely NaN (missing); "
                     "every feature needs at least one observed value."
                 )
-        weights = row_weights(sample_weight, X.shape[0])
-        unweighted = np.flatnonzero(weights @ ~missing == 0)
-        if unweighted.size:
-            raise ValueError(
-                f"Columns {unweighted[:10].tolist()} of X are observed only in rows of "
-                "zero sample_weight; every feature needs an observed value of positive weight."
-            )
-        if self.solver == "eig" and has_missing:
-            raise ValueError(
-                "solver='eig' needs complete data; X has missing values (NaN). "
-                "Use solver='em' or 'auto'."
-            )
-        self._n_latent = n_latent
-        self._has_missing = has_missing
-        self._data_moments = weighted_moments(X, sample_weight)
-        scale = float(self._data_moments[1].mean())
+            # (with complete data every column has the positive total weight)
+            weights = row_weights(sample_weight, X.shape[0])
+            unweighted = np.flatnonzero(weights @ ~missing == 0)
+            if unweighted.size:
+                raise ValueError(
+                    f"Columns {unweighted[:10].tolist()} of X are observed only in rows of "
+                    "zero sample_weight; every feature needs an observed value of positive "
+                    "weight."
+                )
+            if self.solver == "eig":
+                raise ValueError(
+                    "solver='eig' needs complete data; X has missing values (NaN). "
+                    "Use solver='em' or 'auto'."
+                )
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
+        n_features = X.shape[1]
+        self._n_latent = self._latent_dimension(n_features)
+        column_sums = weighted_column_sums(X, sample_weight)
+        # a column sum is NaN when the column has a missing value (or, rarely, when
+        # the float64 sum overflowed both ways): only then is X scanned for NaN
+        self._has_missing = bool(np.isnan(column_sums).any()) and bool(np.isnan(X).any())
+        self._noise_floor = None
+        if self._has_missing:
+            self._data_mean, variance = weighted_moments(X, sample_weight)
+            self._set_total_variance(float(variance.sum()), n_features)
+        else:
+            self._data_mean = column_sums / row_weights(sample_weight, X.shape[0]).sum()
+            # The closed form gets the total variance as the trace of the covariance
+            # it forms anyway; EM (also a warm start, which skips _initialize) needs
+            # the noise floor now.
+            if not (self._uses_eigen_solver() and self.max_iter > 0):
+                self._set_total_variance(
+                    self._total_variance_of(X, sample_weight, self._data_mean), n_features
+                )
+
+    def _set_total_variance(self, total_variance, n_features):
+        """Keep the total variance of the data and the noise floor it implies."""
+        self._total_variance = total_variance
+        scale = total_variance / n_features
         self._noise_floor = max(self.noise_variance_floor * (scale if scale > 0 else 1.0),
                                 np.finfo(np.float64).tiny)
+
+    def _total_variance_of(self, X, sample_weight, mean):
+        """Weighted mean of ``|x - mean|^2`` over complete rows, block by block."""
+        total = 0.0
+        for rows in self._chunks(X.shape[0]):
+            block = np.subtract(X[rows], mean, dtype=np.float64)
+            squared_norms = np.einsum("nd,nd->n", block, block)
+            total += float(squared_norms.sum() if sample_weight is None
+                           else sample_weight[rows] @ squared_norms)
+        return total / row_weights(sample_weight, X.shape[0]).sum()
 
     def _uses_eigen_solver(self):
         if self.solver == "auto":
@@ -253,23 +333,46 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _fit_closed_form(self, X, sample_weight):
         if not self._uses_eigen_solver():
             return None
-        weights = row_weights(sample_weight, X.shape[0])
-        mean = (weights @ X) / weights.sum()
-        scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
-        n_features, n_latent = X.shape[1], self._n_latent
-        # numpy's LAPACK, so the whole fit stays in numpy's BLAS thread pool
-        if scaled.shape[0] >= n_features:
-            eigenvalues, eigenvectors = np.linalg.eigh(scaled.T @ scaled)
+        n_samples, n_features = X.shape
+        n_latent = self._n_latent
+        weights = row_weights(sample_weight, n_samples)
+        mean = self._data_mean
+        if n_samples >= n_features:
+            covariance = weighted_covariance(X, sample_weight, mean)
+            total_variance = float(np.trace(covariance))
+            # Only the q leading eigenpairs are needed (the rest of the spectrum
+            # enters through the trace). numpy has no partial eigensolver; scipy's
+            # (LAPACK syevr on an index range) skips most of the work of numpy's
+            # full eigh: 3x faster at d = 1000 on one thread. It is scipy's LAPACK,
+            # one call after the loop over rows, never inside it. Up to the size
+            # 'auto' sends here it runs on one BLAS thread: its reduction to
+            # tridiagonal form synchronises the threads at every column, and right
+            # after numpy's products (whose pool still spins) that made it 6 times
+            # slower in the median and up to 100 times (0.3 s, up to 7 s, against
+            # 0.05 s) on a busy 2-core machine; two threads gained ~20% at best.
+            limit = single_blas_thread() if n_features <= EIGEN_SOLVER_MAX_FEATURES \
+                else nullcontext()
+            with limit:
+                eigenvalues, eigenvectors = linalg.eigh(
+                    covariance, subset_by_index=[n_features - n_latent, n_features - 1],
+                    driver="evr", overwrite_a=True, check_finite=False,
+                )
+            del covariance
             eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
         else:
+            scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
+            # numpy's LAPACK: the SVD of the few rows, once
             _, singular_values, right = np.linalg.svd(scaled, full_matrices=False)
             eigenvalues, eigenvectors = singular_values**2, right.T
+            total_variance = float(np.einsum("nd,nd->", scaled, scaled))
+            del scaled
         missing_directions = n_latent - eigenvalues.shape[0]
         if missing_directions > 0:  # fewer samples than latent dimensions
             eigenvalues = np.pad(eigenvalues, (0, missing_directions))
             eigenvectors = np.pad(eigenvectors, ((0, 0), (0, missing_directions)))
+        if self._noise_floor is None:
+            self._set_total_variance(total_variance, n_features)
         leading = np.maximum(eigenvalues[:n_latent], 0.0)
-        total_variance = float(np.einsum("nd,nd->", scaled, scaled))
         noise_variance = 0.0
         if n_latent < n_features:
             noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
@@ -277,7 +380,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         scales = np.sqrt(np.maximum(leading - self.noise_variance_, 0.0))
         self.components_ = (eigenvectors[:, :n_latent] * scales).T
         self.mean_ = mean
-        return float(np.average(self._map_chunks(self._log_density, X), weights=weights))
+        log_density = self._map_posterior(lambda log_density, posterior: log_density, X)
+        return float(np.average(log_density, weights=weights))
 
     # ------------------------------------------------------------------ EM
 
@@ -289,44 +393,64 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         loading column keeps a positive norm: a zero column is a fixed point.
         """
         weights = row_weights(sample_weight, X.shape[0])
-        mean, variance = self._data_moments
+        mean = self._data_mean
+        if self._noise_floor is None:  # deferred for the closed form, not run (max_iter=0)
+            self._set_total_variance(self._total_variance_of(X, sample_weight, mean),
+                                     X.shape[1])
         centered = X - mean
         if self._has_missing:
             centered[np.isnan(centered)] = 0.0
         centered *= np.sqrt(weights / weights.sum())[:, np.newaxis]
         self.components_, self.noise_variance_ = principal_subspace(
-            centered, self._n_latent, float(variance.sum()), self._noise_floor, random_state
+            centered, self._n_latent, self._total_variance, self._noise_floor, random_state
         )
         self.mean_ = mean
 
     def _row_width(self):
+        # A complete row needs its float64 residual, byte masks and O(q) terms;
+        # a row with missing values needs one more float row (its observed
+        # weights) in the statistics, so chunks of such rows may take up to
+        # about twice CHUNK_FLOATS. (The former 3 d per row made chunks of ~300
+        # rows at d = 1000: when each chunk's product runs on all BLAS threads,
+        # their synchronisation made a pass 3-4x slower than with ~1000 rows on
+        # a busy 2-core machine; on one thread both cost the same.)
+        n_features = self.n_features_in_
         n_latent = self.components_.shape[0] if hasattr(self, "components_") else 1
-        return 3 * self.n_features_in_ + 2 * (n_latent + 1) ** 2
+        return n_features + n_features // 4 + 3 * (n_latent + 1) ** 2
 
-    def _posterior(self, X):
+    def _posterior(self, X, precision_terms=None):
         """Posterior of z for each row, and the log-density of its observed values.
 
         Complete rows share one posterior covariance; a row with missing
         values gets its own, from the rows of W of its observed coordinates.
+        ``precision_terms`` is ``latent_precision_terms`` of the parameters,
+        computed here if not given (callers that loop over chunks pass it).
         """
         loadings = self.components_.T
         n_samples, n_latent = X.shape[0], loadings.shape[1]
         noise_variance = self.noise_variance_
-        residual = np.asarray(X, dtype=np.float64) - self.mean_
-        complete = ~np.isnan(np.einsum("nd->n", residual))
-        incomplete = ~complete
+        if precision_terms is None:
+            precision_terms = latent_precision_terms(self.components_, noise_variance)
+        precision_inverse, log_det_precision = precision_terms
+        # float64 in one pass, also from float32 rows (mean_ is float64)
+        residual = np.subtract(X, self.mean_, dtype=np.float64)
+        # the squared norm of a row is NaN exactly when one of its values is
+        # (X has no infinity), so finding incomplete rows costs no extra pass
+        squared_norms = np.einsum("nd,nd->n", residual, residual)
+        incomplete = np.isnan(squared_norms)
+        complete = ~incomplete
         n_observed = np.full(n_samples, float(X.shape[1]))
         observed_incomplete = None
         if incomplete.any():
-            observed_incomplete = ~np.isnan(residual[incomplete])
-            residual[incomplete] = np.where(observed_incomplete, residual[incomplete], 0.0)
+            # zeros in place of the missing values (no float copy of the rows)
+            missing = np.isnan(residual)
+            observed_incomplete = ~missing[incomplete]
+            np.copyto(residual, 0.0, where=missing)
+            del missing
+            squared_norms = np.einsum("nd,nd->n", residual, residual)
             n_observed[incomplete] = observed_incomplete.sum(axis=1)
         projected = residual @ loadings
-        squared_norms = np.einsum("nd,nd->n", residual, residual)
 
-        precision_inverse, log_det_precision = latent_precision_terms(
-            self.components_, noise_variance
-        )
         mean = projected @ precision_inverse
         log_det = np.full(n_samples, log_det_precision)
         covariance_incomplete = None
@@ -357,8 +481,17 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         }
         return log_density, posterior
 
+    def _em_iteration(self, X, sample_weight):
+        # M^{-1} and log|M| depend only on the parameters: factorise once per
+        # iteration, not once per chunk of rows
+        self._precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
+        try:
+            return super()._em_iteration(X, sample_weight)
+        finally:
+            del self._precision_terms
+
     def _e_step(self, X):
-        return self._posterior(X)
+        return self._posterior(X, getattr(self, "_precision_terms", None))
 
     def _sufficient_statistics(self, X, sample_weight, posterior):
         """Weighted sums for the joint regression of [W, mean] on [E z, 1]."""
@@ -434,8 +567,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             Posterior means.
         """
         X = self._validate_predict_data(X)
-        self._check_rows_observed(X)
-        latent = self._map_chunks(lambda chunk: self._posterior(chunk)[1]["mean"], X)
+        latent = self._map_posterior(lambda log_density, posterior: posterior["mean"], X)
         return latent.astype(X.dtype, copy=False)
 
     def inverse_transform(self, Z):
@@ -477,8 +609,25 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             ``log p(x_observed)`` of each row, in nats.
         """
         X = self._validate_predict_data(X)
-        self._check_rows_observed(X)
-        return self._map_chunks(self._log_density, X)
+        return self._map_posterior(lambda log_density, posterior: log_density, X)
+
+    def _map_posterior(self, extract, X):
+        """Stack ``extract(log_density, posterior)`` over the chunks of rows of X.
+
+        The q x q terms of the parameters are computed once, not per chunk. A
+        row without any observed value shows in its chunk's count of observed
+        values (no separate pass over X) and raises the error of
+        ``_check_rows_observed``.
+        """
+        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
+
+        def chunk_values(chunk):
+            log_density, posterior = self._posterior(chunk, precision_terms)
+            if not posterior["n_observed"].all():
+                self._check_rows_observed(X)
+            return extract(log_density, posterior)
+
+        return self._map_chunks(chunk_values, X)
 
     @staticmethod
     def _check_rows_observed(X):
