@@ -250,17 +250,19 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     def _component_terms(self, X, k, rows=slice(None)):
         """Residuals, their squared norms and projections on W_k for component k."""
         residual = np.asarray(X[rows], dtype=np.float64) - self.means_[k]
-        return residual, np.einsum("nd,nd->n", residual, residual), residual @ self.components_[k].T
+        with np.errstate(over="ignore"):  # far rows: handled by ppca_log_density
+            return (residual, np.einsum("nd,nd->n", residual, residual),
+                    residual @ self.components_[k].T)
 
     def _estimate_log_prob(self, X):
         n_components, n_latent = self.components_.shape[:2]
         log_prob = np.empty((X.shape[0], n_components))
         for k in range(n_components):
-            _, squared_norms, projected = self._component_terms(X, k)
+            residual, squared_norms, projected = self._component_terms(X, k)
             posterior_mean = projected @ self._precision_inverses[k]
             log_prob[:, k] = ppca_log_density(
                 squared_norms, projected, posterior_mean, X.shape[1], n_latent,
-                self.noise_variance_[k], self._log_det_precisions[k],
+                self.noise_variance_[k], self._log_det_precisions[k], residual,
             )
         return log_prob
 

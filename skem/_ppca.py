@@ -101,14 +101,33 @@ def latent_precision_terms(components, noise_variance):
 
 
 def ppca_log_density(squared_norms, projected, posterior_mean, n_observed, n_latent,
-                     noise_variance, log_det_precision):
+                     noise_variance, log_det_precision, residual=None):
     """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
 
     With r = x - mean, projected = r W and posterior_mean = M^{-1} W^T r:
     r^T C^{-1} r = (|r|^2 - projected . posterior_mean) / s and
     log|C| = (d - q) log s + log|M|.
+
+    For a row so far away that |r|^2 nears the float range, the two terms
+    would be inf - inf: with ``residual`` given, they are taken on r / c
+    (c = max |r_i|) and the difference multiplied by c^2, which is finite
+    when the true value is, and +inf (a log-density of -inf) only when the
+    true value is beyond the float range. Never NaN.
     """
-    quadratic = (squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)) / noise_variance
+    with np.errstate(over="ignore", invalid="ignore"):
+        quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
+        quadratic /= noise_variance
+        far = ~(squared_norms < 1e300)
+        if residual is not None and far.any():
+            scale = np.abs(residual[far]).max(axis=1)
+            scale[scale == 0] = 1.0
+            scaled_norms = np.einsum("nd,nd->n", residual[far] / scale[:, None],
+                                     residual[far] / scale[:, None])
+            difference = scaled_norms - np.einsum(
+                "nq,nq->n", projected[far] / scale[:, None], posterior_mean[far] / scale[:, None])
+            # c^2 * difference / s, in an order that overflows only if the result does
+            quadratic[far] = np.maximum(difference, 0.0) / noise_variance * scale * scale
+        quadratic[np.isnan(quadratic)] = np.inf  # beyond the float range either way
     log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
     return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
 
@@ -435,8 +454,11 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         # float64 in one pass, also from float32 rows (mean_ is float64)
         residual = np.subtract(X, self.mean_, dtype=np.float64)
         # the squared norm of a row is NaN exactly when one of its values is
-        # (X has no infinity), so finding incomplete rows costs no extra pass
-        squared_norms = np.einsum("nd,nd->n", residual, residual)
+        # (X has no infinity), so finding incomplete rows costs no extra pass;
+        # a row far enough to overflow is handled by ppca_log_density
+        far_rows_overflow = np.errstate(over="ignore")
+        with far_rows_overflow:
+            squared_norms = np.einsum("nd,nd->n", residual, residual)
         incomplete = np.isnan(squared_norms)
         complete = ~incomplete
         n_observed = np.full(n_samples, float(X.shape[1]))
@@ -447,11 +469,12 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             observed_incomplete = ~missing[incomplete]
             np.copyto(residual, 0.0, where=missing)
             del missing
-            squared_norms = np.einsum("nd,nd->n", residual, residual)
+            with far_rows_overflow:
+                squared_norms = np.einsum("nd,nd->n", residual, residual)
             n_observed[incomplete] = observed_incomplete.sum(axis=1)
-        projected = residual @ loadings
-
-        mean = projected @ precision_inverse
+        with np.errstate(over="ignore", invalid="ignore"):
+            projected = residual @ loadings
+            mean = projected @ precision_inverse
         log_det = np.full(n_samples, log_det_precision)
         covariance_incomplete = None
         if observed_incomplete is not None:
@@ -467,7 +490,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             covariance_incomplete = noise_variance * inverse
 
         log_density = ppca_log_density(
-            squared_norms, projected, mean, n_observed, n_latent, noise_variance, log_det
+            squared_norms, projected, mean, n_observed, n_latent, noise_variance, log_det,
+            residual,
         )
         posterior = {
             "mean": mean,

@@ -321,3 +321,13 @@ def test_fitted_model_ignores_hyper_parameters_changed_after_fit():
     assert_allclose(model.transform(X), latent, rtol=1e-12)
     assert model.get_feature_names_out().shape == (2,)
     assert model.sample(4, random_state=0)[0].shape == (4, X.shape[1])
+
+
+def test_far_rows_never_score_or_assign_nan():
+    X = standardized(load_iris)
+    model = MixtureOfPPCA(2, 1, random_state=0).fit(X)
+    rows = np.array([[1e154] * 4, [1e100] * 4, [1e200] * 4, [-1e300] * 4])
+    scores = model.score_samples(rows)
+    assert not np.isnan(scores).any() and np.isfinite(scores[1])
+    assert np.all(scores[[0, 2, 3]] == -np.inf)  # true values near -1e308 and below
+    assert_allclose(model.predict_proba(rows).sum(axis=1), 1.0)

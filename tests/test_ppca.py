@@ -314,3 +314,18 @@ def test_feature_seen_only_in_zero_weight_rows_is_a_clear_error():
     weights = np.r_[np.ones(100), np.zeros(50)]
     with pytest.raises(ValueError, match="observed only in rows of zero sample_weight"):
         ProbabilisticPCA(2).fit(X, sample_weight=weights)
+
+
+def test_far_rows_never_score_nan_and_match_scipy_where_finite():
+    X = load_iris().data
+    for model in (ProbabilisticPCA(2).fit(X), ProbabilisticPCA(2).fit(X * 1e90)):
+        covariance = model.components_.T @ model.components_ + model.noise_variance_ * np.eye(4)
+        rows = np.array([[1e154] * 4, [1e100] * 4, [1e200] * 4, [-1e300] * 4,
+                         [1e160, -3e159, 1e158, 2e160]])
+        scores = model.score_samples(rows)
+        assert not np.isnan(scores).any()
+        with np.errstate(over="ignore", invalid="ignore"):  # scipy overflows to -inf there
+            exact = multivariate_normal(model.mean_, covariance).logpdf(rows)
+        finite = np.isfinite(exact)
+        assert_allclose(scores[finite], exact[finite], rtol=1e-9)
+        assert np.all(scores[~finite] == -np.inf)
