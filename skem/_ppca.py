@@ -456,8 +456,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         # the squared norm of a row is NaN exactly when one of its values is
         # (X has no infinity), so finding incomplete rows costs no extra pass;
         # a row far enough to overflow is handled by ppca_log_density
-        far_rows_overflow = np.errstate(over="ignore")
-        with far_rows_overflow:
+        with np.errstate(over="ignore"):
             squared_norms = np.einsum("nd,nd->n", residual, residual)
         incomplete = np.isnan(squared_norms)
         complete = ~incomplete
@@ -469,7 +468,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             observed_incomplete = ~missing[incomplete]
             np.copyto(residual, 0.0, where=missing)
             del missing
-            with far_rows_overflow:
+            with np.errstate(over="ignore"):
                 squared_norms = np.einsum("nd,nd->n", residual, residual)
             n_observed[incomplete] = observed_incomplete.sum(axis=1)
         with np.errstate(over="ignore", invalid="ignore"):
