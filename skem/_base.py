@@ -24,25 +24,29 @@ from ._parallel import map_chunks
 #: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
 CHUNK_FLOATS = 2**20
 
-#: Largest magnitude of training data: the models sum squares of the data,
-#: which overflow float64 near 1e150 (1e100 leaves room for sums of 1e10 rows).
-MAX_ABS_VALUE = 1e100
+#: Largest magnitude of training data by dtype: the models sum squares of the
+#: data, which overflow float64 near 1e150 (1e100 leaves room for sums of 1e10
+#: rows); float32 parameters hold variances only up to about 3e38.
+MAX_ABS_VALUE = {np.dtype(np.float64): 1e100, np.dtype(np.float32): 1e18}
 
 
 def check_magnitude(X):
     """Refuse data whose squares would overflow, naming the scale and the remedy."""
+    limit = MAX_ABS_VALUE[X.dtype]
     if not X.size:
         return
     with warnings.catch_warnings():  # an all-NaN X is refused elsewhere
         warnings.simplefilter("ignore", RuntimeWarning)
         largest = max(float(np.nanmax(X)), -float(np.nanmin(X)))  # no |X| copy
-    if largest > MAX_ABS_VALUE:
+    if largest > limit:
+        precision = ("float32, whose variances overflow beyond 3e38 (convert X to "
+                     "float64, or rescale it)" if X.dtype == np.float32
+                     else "float64, whose sums of squares overflow near 1e150")
         raise ValueError(
-            f"X has values of magnitude up to {largest:.3g}; skem's models sum squares "
-            "of the data, which overflow float64 near 1e150, so they fit data up to "
-            f"{MAX_ABS_VALUE:.0e}. "
-            "Divide X by a constant c (every log-density then shifts by "
-            "n_features * log(c)) or standardise it (sklearn's StandardScaler)."
+            f"X has values of magnitude up to {largest:.3g}; skem fits {X.dtype} data up "
+            f"to {limit:.0e}, as X is {precision}. Divide X by a constant c (every "
+            "log-density then shifts by n_features * log(c)) or standardise it "
+            "(sklearn's StandardScaler)."
         )
 
 
@@ -358,6 +362,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     self.__dict__.pop(name, None)
         return self
 
+    #: What scikit-learn's callback machinery keeps on the estimator during fit
+    #: and removes after it, also after a failed fit: kept when fit restores.
+    _CALLBACK_STATE = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
     @contextmanager
     def _unchanged_on_error(self):
         """Leave the estimator exactly as it was if fit raises."""
@@ -365,8 +373,11 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         try:
             yield
         except BaseException:
+            callback_state = {name: self.__dict__[name] for name in self._CALLBACK_STATE
+                              if name in self.__dict__}
             self.__dict__.clear()
             self.__dict__.update(saved_state)
+            self.__dict__.update(callback_state)  # so the callbacks are torn down
             raise
 
     def _validate_fit_data(self, X, sample_weight):

@@ -8,11 +8,14 @@ elementwise numpy work between them is single-threaded. This is the scheme
 of scikit-learn's KMeans (OpenMP threads over chunks, BLAS limited to one
 thread inside). The number of threads follows scikit-learn's
 (``OMP_NUM_THREADS``, the CPU affinity); results come back in chunk order,
-so sums do not depend on it.
+so sums do not depend on it. Only the main thread fans out: a call from
+another thread (a threaded ``GridSearchCV``) runs its chunks in that thread.
 """
 
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from threadpoolctl import ThreadpoolController
 
@@ -25,16 +28,34 @@ except ImportError:  # pragma: no cover - a private helper of scikit-learn
         return max(1, len(os.sched_getaffinity(0)))
 
 
+_lock = threading.Lock()
 _controller = None
 _executor = None
 
 
+def _in_main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
 def single_blas_thread():
-    """Context manager limiting BLAS (numpy's and scipy's) to one thread."""
+    """BLAS (numpy's and scipy's) limited to one thread while the block runs.
+
+    Only the main thread sets the limit: threadpoolctl lets one thread control
+    OpenBLAS's process-wide setting, and a limit set and lifted by threads
+    that come and go (a threaded GridSearchCV) could be left in place. In
+    another thread this does nothing; there, skem adds no threads of its own
+    (``map_chunks``), as the caller is already parallel.
+    """
     global _controller
-    if _controller is None:  # scanning the loaded libraries takes milliseconds
-        _controller = ThreadpoolController()
-    return _controller.limit(limits=1, user_api="blas")
+    if not _in_main_thread():
+        yield
+        return
+    with _lock:
+        if _controller is None:  # scanning the loaded libraries takes milliseconds
+            _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 def n_threads():
@@ -42,13 +63,13 @@ def n_threads():
     return max(1, _openmp_effective_n_threads())
 
 
-def _thread_pool(size):
+def _thread_pool():
+    """One pool for the process, created on first use and never shut down."""
     global _executor
-    if _executor is None or _executor._max_workers != size:
-        if _executor is not None:
-            _executor.shutdown(wait=False)
-        _executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="skem")
-    return _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=n_threads(), thread_name_prefix="skem")
+        return _executor
 
 
 def map_chunks(function, chunks):
@@ -59,15 +80,21 @@ def map_chunks(function, chunks):
     """
     chunks = list(chunks)
     workers = min(n_threads(), len(chunks))
-    if workers <= 1:
+    if workers <= 1 or not _in_main_thread():
+        # one chunk, or a caller that is itself a thread of a parallel loop
+        # (a threaded GridSearchCV, or skem's own pool): no threads on top
         yield from map(function, chunks)
         return
-    pool = _thread_pool(workers)
+    pool = _thread_pool()
     pending = deque()
     with single_blas_thread():
-        for chunk in chunks:
-            pending.append(pool.submit(function, chunk))
-            if len(pending) >= 2 * workers:
+        try:
+            for chunk in chunks:
+                pending.append(pool.submit(function, chunk))
+                if len(pending) >= 2 * workers:
+                    yield pending.popleft().result()
+            while pending:
                 yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            for future in pending:  # after an error: drop what has not started
+                future.cancel()

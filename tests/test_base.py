@@ -139,3 +139,10 @@ def test_data_too_large_to_square_is_refused_with_the_remedy(estimator):
     with pytest.raises(ValueError, match=r"magnitude up to 1\.2e\+200.*Divide X by a constant"):
         estimator.fit(X * 1e200 / X.max() * 1.2)
     assert not hasattr(estimator, "n_iter_")
+
+
+def test_float32_data_beyond_its_variance_range_are_refused():
+    X = (np.random.RandomState(0).normal(size=(100, 2)) * 1e20).astype(np.float32)
+    with pytest.raises(ValueError, match="convert X to float64"):
+        EMGaussianMixture(1).fit(X)
+    assert np.isfinite(EMGaussianMixture(1).fit(X.astype(np.float64)).covariances_).all()

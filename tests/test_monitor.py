@@ -122,3 +122,13 @@ def test_restarts_are_named_tuples_and_the_best_is_kept(iris):
         assert isinstance(restart, Restart) and restart.n_iter == 2
     assert monitor.best.lower_bound == -1.0 and monitor.best.lower_bounds == [-2.5, -1.0]
     assert not monitor.best.converged
+
+
+@needs_callbacks
+def test_callbacks_are_torn_down_after_a_failed_fit():
+    recorder = Recorder()
+    model = EMGaussianMixture(2, reg_covar=0).set_callbacks(recorder)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        model.fit([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    assert recorder.events[0][0] == "setup" and recorder.events[-1][0] == "teardown"
+    assert not hasattr(model, "_callback_fit_ctx") and not hasattr(model, "n_iter_")
