@@ -282,6 +282,19 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         """Set the parameters from the summed statistics."""
         raise NotImplementedError
 
+    def _fitted_structure(self):
+        """Parameters that fix the fitted model's shape, with their fitted values."""
+        return {}
+
+    def _check_same_structure(self):
+        """A warm start continues the fitted model: its shape must not have changed."""
+        for name, fitted in self._fitted_structure().items():
+            if getattr(self, name) != fitted:
+                raise ValueError(
+                    f"warm_start=True continues the fitted model, which has {name}={fitted!r}; "
+                    f"{name}={getattr(self, name)!r} needs a new fit (warm_start=False)."
+                )
+
     def _make_monitor(self, X, sample_weight, n_init):
         """The monitor of this fit (see ``skem._monitor``)."""
         return FitMonitor(self, X, sample_weight, n_init)
@@ -352,6 +365,8 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     f"warm_start=True continues a fit on {previous_features} features, "
                     f"but X has {X.shape[1]} features."
                 )
+            if continuing:
+                self._check_same_structure()
             self._check_parameters(X, sample_weight)
             random_state = check_random_state(self.random_state)
             try:

@@ -207,7 +207,9 @@ class EMGaussianMixture(BaseMixture):
         "_variance_floors", "_repaired_components", "_covariance",
     )
 
-    _fit_scratch = (*BaseMixture._fit_scratch, "_floored_columns", "_column_variances")
+    _fit_scratch = (
+        *BaseMixture._fit_scratch, "_floored_columns", "_column_variances", "_initial",
+    )
 
     def __init__(
         self,
@@ -265,6 +267,9 @@ class EMGaussianMixture(BaseMixture):
     def _check_parameters(self, X, sample_weight):
         super()._check_parameters(X, sample_weight)
         self._initial_values(X.shape[1])
+
+    def _fitted_structure(self):
+        return {"n_components": self.weights_.shape[0], "covariance_type": self._covariance.name}
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)

@@ -188,6 +188,10 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}."
             )
 
+    def _fitted_structure(self):
+        n_components, n_latent = self.components_.shape[:2]
+        return {"n_components": n_components, "n_latent": n_latent}
+
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
         scale = float(weighted_moments(X, sample_weight)[1].mean())

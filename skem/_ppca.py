@@ -269,6 +269,14 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------------ checks
 
+    def _check_same_structure(self):
+        fitted = self.components_.shape[0]
+        if self._latent_dimension(self.n_features_in_) != fitted:
+            raise ValueError(
+                f"warm_start=True continues the fitted model, which has n_components={fitted}; "
+                f"n_components={self.n_components!r} needs a new fit (warm_start=False)."
+            )
+
     def _latent_dimension(self, n_features):
         return max(1, n_features - 1) if self.n_components is None else self.n_components
 

@@ -146,3 +146,20 @@ def test_float32_data_beyond_its_variance_range_are_refused():
     with pytest.raises(ValueError, match="convert X to float64"):
         EMGaussianMixture(1).fit(X)
     assert np.isfinite(EMGaussianMixture(1).fit(X.astype(np.float64)).covariances_).all()
+
+
+@pytest.mark.parametrize("estimator, change", [
+    (EMGaussianMixture(2, random_state=0), {"n_components": 3}),
+    (EMGaussianMixture(2, random_state=0), {"covariance_type": "tied_diag"}),
+    (MixtureOfPPCA(2, 1, random_state=0), {"n_components": 3}),
+    (MixtureOfPPCA(2, 1, random_state=0), {"n_latent": 2}),
+    (ProbabilisticPCA(1, solver="em", random_state=0), {"n_components": 2}),
+], ids=lambda value: str(value))
+def test_warm_start_after_a_change_of_structure_is_a_clear_error(estimator, change):
+    X, _, _ = poisson_data()
+    model = estimator.fit(X).set_params(warm_start=True, **change)
+    state = dict(vars(model))
+    name = next(iter(change))
+    with pytest.raises(ValueError, match=f"warm_start=True continues the fitted model.*{name}"):
+        model.fit(X)
+    assert vars(model).keys() == state.keys()
