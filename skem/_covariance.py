@@ -343,17 +343,14 @@ class TiedCovariance(_MatrixCovariance):
             "log_det": np.full(centered_means.shape[0], np.log(np.diag(factors)).sum()),
             "factor": factors.astype(dtype),
             "offsets": offsets.T.copy(),
-            "offset_norms": np.einsum("kd,kd->k", offsets, offsets),
         }
 
     def mahalanobis(self, centered, centered64, terms, workspace):
-        # |y - o_k|^2 expanded in float64, y = x U: one product for all k
+        # |y - o_k|^2 with y = x U, from the differences (expanded squares
+        # would cancel for clusters far from the centre)
         projected = (centered @ terms["factor"]).astype(np.float64, copy=False)
-        mahalanobis = projected @ terms["offsets"]
-        mahalanobis *= -2.0
-        mahalanobis += np.einsum("nd,nd->n", projected, projected)[:, np.newaxis]
-        mahalanobis += terms["offset_norms"]
-        return np.maximum(mahalanobis, 0, out=mahalanobis)
+        difference = projected[:, np.newaxis, :] - terms["offsets"].T
+        return np.einsum("nkd,nkd->nk", difference, difference)
 
     def statistics(self, centered, centered64, responsibilities, reference, workspace=None):
         row_weight = np.sqrt(responsibilities.sum(axis=1, dtype=np.float64))
@@ -414,14 +411,34 @@ class _VarianceCovariance(Covariance):
             "precisions": precisions.T.copy(),
             "linear": (centered_means * precisions).T.copy(),
             "constant": (centered_means**2 * precisions).sum(axis=1),
+            "centered_means": centered_means,
+            "per_feature_precisions": np.ascontiguousarray(precisions),
         }
 
+    #: Rows whose expanded terms exceed this (in nats) are recomputed from the
+    #: differences: beyond it the expansion's rounding (about 4 eps times the
+    #: terms) would exceed 1e-9 nats.
+    EXPANSION_LIMIT = 1e6
+
     def mahalanobis(self, centered, centered64, terms, workspace):
+        """sum_d p_kd (x_d - m_kd)^2, expanded into three products for all k.
+
+        The expansion cancels when a row or a mean lies far from the centre
+        relative to a component's spread (a collapsed feature, say): such
+        rows, rare, are recomputed from the differences.
+        """
         squares = np.square(centered64)
         workspace["squares"] = squares
-        mahalanobis = squares @ terms["precisions"]
-        mahalanobis -= 2 * (centered64 @ terms["linear"])
-        mahalanobis += terms["constant"]
+        magnitude = squares @ terms["precisions"]
+        magnitude += terms["constant"]
+        mahalanobis = centered64 @ terms["linear"]
+        mahalanobis *= -2.0
+        mahalanobis += magnitude
+        far = np.flatnonzero((magnitude > self.EXPANSION_LIMIT).any(axis=1))
+        if far.size:
+            difference = centered64[far, np.newaxis, :] - terms["centered_means"]
+            mahalanobis[far] = np.einsum(
+                "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"])
         return np.maximum(mahalanobis, 0, out=mahalanobis)
 
     def statistics(self, centered, centered64, responsibilities, reference, workspace=None):

@@ -622,3 +622,24 @@ def test_far_rows_score_finitely_or_below_the_float_range(iris):
     scores = model.score_samples(np.array([[1e100] * 4, [1e200] * 4, [-1e300] * 4]))
     assert np.isfinite(scores[0]) and scores[0] < -1e199
     assert_array_equal(scores[1:], [-np.inf, -np.inf])  # true values near -1e400
+
+
+@pytest.mark.parametrize("covariance_type", ["tied", "diag", "spherical", "tied_diag"])
+def test_scores_of_clusters_far_from_the_centre_match_scipy(covariance_type):
+    """A cluster at 1e6 beside one with a collapsed feature (variance at the floor):
+    expanded squares would cancel; the scores must stay exact."""
+    rng = np.random.RandomState(0)
+    near = rng.normal(0.0, 1e-2, size=(100, 3))
+    near[:, 2] = 0.0
+    X = np.vstack([near, rng.normal(1e6, 1e-2, size=(100, 3))])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    covariances = np.asarray(model.covariances_)
+    exact = np.logaddexp(*[
+        np.log(model.weights_[k]) + multivariate_normal(
+            model.means_[k], model._covariance.matrix(covariances, k, 3)).logpdf(X)
+        for k in range(2)])
+    # float64 resolves x near 1e6 to 1.2e-10, 1.2e-8 of the spread: the terms
+    # (x - m)^2 / v of up to ~100 nats carry about 1e-6 nats of it, in scipy too
+    assert_allclose(model.score_samples(X), exact, rtol=0, atol=1e-5)
