@@ -17,6 +17,7 @@ from itertools import islice
 DELIMITERS = ",;\t| "
 
 INTEGER = re.compile(r"\s*[-+]?\d+\s*")
+DECIMAL_COMMA = re.compile(r"\d,\d")
 
 #: A pandas index column written by ``DataFrame.to_csv``: unnamed.
 INDEX_NAMES = {"", "unnamed: 0"}
@@ -55,6 +56,16 @@ def _is_number(field, decimal):
     except ValueError:
         return False
     return True
+
+
+def _check_delimiter(delimiter):
+    """One character; ``\\t`` and ``tab`` are a tab."""
+    if delimiter is None:
+        return None
+    delimiter = {"\\t": "\t", "tab": "\t"}.get(delimiter, delimiter)
+    if len(delimiter) != 1:
+        raise TableError(f"--delimiter must be one character, got {delimiter!r}")
+    return delimiter
 
 
 def _sniff_delimiter(sample):
@@ -115,8 +126,10 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
         ) from None
     text = read_text(path)
     sample = text[:65536]
-    delimiter = delimiter or _sniff_delimiter(sample)
-    decimal = "," if delimiter == ";" else "."
+    delimiter = _check_delimiter(delimiter) or _sniff_delimiter(sample)
+    # a decimal comma only where fields are separated otherwise and commas sit
+    # between digits (as spreadsheets write with ';')
+    decimal = "," if delimiter != "," and DECIMAL_COMMA.search(sample) else "."
     first_line = next(_rows(sample, delimiter), None)
     if first_line is None:
         raise TableError(f"{path} has no rows")
@@ -127,6 +140,9 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
         _raise_first_problem(path, text, delimiter, decimal, header=False, index_col=index_col)
     if index_col is None and header and first[0].strip().lower() in INDEX_NAMES:
         index_col = 0
+    if index_col is not None and not 0 <= index_col < len(first):
+        raise TableError(f"--index-col {index_col}: {path} has {len(first)} columns "
+                         f"(0 to {len(first) - 1})")
     try:
         frame = pandas.read_csv(
             io.StringIO(text), sep=delimiter, decimal=decimal, header=0 if header else None,

@@ -233,3 +233,31 @@ def test_terminal_progress_reports_iterations_and_the_bound(capsys):
     model.fit(load_iris().data)
     progress = capsys.readouterr().err
     assert f"iteration {model.n_iter_}: bound {model.lower_bounds_[-1]:.4f}" in progress
+
+
+@pytest.mark.parametrize("content, options, expected", [
+    ("a;b\n0.1234;1.5\n2.5;3\n", [], [[0.1234, 1.5], [2.5, 3.0]]),   # ';' with decimal points
+    ("a;b\n0,5;1,5\n2,5;3\n", [], [[0.5, 1.5], [2.5, 3.0]]),          # ';' with decimal commas
+    ("a\tb\n1\t2\n3\t4\n", ["--delimiter", "\\t"], [[1, 2], [3, 4]]),   # a tab, typed as \t
+])
+def test_delimiters_and_decimal_marks(content, options, expected, tmp_path):
+    from skem.cli import build_parser, read_data
+
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    args = build_parser().parse_args(["score", "m.joblib", str(path), *options])
+    values, names = read_data(args, path)
+    np.testing.assert_allclose(values, expected)
+    assert names == ["a", "b"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--index-col", "5"], "--index-col 5: "),
+    (["--delimiter", ";;"], "--delimiter must be one character"),
+])
+def test_impossible_table_options_are_one_line_errors(options, message, tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("a,b\n1,2\n3,4\n")
+    completed = skem_command("fit", "gmm", path, "--out", tmp_path / "m.joblib", *options)
+    assert completed.returncode == 1 and message in completed.stderr
+    assert completed.stderr.count("\n") == 1
