@@ -9,7 +9,8 @@ and delegates to it; a new type is one class and one line in ``COVARIANCES``.
 
 Conventions shared by every class: rows arrive centred on ``center`` (the
 weighted mean of the current means), ``centered_means`` are the means minus
-that centre, statistics are float64 sums over rows, and a precision factor
+that centre, statistics are sums over rows (added over chunks in float64),
+and a precision factor
 ``U`` satisfies ``U U^T = covariance^-1`` (upper-triangular for matrices, the
 inverse standard deviations for variances).
 """

@@ -1,7 +1,9 @@
 """EMGaussianMixture: scikit-learn's GaussianMixture, weighted, chunked and faster.
 
 The E-step is one matrix product against all components per chunk of rows; the
-M-step accumulates shifted (numerically centred) scatter matrices in float64.
+M-step reuses it (for 'full', the whitened residuals give the scatters about the
+current means), summed over chunks in float64. What differs by covariance type
+lives in ``skem._covariance``.
 """
 
 import warnings
@@ -85,7 +87,8 @@ class EMGaussianMixture(BaseMixture):
       (reproducible from the estimator's ``random_state``), or a reproducible
       draw for an explicit ``random_state``; the rows come in random order.
     - float32 data stay float32 and are fitted stably: statistics are centred
-      and accumulated in float64, so variances cannot go negative.
+      (about the current means for 'full'), summed over chunks in float64,
+      and variances cannot go negative; log-densities are float64.
     - A degenerate component (on duplicated rows, a constant feature, more
       components than distinct points) does not make ``fit`` raise: its
       variance in the collapsed direction is held at ``reg_covar``, and a

@@ -227,11 +227,11 @@ def _plot_components_on_principal_axes(model, X, y, ax):
     axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
     projected = centered @ axes.T
     labels = model.predict(X)
-    points = ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10",
-                        vmin=0, vmax=9)
-    handles, _ = points.legend_elements()
-    ax.legend(handles, [f"component {k}" for k in np.unique(labels)], fontsize="small",
-              loc="best")
+    ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10",
+               vmin=0, vmax=9)
+    for k in np.unique(labels)[:10]:  # one legend entry per colour
+        ax.scatter([], [], color=f"C{k % 10}", s=8, label=f"component {k}")
+    ax.legend(fontsize="small", loc="best")
     ax.set_xlabel("principal axis 1 of the data")
     ax.set_ylabel("principal axis 2 of the data")
     title = f"{type(model).__name__}: rows by component"
