@@ -104,9 +104,11 @@ def measure(args, covariance_type, dtype):
         our_times.append(time_fit(ours, X))
     reference_time, our_time = np.median(reference_times), np.median(our_times)
     difference = abs(ours.lower_bound_ - reference.lower_bound_)
-    row = (f"{args.threads:<9} {covariance_type:<10} {np.dtype(dtype).name:<8} "
-           f"{reference_time:>10.3f} {our_time:>8.3f} {our_time / reference_time:>6.2f} "
-           f"{difference:>11.2e}")
+    row = (
+        f"{args.threads:<9} {covariance_type:<10} {np.dtype(dtype).name:<8} "
+        f"{reference_time:>10.3f} {our_time:>8.3f} {our_time / reference_time:>6.2f} "
+        f"{difference:>11.2e}"
+    )
     if covariance_type == "full":
         # E-step: one (N x D) @ (D x K D) product; M-step: (K D x N) @ (N x D)
         n, d, k = args.n_samples, args.n_features, args.n_components
@@ -122,16 +124,20 @@ def peak_memory(args):
     """Peak memory allocated during fit (tracemalloc), beyond the data itself."""
     warnings.simplefilter("ignore", ConvergenceWarning)
     X = make_data(args.n_samples, args.n_features, args.n_components)
-    estimator = dict(zip(("sklearn", "skem"), estimators(
-        X, args.n_components, "full", args.n_iter)))[args.estimator]
+    estimator = dict(
+        zip(("sklearn", "skem"), estimators(X, args.n_components, "full", args.n_iter))
+    )[args.estimator]
     tracemalloc.start()
     start = time.perf_counter()
     estimator.fit(X)
     elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"{args.estimator:<8} data {X.nbytes / 2**20:>8.0f} MiB   peak during fit "
-          f"{peak / 2**20:>8.0f} MiB   ({elapsed:.1f} s, {args.n_iter} iterations)", flush=True)
+    print(
+        f"{args.estimator:<8} data {X.nbytes / 2**20:>8.0f} MiB   peak during fit "
+        f"{peak / 2**20:>8.0f} MiB   ({elapsed:.1f} s, {args.n_iter} iterations)",
+        flush=True,
+    )
 
 
 def scaling(args):
@@ -151,9 +157,20 @@ def scaling(args):
 def run(args, mode, env_update=None, **overrides):
     """Run one measurement in a fresh process (BLAS threads are fixed at import)."""
     command = [sys.executable, __file__, "--single", mode]
-    values = {name: getattr(args, name) for name in
-              ("n_samples", "n_features", "n_components", "n_iter", "repeats",
-               "covariance_types", "dtypes", "threads", "estimator")}
+    values = {
+        name: getattr(args, name)
+        for name in (
+            "n_samples",
+            "n_features",
+            "n_components",
+            "n_iter",
+            "repeats",
+            "covariance_types",
+            "dtypes",
+            "threads",
+            "estimator",
+        )
+    }
     values.update(overrides)
     for name, value in values.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
@@ -169,10 +186,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--covariance-types", default="full,tied,diag,spherical")
     parser.add_argument("--dtypes", default="float64,float32")
-    parser.add_argument("--memory", action="store_true",
-                        help="peak memory of sklearn and skem, N=1M D=50 K=20 full")
-    parser.add_argument("--scaling", action="store_true",
-                        help="time per iteration for growing N, K and D")
+    parser.add_argument(
+        "--memory", action="store_true", help="peak memory of sklearn and skem, N=1M D=50 K=20 full"
+    )
+    parser.add_argument(
+        "--scaling", action="store_true", help="time per iteration for growing N, K and D"
+    )
     parser.add_argument("--single", help=argparse.SUPPRESS)
     parser.add_argument("--estimator", default="skem", help=argparse.SUPPRESS)
     parser.add_argument("--threads", default="default", help=argparse.SUPPRESS)
@@ -188,19 +207,29 @@ def main():
         scaling(args)
         return
     if args.memory:
-        print("Peak memory of one fit, full covariance, N=1000000 D=50 K=20, 3 iterations, "
-              "each in a fresh process", flush=True)
+        print(
+            "Peak memory of one fit, full covariance, N=1000000 D=50 K=20, 3 iterations, "
+            "each in a fresh process",
+            flush=True,
+        )
         for name in ("sklearn", "skem"):
             run(args, "memory", estimator=name, n_samples=1_000_000, n_iter=3)
         return
     if args.scaling:
-        print(f"Seconds per EM iteration, full covariance, float64, {args.n_iter} iterations, "
-              f"median of {args.repeats}, default threads", flush=True)
-        print(f"{'N':>9} {'D':>5} {'K':>5} {'sklearn s/it':>12} {'skem s/it':>10} {'ratio':>6}",
-              flush=True)
-        grid = ([dict(n_samples=n) for n in (10_000, 100_000, 1_000_000)]
-                + [dict(n_components=k) for k in (5, 80)]
-                + [dict(n_features=d) for d in (10, 200)])
+        print(
+            f"Seconds per EM iteration, full covariance, float64, {args.n_iter} iterations, "
+            f"median of {args.repeats}, default threads",
+            flush=True,
+        )
+        print(
+            f"{'N':>9} {'D':>5} {'K':>5} {'sklearn s/it':>12} {'skem s/it':>10} {'ratio':>6}",
+            flush=True,
+        )
+        grid = (
+            [dict(n_samples=n) for n in (10_000, 100_000, 1_000_000)]
+            + [dict(n_components=k) for k in (5, 80)]
+            + [dict(n_features=d) for d in (10, 200)]
+        )
         for overrides in grid:
             run(args, "scaling", **overrides)
         return
@@ -210,13 +239,22 @@ def main():
         "alternating runs, each configuration in a fresh process",
         flush=True,
     )
-    print(f"{'threads':<9} {'covariance':<10} {'dtype':<8} {'sklearn s':>10} {'skem s':>8} "
-          f"{'ratio':>6} {'bound diff':>11}   skem full: achieved of GEMM peak", flush=True)
+    print(
+        f"{'threads':<9} {'covariance':<10} {'dtype':<8} {'sklearn s':>10} {'skem s':>8} "
+        f"{'ratio':>6} {'bound diff':>11}   skem full: achieved of GEMM peak",
+        flush=True,
+    )
     for covariance_type in args.covariance_types.split(","):
         for dtype in args.dtypes.split(","):
             for threads, env_update in THREAD_SETTINGS.items():
-                run(args, "ratio", env_update, threads=threads,
-                    covariance_types=covariance_type, dtypes=dtype)
+                run(
+                    args,
+                    "ratio",
+                    env_update,
+                    threads=threads,
+                    covariance_types=covariance_type,
+                    dtypes=dtype,
+                )
 
 
 if __name__ == "__main__":

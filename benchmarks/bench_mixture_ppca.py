@@ -21,8 +21,8 @@ the median of the repeats is reported, with the iterations of each fit.
 
 import argparse
 import time
-from contextlib import nullcontext
 import warnings
+from contextlib import nullcontext
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -45,22 +45,29 @@ def timed_fit(make, X, repeats):
 
 
 def compare(title, X_train, X_test, n_components, n_latent, repeats):
-    print(f"\n{title}: {X_train.shape[0]} training and {X_test.shape[0]} held-out rows, "
-          f"{X_train.shape[1]} features, {n_components} components")
+    print(
+        f"\n{title}: {X_train.shape[0]} training and {X_test.shape[0]} held-out rows, "
+        f"{X_train.shape[1]} features, {n_components} components"
+    )
     contenders = {
-        f"MixtureOfPPCA(n_latent={n_latent})":
-            lambda: MixtureOfPPCA(n_components, n_latent, random_state=0),
-        "EMGaussianMixture(full)":
-            lambda: EMGaussianMixture(n_components, covariance_type="full", random_state=0),
-        "EMGaussianMixture(diag)":
-            lambda: EMGaussianMixture(n_components, covariance_type="diag", random_state=0),
+        f"MixtureOfPPCA(n_latent={n_latent})": lambda: MixtureOfPPCA(
+            n_components, n_latent, random_state=0
+        ),
+        "EMGaussianMixture(full)": lambda: EMGaussianMixture(
+            n_components, covariance_type="full", random_state=0
+        ),
+        "EMGaussianMixture(diag)": lambda: EMGaussianMixture(
+            n_components, covariance_type="diag", random_state=0
+        ),
     }
     print(f"  {'model':<30} {'held-out nats':>14} {'parameters':>11} {'fit s':>8}")
     times = {}
     for name, make in contenders.items():
         model, times[name] = timed_fit(make, X_train, repeats)
-        print(f"  {name:<30} {model.score(X_test):>14.2f} {model._n_parameters():>11d} "
-              f"{times[name]:>8.3f}")
+        print(
+            f"  {name:<30} {model.score(X_test):>14.2f} {model._n_parameters():>11d} "
+            f"{times[name]:>8.3f}"
+        )
     mixture, full = list(times)[:2]
     print(f"  fit time ratio {mixture} / {full}: {times[mixture] / times[full]:.3f}")
 
@@ -74,17 +81,22 @@ class OneStepMixtureOfPPCA(MixtureOfPPCA):
 
 def speed(X_train, X_test, n_components, n_latent, repeats):
     """Fit time (median of alternating repeats) and iterations, closed form vs GMM."""
-    print(f"\nFit speed, dequantised digits: {X_train.shape[0]} training rows, "
-          f"{X_train.shape[1]} features, {n_components} components, n_latent={n_latent} "
-          f"(closed-form M-step up to {_mixture_ppca.CLOSED_FORM_MAX_FEATURES} features; "
-          f"median of {repeats} repeats, models alternating)")
+    print(
+        f"\nFit speed, dequantised digits: {X_train.shape[0]} training rows, "
+        f"{X_train.shape[1]} features, {n_components} components, n_latent={n_latent} "
+        f"(closed-form M-step up to {_mixture_ppca.CLOSED_FORM_MAX_FEATURES} features; "
+        f"median of {repeats} repeats, models alternating)"
+    )
     contenders = {
         "MixtureOfPPCA (closed form)": lambda: MixtureOfPPCA(
-            n_components, n_latent, random_state=0),
+            n_components, n_latent, random_state=0
+        ),
         "MixtureOfPPCA (one-step M)": lambda: OneStepMixtureOfPPCA(
-            n_components, n_latent, random_state=0),
+            n_components, n_latent, random_state=0
+        ),
         "EMGaussianMixture(full)": lambda: EMGaussianMixture(
-            n_components, covariance_type="full", random_state=0),
+            n_components, covariance_type="full", random_state=0
+        ),
     }
     names = list(contenders)
     for threads in ("default", "1 thread"):
@@ -101,17 +113,20 @@ def speed(X_train, X_test, n_components, n_latent, repeats):
                     times[name].append(time.perf_counter() - start)
                     fitted[name] = model
         print(f"  BLAS threads: {threads}")
-        print(f"    {'model':<30} {'fit s':>8} {'n_iter_':>8} {'s/iter':>8} "
-              f"{'held-out nats':>14}")
+        print(f"    {'model':<30} {'fit s':>8} {'n_iter_':>8} {'s/iter':>8} {'held-out nats':>14}")
         medians = {name: float(np.median(times[name])) for name in names}
         for name in names:
             model = fitted[name]
-            print(f"    {name:<30} {medians[name]:>8.3f} {model.n_iter_:>8d} "
-                  f"{medians[name] / model.n_iter_:>8.4f} {model.score(X_test):>14.2f}")
+            print(
+                f"    {name:<30} {medians[name]:>8.3f} {model.n_iter_:>8d} "
+                f"{medians[name] / model.n_iter_:>8.4f} {model.score(X_test):>14.2f}"
+            )
         full = medians["EMGaussianMixture(full)"]
-        print(f"    fit time ratio closed form / full: {medians[names[0]] / full:.3f}; "
-              f"one-step / full: {medians[names[1]] / full:.3f}; "
-              f"closed form / one-step: {medians[names[0]] / medians[names[1]]:.3f}")
+        print(
+            f"    fit time ratio closed form / full: {medians[names[0]] / full:.3f}; "
+            f"one-step / full: {medians[names[1]] / full:.3f}; "
+            f"closed form / one-step: {medians[names[0]] / medians[names[1]]:.3f}"
+        )
 
 
 def main():
@@ -121,24 +136,40 @@ def main():
     parser.add_argument("--n-latent", type=int, default=5)
     parser.add_argument("--n-per-component", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--speed-components", default="5,10",
-                        help="comma-separated numbers of components of the speed section")
+    parser.add_argument(
+        "--speed-components",
+        default="5,10",
+        help="comma-separated numbers of components of the speed section",
+    )
     parser.add_argument("--speed-repeats", type=int, default=9)
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     warnings.simplefilter("ignore", DegenerateComponentWarning)
 
-    X, labels = make_low_rank_mixture(args.n_per_component, args.n_features,
-                                      args.n_components, args.n_latent, random_state=0)
+    X, labels = make_low_rank_mixture(
+        args.n_per_component, args.n_features, args.n_components, args.n_latent, random_state=0
+    )
     X_train, X_test = train_test_split(X, test_size=0.5, random_state=0, stratify=labels)
-    compare("Assumption holds (low rank + isotropic noise)", X_train, X_test,
-            args.n_components, args.n_latent, args.repeats)
+    compare(
+        "Assumption holds (low rank + isotropic noise)",
+        X_train,
+        X_test,
+        args.n_components,
+        args.n_latent,
+        args.repeats,
+    )
 
     pixels = load_digits().data
     X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
     X_train, X_test = train_test_split(X, random_state=0)
-    compare("Assumption fails (dequantised digits, per-pixel noise)", X_train, X_test,
-            10, 10, args.repeats)
+    compare(
+        "Assumption fails (dequantised digits, per-pixel noise)",
+        X_train,
+        X_test,
+        10,
+        10,
+        args.repeats,
+    )
 
     for n_components in map(int, args.speed_components.split(",")):
         speed(X_train, X_test, n_components, 10, args.speed_repeats)

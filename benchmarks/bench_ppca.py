@@ -58,7 +58,8 @@ def blas_threads():
     """Thread count of every BLAS library loaded (numpy's and scipy's OpenBLAS)."""
     return ", ".join(
         f"{os.path.basename(info['filepath']).split('-')[0]}={info['num_threads']}"
-        for info in threadpool_info() if info["user_api"] == "blas"
+        for info in threadpool_info()
+        if info["user_api"] == "blas"
     )
 
 
@@ -67,8 +68,11 @@ def compare(args, setting):
     X = make_data(2 * args.n_samples, args.n_features, q)
     X_train, X_test = X[: args.n_samples], X[args.n_samples :]
     print(f"\n== {setting}: {blas_threads()}; {cpu_name()}, {os.cpu_count()} CPUs")
-    print(f"fit + score_samples, N={args.n_samples} D={args.n_features} q={q}, "
-          f"median of {args.repeats} alternating runs", flush=True)
+    print(
+        f"fit + score_samples, N={args.n_samples} D={args.n_features} q={q}, "
+        f"median of {args.repeats} alternating runs",
+        flush=True,
+    )
     contenders = {
         "PCA(svd_solver='full')": lambda: PCA(q, svd_solver="full"),
         "PCA(svd_solver='randomized')": lambda: PCA(q, svd_solver="randomized", random_state=0),
@@ -88,14 +92,18 @@ def compare(args, setting):
     medians = {name: float(np.median(values)) for name, values in times.items()}
     print(f"{'estimator':<32} {'median s':>8} {'min s':>7} {'max s':>7} {'held-out score':>15}")
     for name in names:
-        print(f"{name:<32} {medians[name]:>8.3f} {min(times[name]):>7.3f} "
-              f"{max(times[name]):>7.3f} {scores[name]:>15.4f}")
+        print(
+            f"{name:<32} {medians[name]:>8.3f} {min(times[name]):>7.3f} "
+            f"{max(times[name]):>7.3f} {scores[name]:>15.4f}"
+        )
     print("ratio of medians (range of the per-repeat ratios):")
     for ours in names[2:]:
         for theirs in names[:2]:
             per_repeat = np.divide(times[ours], times[theirs])
-            print(f"  {ours:<31} / {theirs:<29} {medians[ours] / medians[theirs]:5.2f} "
-                  f"({per_repeat.min():.2f}-{per_repeat.max():.2f})")
+            print(
+                f"  {ours:<31} / {theirs:<29} {medians[ours] / medians[theirs]:5.2f} "
+                f"({per_repeat.min():.2f}-{per_repeat.max():.2f})"
+            )
     sys.stdout.flush()
 
 
@@ -111,8 +119,12 @@ def main():
         compare(args, "OPENBLAS_NUM_THREADS=1")
         return
     default = os.environ.get("OPENBLAS_NUM_THREADS")
-    compare(args, "default BLAS threads" if default is None
-            else f"BLAS threads as set (OPENBLAS_NUM_THREADS={default})")
+    compare(
+        args,
+        "default BLAS threads"
+        if default is None
+        else f"BLAS threads as set (OPENBLAS_NUM_THREADS={default})",
+    )
     child_arguments = [arg for arg in sys.argv[1:] if arg != SINGLE_THREAD_FLAG]
     subprocess.run(
         [sys.executable, os.path.abspath(__file__), *child_arguments, SINGLE_THREAD_FLAG],

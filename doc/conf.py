@@ -42,6 +42,7 @@ def skip_scikit_learn_members(app, what, name, obj, skip, options):
 def setup(app):
     app.connect("autodoc-skip-member", skip_scikit_learn_members)
 
+
 exclude_patterns = ["_build", "examples/README.txt"]
 templates_path = []
 html_theme = "alabaster"
@@ -50,8 +51,7 @@ html_theme = "alabaster"
 # font files), so the built pages read offline; the 'doc' extra installs it.
 import mathjax  # noqa: E402  (django-static-mathjax: MathJax's files as a package)
 
-_MATHJAX = os.path.join(os.path.dirname(mathjax.__file__), "static", "mathjax", "es5",
-                        "tex-svg.js")
+_MATHJAX = os.path.join(os.path.dirname(mathjax.__file__), "static", "mathjax", "es5", "tex-svg.js")
 html_static_path = [_MATHJAX]
 mathjax_path = "tex-svg.js"
 

@@ -39,9 +39,11 @@ def check_magnitude(X):
         warnings.simplefilter("ignore", RuntimeWarning)
         largest = max(float(np.nanmax(X)), -float(np.nanmin(X)))  # no |X| copy
     if largest > limit:
-        precision = ("float32, whose variances overflow beyond 3e38 (convert X to "
-                     "float64, or rescale it)" if X.dtype == np.float32
-                     else "float64, whose sums of squares overflow near 1e150")
+        precision = (
+            "float32, whose variances overflow beyond 3e38 (convert X to float64, or rescale it)"
+            if X.dtype == np.float32
+            else "float64, whose sums of squares overflow near 1e150"
+        )
         raise ValueError(
             f"X has values of magnitude up to {largest:.3g}; skem fits {X.dtype} data up "
             f"to {limit:.0e}, as X is {precision}. Divide X by a constant c (every "
@@ -59,24 +61,18 @@ def check_sample_weight(sample_weight, n_samples):
         return None
     weights = np.asarray(sample_weight)
     if weights.dtype.kind not in "biuf":
-        raise ValueError(
-            f"sample_weight must be numeric, got an array of dtype {weights.dtype}."
-        )
+        raise ValueError(f"sample_weight must be numeric, got an array of dtype {weights.dtype}.")
     weights = weights.astype(np.float64, copy=True)
     if weights.ndim == 0:
         weights = np.full(n_samples, float(weights))
     if weights.shape != (n_samples,):
-        raise ValueError(
-            f"sample_weight must have shape ({n_samples},), got {weights.shape}."
-        )
+        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}.")
     if not np.all(np.isfinite(weights)):
         raise ValueError("sample_weight must be finite (no NaN or inf).")
     if np.any(weights < 0):
         raise ValueError("sample_weight must be non-negative.")
     if not np.any(weights > 0):
-        raise ValueError(
-            "sample_weight is zero everywhere: at least one weight must be positive."
-        )
+        raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
     # Only relative weights matter; mean one keeps the models' small absolute
     # guards (such as the floor on a component's total responsibility)
     # negligible. Dividing by the largest first keeps the sum finite for
@@ -388,8 +384,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         try:
             yield
         except BaseException:
-            callback_state = {name: self.__dict__[name] for name in self._CALLBACK_STATE
-                              if name in self.__dict__}
+            callback_state = {
+                name: self.__dict__[name] for name in self._CALLBACK_STATE if name in self.__dict__
+            }
             self.__dict__.clear()
             self.__dict__.update(saved_state)
             self.__dict__.update(callback_state)  # so the callbacks are torn down
@@ -607,6 +604,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._sampling_state = np.random.RandomState(self._sampling_seed)
             random_state = self._sampling_state
         return self._sample(int(n_samples), check_random_state(random_state))
+
 
 def add_statistics(total, chunk):
     """Add a chunk's dict of sufficient statistics into the running total."""

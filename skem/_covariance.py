@@ -243,8 +243,9 @@ class FullCovariance(_MatrixCovariance):
         """The whitened scatters sum r y y^T in one batched product, or, without
         the E-step's workspace, the scatters about the current means."""
         if workspace is None:
-            return {"scatter": self._shifted_scatters(
-                centered, responsibilities, reference["shift"])}
+            return {
+                "scatter": self._shifted_scatters(centered, responsibilities, reference["shift"])
+            }
         whitened = workspace["whitened"]
         stacked = whitened.reshape(whitened.shape[0], responsibilities.shape[1], -1)
         stacked *= np.sqrt(responsibilities)[:, :, np.newaxis].astype(whitened.dtype)
@@ -439,7 +440,8 @@ class _VarianceCovariance(Covariance):
         if far.size:
             difference = centered64[far, np.newaxis, :] - terms["centered_means"]
             mahalanobis[far] = np.einsum(
-                "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"])
+                "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"]
+            )
         return np.maximum(mahalanobis, 0, out=mahalanobis)
 
     def statistics(self, centered, centered64, responsibilities, reference, workspace=None):

@@ -93,8 +93,12 @@ def _has_header(first, sample, delimiter, decimal):
         return None  # some numbers, some words: a typo or a header; the scan decides
     if all(INTEGER.fullmatch(field) for field in filled):
         # integers only (years, say): names when the rows below hold fractions
-        below = [field for _, fields in islice(_rows(sample, delimiter), 1, 51)
-                 for field in fields if field.strip()]
+        below = [
+            field
+            for _, fields in islice(_rows(sample, delimiter), 1, 51)
+            for field in fields
+            if field.strip()
+        ]
         return any(not INTEGER.fullmatch(field) for field in below)
     return False
 
@@ -141,13 +145,20 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
     if index_col is None and header and first[0].strip().lower() in INDEX_NAMES:
         index_col = 0
     if index_col is not None and not 0 <= index_col < len(first):
-        raise TableError(f"--index-col {index_col}: {path} has {len(first)} columns "
-                         f"(0 to {len(first) - 1})")
+        raise TableError(
+            f"--index-col {index_col}: {path} has {len(first)} columns (0 to {len(first) - 1})"
+        )
     try:
         frame = pandas.read_csv(
-            io.StringIO(text), sep=delimiter, decimal=decimal, header=0 if header else None,
-            index_col=index_col, skip_blank_lines=True, dtype="float64",
-            skipinitialspace=True, engine="c",
+            io.StringIO(text),
+            sep=delimiter,
+            decimal=decimal,
+            header=0 if header else None,
+            index_col=index_col,
+            skip_blank_lines=True,
+            dtype="float64",
+            skipinitialspace=True,
+            engine="c",
         )
     except (ValueError, pandas.errors.ParserError, IndexError):
         _raise_first_problem(path, text, delimiter, decimal, header, index_col)

@@ -13,8 +13,8 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._covariance import COVARIANCES, log_normalizer
 from ._base import column_variances
+from ._covariance import COVARIANCES, log_normalizer
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
@@ -22,8 +22,7 @@ from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 def _check_shape(array, shape, name):
     if array.shape != shape:
         raise ValueError(
-            f"The parameter '{name}' should have the shape of {shape}, "
-            f"but got {array.shape}"
+            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
         )
 
 
@@ -206,12 +205,20 @@ class EMGaussianMixture(BaseMixture):
     }
 
     _fitted_parameters = (
-        "weights_", "means_", "covariances_", "precisions_cholesky_",
-        "_variance_floors", "_repaired_components", "_covariance",
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "_variance_floors",
+        "_repaired_components",
+        "_covariance",
     )
 
     _fit_scratch = (
-        *BaseMixture._fit_scratch, "_floored_columns", "_column_variances", "_initial",
+        *BaseMixture._fit_scratch,
+        "_floored_columns",
+        "_column_variances",
+        "_initial",
     )
 
     def __init__(
@@ -299,9 +306,7 @@ class EMGaussianMixture(BaseMixture):
         center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
         means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
         self._reference = {"center": center, "shift": means - center}
-        super()._initialize_from_responsibilities(
-            X, sample_weight, responsibilities, random_state
-        )
+        super()._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
 
     def _set_initial_values(self, dtype):
         """Apply the user's initial values over the computed ones."""

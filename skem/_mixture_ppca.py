@@ -22,6 +22,7 @@ from .exceptions import DegenerateComponentWarning
 #: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
 CLOSED_FORM_MAX_FEATURES = 200
 
+
 class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixture):
     """Mixture of probabilistic principal component analysers, fitted by EM.
 
@@ -184,9 +185,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     def _check_parameters(self, X, sample_weight):
         super()._check_parameters(X, sample_weight)
         if self.n_latent > X.shape[1]:
-            raise ValueError(
-                f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}."
-            )
+            raise ValueError(f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}.")
 
     def _fitted_structure(self):
         n_components, n_latent = self.components_.shape[:2]
@@ -227,8 +226,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         for k in range(self.n_components):
             rows = np.flatnonzero(weighted[:, k])
             if rows.size == 0:  # an empty start (fewer distinct points than components)
-                components.append(random_state.normal(
-                    scale=np.sqrt(self._noise_floor), size=(self.n_latent, X.shape[1])))
+                components.append(
+                    random_state.normal(
+                        scale=np.sqrt(self._noise_floor), size=(self.n_latent, X.shape[1])
+                    )
+                )
                 noise_variances.append(self._noise_floor)
                 continue
             centered = (X[rows] - self.means_[k]) * np.sqrt(weighted[rows, k] / nk[k])[:, None]
@@ -243,7 +245,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self._refresh_caches()
 
     def _refresh_caches(self):
-        terms = [latent_precision_terms(w, s) for w, s in zip(self.components_, self.noise_variance_)]
+        terms = [
+            latent_precision_terms(w, s) for w, s in zip(self.components_, self.noise_variance_)
+        ]
         self._precision_inverses = np.array([inverse for inverse, _ in terms])
         self._log_det_precisions = np.array([log_det for _, log_det in terms])
 
@@ -255,8 +259,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         """Residuals, their squared norms and projections on W_k for component k."""
         residual = np.asarray(X[rows], dtype=np.float64) - self.means_[k]
         with np.errstate(over="ignore"):  # far rows: handled by ppca_log_density
-            return (residual, np.einsum("nd,nd->n", residual, residual),
-                    residual @ self.components_[k].T)
+            return (
+                residual,
+                np.einsum("nd,nd->n", residual, residual),
+                residual @ self.components_[k].T,
+            )
 
     def _estimate_log_prob(self, X):
         n_components, n_latent = self.components_.shape[:2]
@@ -265,8 +272,14 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             residual, squared_norms, projected = self._component_terms(X, k)
             posterior_mean = projected @ self._precision_inverses[k]
             log_prob[:, k] = ppca_log_density(
-                squared_norms, projected, posterior_mean, X.shape[1], n_latent,
-                self.noise_variance_[k], self._log_det_precisions[k], residual,
+                squared_norms,
+                projected,
+                posterior_mean,
+                X.shape[1],
+                n_latent,
+                self.noise_variance_[k],
+                self._log_det_precisions[k],
+                residual,
             )
         return log_prob
 
@@ -424,7 +437,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         latent = random_state.standard_normal(size=(labels.shape[0], self.components_.shape[1]))
         noise = random_state.standard_normal(size=(labels.shape[0], self.means_.shape[1]))
         decoded = np.einsum("nq,nqd->nd", latent, self.components_[labels])
-        return self.means_[labels] + decoded + np.sqrt(self.noise_variance_[labels])[:, None] * noise
+        return (
+            self.means_[labels] + decoded + np.sqrt(self.noise_variance_[labels])[:, None] * noise
+        )
 
     def _n_component_parameters(self):
         (n_components, q), d = self.components_.shape[:2], self.means_.shape[1]

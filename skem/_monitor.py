@@ -63,13 +63,9 @@ class FitMonitor:
         self.metadata = None if sample_weight is None else {"sample_weight": sample_weight}
         self.best = None
         self._context = None
-        if getattr(estimator, "_skl_callbacks", None) or hasattr(
-            estimator, "_parent_callback_ctx"
-        ):
+        if getattr(estimator, "_skl_callbacks", None) or hasattr(estimator, "_parent_callback_ctx"):
             self._context = estimator._init_callback_context(max_subtasks=n_init)
-            self._context.call_on_fit_task_begin(
-                estimator=estimator, X=X, metadata=self.metadata
-            )
+            self._context.call_on_fit_task_begin(estimator=estimator, X=X, metadata=self.metadata)
 
     # ------------------------------------------------------------------ restarts
 
@@ -106,7 +102,9 @@ class FitMonitor:
         stop = self.converged = self._converged(lower_bound, previous)
         if self._context is not None:
             stop |= self._iteration_context.call_on_fit_task_end(
-                estimator=self.estimator, X=self.X, metadata=self.metadata,
+                estimator=self.estimator,
+                X=self.X,
+                metadata=self.metadata,
                 reconstruction_attributes=self.estimator._get_parameters,
             )
         return stop
@@ -128,12 +126,16 @@ class FitMonitor:
             status = "converged" if self.converged else "did not converge"
             line = f"Initialization {status}."
             if self.verbose >= 2:
-                line += (f" time lapse {perf_counter() - self.restart_start:.5f}s\t "
-                         f"lower bound {self.lower_bound:.5f}.")
+                line += (
+                    f" time lapse {perf_counter() - self.restart_start:.5f}s\t "
+                    f"lower bound {self.lower_bound:.5f}."
+                )
             print(line)
         if self._context is not None:
             self._restart_context.call_on_fit_task_end(
-                estimator=self.estimator, X=self.X, metadata=self.metadata,
+                estimator=self.estimator,
+                X=self.X,
+                metadata=self.metadata,
                 reconstruction_attributes=lambda: restart.parameters,
             )
         if self.best is None or restart.lower_bound > self.best.lower_bound:
@@ -148,7 +150,9 @@ class FitMonitor:
         """Close the fit's callback task (after the best parameters are set)."""
         if self._context is not None:
             self._context.call_on_fit_task_end(
-                estimator=self.estimator, X=self.X, metadata=self.metadata,
+                estimator=self.estimator,
+                X=self.X,
+                metadata=self.metadata,
                 reconstruction_attributes=self.estimator._get_parameters,
             )
 
@@ -179,8 +183,7 @@ class EarlyStoppingMonitor(FitMonitor):
     is stored as ``validation_bounds_``.
     """
 
-    def __init__(self, estimator, X, sample_weight, n_init, n_iter_no_change,
-                 best_parameters):
+    def __init__(self, estimator, X, sample_weight, n_init, n_iter_no_change, best_parameters):
         super().__init__(estimator, X, sample_weight, n_init)
         self.n_iter_no_change = n_iter_no_change
         self._snapshot = best_parameters

@@ -100,8 +100,16 @@ def latent_precision_terms(components, noise_variance):
     return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
 
 
-def ppca_log_density(squared_norms, projected, posterior_mean, n_observed, n_latent,
-                     noise_variance, log_det_precision, residual=None):
+def ppca_log_density(
+    squared_norms,
+    projected,
+    posterior_mean,
+    n_observed,
+    n_latent,
+    noise_variance,
+    log_det_precision,
+    residual=None,
+):
     """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
 
     With r = x - mean, projected = r W and posterior_mean = M^{-1} W^T r:
@@ -121,10 +129,12 @@ def ppca_log_density(squared_norms, projected, posterior_mean, n_observed, n_lat
         if residual is not None and far.any():
             scale = np.abs(residual[far]).max(axis=1)
             scale[scale == 0] = 1.0
-            scaled_norms = np.einsum("nd,nd->n", residual[far] / scale[:, None],
-                                     residual[far] / scale[:, None])
+            scaled_norms = np.einsum(
+                "nd,nd->n", residual[far] / scale[:, None], residual[far] / scale[:, None]
+            )
             difference = scaled_norms - np.einsum(
-                "nq,nq->n", projected[far] / scale[:, None], posterior_mean[far] / scale[:, None])
+                "nq,nq->n", projected[far] / scale[:, None], posterior_mean[far] / scale[:, None]
+            )
             # c^2 * difference / s, in an order that overflows only if the result does
             quadratic[far] = np.maximum(difference, 0.0) / noise_variance * scale * scale
         quadratic[np.isnan(quadratic)] = np.inf  # beyond the float range either way
@@ -284,9 +294,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         n_features = X.shape[1]
         n_latent = self._latent_dimension(n_features)
         if n_latent > n_features:
-            raise ValueError(
-                f"n_components={n_latent} must be at most n_features={n_features}."
-            )
+            raise ValueError(f"n_components={n_latent} must be at most n_features={n_features}.")
         missing = missing_mask(X)
         if missing is not None:
             self._check_rows_observed(X)
@@ -337,8 +345,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         """Keep the total variance of the data and the noise floor it implies."""
         self._total_variance = total_variance
         scale = total_variance / n_features
-        self._noise_floor = max(self.noise_variance_floor * (scale if scale > 0 else 1.0),
-                                np.finfo(np.float64).tiny)
+        self._noise_floor = max(
+            self.noise_variance_floor * (scale if scale > 0 else 1.0), np.finfo(np.float64).tiny
+        )
 
     def _total_variance_of(self, X, sample_weight, mean):
         """Weighted mean of ``|x - mean|^2`` over complete rows, block by block."""
@@ -346,8 +355,11 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         for rows in self._chunks(X.shape[0]):
             block = np.subtract(X[rows], mean, dtype=np.float64)
             squared_norms = np.einsum("nd,nd->n", block, block)
-            total += float(squared_norms.sum() if sample_weight is None
-                           else sample_weight[rows] @ squared_norms)
+            total += float(
+                squared_norms.sum()
+                if sample_weight is None
+                else sample_weight[rows] @ squared_norms
+            )
         return total / row_weights(sample_weight, X.shape[0]).sum()
 
     def _uses_eigen_solver(self):
@@ -377,12 +389,16 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             # after numpy's products (whose pool still spins) that made it 6 times
             # slower in the median and up to 100 times (0.3 s, up to 7 s, against
             # 0.05 s) on a busy 2-core machine; two threads gained ~20% at best.
-            limit = single_blas_thread() if n_features <= EIGEN_SOLVER_MAX_FEATURES \
-                else nullcontext()
+            limit = (
+                single_blas_thread() if n_features <= EIGEN_SOLVER_MAX_FEATURES else nullcontext()
+            )
             with limit:
                 eigenvalues, eigenvectors = linalg.eigh(
-                    covariance, subset_by_index=[n_features - n_latent, n_features - 1],
-                    driver="evr", overwrite_a=True, check_finite=False,
+                    covariance,
+                    subset_by_index=[n_features - n_latent, n_features - 1],
+                    driver="evr",
+                    overwrite_a=True,
+                    check_finite=False,
                 )
             del covariance
             eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
@@ -422,8 +438,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         weights = row_weights(sample_weight, X.shape[0])
         mean = self._data_mean
         if self._noise_floor is None:  # deferred for the closed form, not run (max_iter=0)
-            self._set_total_variance(self._total_variance_of(X, sample_weight, mean),
-                                     X.shape[1])
+            self._set_total_variance(self._total_variance_of(X, sample_weight, mean), X.shape[1])
         centered = X - mean
         if self._has_missing:
             centered[np.isnan(centered)] = 0.0
@@ -497,7 +512,13 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             covariance_incomplete = noise_variance * inverse
 
         log_density = ppca_log_density(
-            squared_norms, projected, mean, n_observed, n_latent, noise_variance, log_det,
+            squared_norms,
+            projected,
+            mean,
+            n_observed,
+            n_latent,
+            noise_variance,
+            log_det,
             residual,
         )
         posterior = {
@@ -545,7 +566,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             per_feature = np.zeros((X.shape[1], (n_latent + 1) ** 2))
             incomplete = ~complete
             if incomplete.any():
-                moments = augmented[incomplete, :, np.newaxis] * augmented[incomplete, np.newaxis, :]
+                moments = (
+                    augmented[incomplete, :, np.newaxis] * augmented[incomplete, np.newaxis, :]
+                )
                 moments[:, :n_latent, :n_latent] += posterior["covariance_incomplete"]
                 observed_weight = posterior["observed_incomplete"] * weights[incomplete, None]
                 per_feature = observed_weight.T @ moments.reshape(moments.shape[0], -1)

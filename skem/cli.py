@@ -36,9 +36,7 @@ def run_demo(args, out=None):
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            raise CommandError(
-                'the figures need matplotlib: pip install "skem[plot]"'
-            ) from None
+            raise CommandError('the figures need matplotlib: pip install "skem[plot]"') from None
     from . import demo
 
     def progress(name):
@@ -65,8 +63,9 @@ def read_data(args, path):
     from ._csv import TableError, read_table
 
     try:
-        return read_table(path, delimiter=args.delimiter, header=args.header,
-                          index_col=args.index_col)
+        return read_table(
+            path, delimiter=args.delimiter, header=args.header, index_col=args.index_col
+        )
     except TableError as error:
         raise CommandError(str(error)) from None
 
@@ -126,9 +125,14 @@ class TerminalProgress:
         self._last = now
         monitor = estimator._monitor
         unit = "epoch" if hasattr(estimator, "validation_bounds_") else "iteration"
-        print(f"\r  restart {self._restart}/{monitor.n_init}, {unit} "
-              f"{len(monitor.lower_bounds)}: bound {monitor.lower_bound:.4f}, "
-              f"{now - self._start:.1f} s   ", end="", file=sys.stderr, flush=True)
+        print(
+            f"\r  restart {self._restart}/{monitor.n_init}, {unit} "
+            f"{len(monitor.lower_bounds)}: bound {monitor.lower_bound:.4f}, "
+            f"{now - self._start:.1f} s   ",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
         return False
 
 
@@ -145,8 +149,10 @@ def run_fit(args, out=None):
     params = parse_params(args.param)
     unknown = set(params) - set(estimator_class().get_params())
     if unknown:
-        raise CommandError(f"{estimator_class.__name__} has no parameter {sorted(unknown)[0]!r}"
-                           f"; 'skem fit --help' lists them")
+        raise CommandError(
+            f"{estimator_class.__name__} has no parameter {sorted(unknown)[0]!r}"
+            f"; 'skem fit --help' lists them"
+        )
     X, header = read_data(args, args.data)
     model = estimator_class(**params)
     if not args.quiet and sys.stderr.isatty() and hasattr(model, "set_callbacks"):
@@ -156,7 +162,9 @@ def run_fit(args, out=None):
         try:
             model.fit(X)
         except (ValueError, TypeError) as error:
-            raise CommandError(f"cannot fit {estimator_class.__name__}: {_first_line(error)}") from None
+            raise CommandError(
+                f"cannot fit {estimator_class.__name__}: {_first_line(error)}"
+            ) from None
         except MemoryError:
             raise CommandError(
                 f"cannot fit {estimator_class.__name__}: not enough memory for these parameters"
@@ -174,13 +182,15 @@ def run_fit(args, out=None):
             f"{training_scores.min()} (training diverged); nothing was saved. Try "
             "standardising the data or other parameters."
         )
-    joblib.dump({"model": model, "columns": header, "training_scores": training_scores},
-                args.out)
+    joblib.dump({"model": model, "columns": header, "training_scores": training_scores}, args.out)
     status = "converged" if model.converged_ else "did not converge"
     sampled = "" if rows.size == X.shape[0] else f" (over {rows.size} sampled rows)"
-    print(f"fitted {estimator_class.__name__} on {X.shape[0]} rows x {X.shape[1]} columns: "
-          f"{plural(model.n_iter_, 'iteration')}, {status}, mean log-likelihood "
-          f"{training_scores.mean():.4f}{sampled}; saved to {args.out}", file=out)
+    print(
+        f"fitted {estimator_class.__name__} on {X.shape[0]} rows x {X.shape[1]} columns: "
+        f"{plural(model.n_iter_, 'iteration')}, {status}, mean log-likelihood "
+        f"{training_scores.mean():.4f}{sampled}; saved to {args.out}",
+        file=out,
+    )
     return 0
 
 
@@ -189,8 +199,11 @@ def match_columns(X, names, fitted_names, path):
     if fitted_names is None and names is None:
         return X
     if fitted_names is None or names is None:
-        which = ("the model was fitted on a file without a header row" if fitted_names is None
-                 else f"{path} has no header row")
+        which = (
+            "the model was fitted on a file without a header row"
+            if fitted_names is None
+            else f"{path} has no header row"
+        )
         raise CommandError(
             f"{which}, so its columns cannot be matched by name; give both files a header "
             "row, or neither (--no-header)"
@@ -199,7 +212,8 @@ def match_columns(X, names, fitted_names, path):
     unknown = [name for name in names if name not in fitted_names]
     if missing or unknown:
         parts = ([f"missing columns {missing}"] if missing else []) + (
-            [f"unknown columns {unknown}"] if unknown else [])
+            [f"unknown columns {unknown}"] if unknown else []
+        )
         raise CommandError(f"{path}: {'; '.join(parts)} (the model's are {fitted_names})")
     if len(set(names)) != len(names):
         raise CommandError(f"{path}: repeated column names")
@@ -221,12 +235,14 @@ def run_score(args, out=None):
     X, names = read_data(args, args.data)
     if names is None or fitted_names is None:
         if X.shape[1] != model.n_features_in_:
-            raise CommandError(f"{args.data} has {X.shape[1]} columns but the model expects "
-                               f"{model.n_features_in_}")
+            raise CommandError(
+                f"{args.data} has {X.shape[1]} columns but the model expects {model.n_features_in_}"
+            )
     X = match_columns(X, names, fitted_names, args.data)
     if X.shape[1] != model.n_features_in_:
-        raise CommandError(f"{args.data} has {X.shape[1]} columns but the model expects "
-                           f"{model.n_features_in_}")
+        raise CommandError(
+            f"{args.data} has {X.shape[1]} columns but the model expects {model.n_features_in_}"
+        )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -282,16 +298,31 @@ def model_parameters_help():
 
 
 def _add_table_options(parser):
-    parser.add_argument("--delimiter", help="field separator (default: sniffed; with ';' "
-                        "a decimal comma is read)")
+    parser.add_argument(
+        "--delimiter", help="field separator (default: sniffed; with ';' a decimal comma is read)"
+    )
     header = parser.add_mutually_exclusive_group()
-    header.add_argument("--header", dest="header", action="store_const", const=True,
-                        help="the first row holds column names (default: decided from it)")
-    header.add_argument("--no-header", dest="header", action="store_const", const=False,
-                        help="the first row is data")
-    parser.add_argument("--index-col", type=int, metavar="N",
-                        help="drop column N (0 is the first) of row labels (default: an "
-                        "unnamed first column, as pandas writes, is dropped)")
+    header.add_argument(
+        "--header",
+        dest="header",
+        action="store_const",
+        const=True,
+        help="the first row holds column names (default: decided from it)",
+    )
+    header.add_argument(
+        "--no-header",
+        dest="header",
+        action="store_const",
+        const=False,
+        help="the first row is data",
+    )
+    parser.add_argument(
+        "--index-col",
+        type=int,
+        metavar="N",
+        help="drop column N (0 is the first) of row labels (default: an "
+        "unnamed first column, as pandas writes, is dropped)",
+    )
 
 
 def build_parser():
@@ -299,41 +330,56 @@ def build_parser():
         prog="skem", description="Latent-variable models trained by EM, from the shell."
     )
     parser.add_argument("--version", action="version", version=f"skem {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True,
-                                     parser_class=CommandParser)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     demo = commands.add_parser("demo", help="fit the models on bundled data and report")
-    demo.add_argument("--plot", metavar="DIR",
-                      help='also write the figures as PNG files in DIR (needs "skem[plot]")')
+    demo.add_argument(
+        "--plot",
+        metavar="DIR",
+        help='also write the figures as PNG files in DIR (needs "skem[plot]")',
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     demo.set_defaults(run=run_demo)
 
     fit = commands.add_parser(
-        "fit", help="fit a model on a CSV file and save it",
+        "fit",
+        help="fit a model on a CSV file and save it",
         description="Fit a model on a CSV file (plain or .gz, with or without a header row) "
         "and save it with the column names and the training scores that set anomaly "
         f"thresholds (from at most {THRESHOLD_ROWS} rows). Reading CSV files needs pandas.",
     )
     fit.add_argument("model", help=f"one of {', '.join(sorted(MODEL_NAMES))}")
     fit.add_argument("data", help="CSV file of numbers, optionally with a header row")
-    fit.add_argument("--param", action="append", metavar="KEY=VALUE",
-                     help="a model parameter, e.g. n_components=3 (repeatable; listed below)")
+    fit.add_argument(
+        "--param",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model parameter, e.g. n_components=3 (repeatable; listed below)",
+    )
     fit.add_argument("--out", required=True, help="where to save the model (joblib)")
-    fit.add_argument("--quiet", action="store_true",
-                     help="no progress on stderr (also off when stderr is not a terminal)")
+    fit.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress on stderr (also off when stderr is not a terminal)",
+    )
     _add_table_options(fit)
     fit.more_help = model_parameters_help
     fit.set_defaults(run=run_fit)
 
     score = commands.add_parser(
-        "score", help="write per-row log-densities of a CSV file",
+        "score",
+        help="write per-row log-densities of a CSV file",
         description="Write the log-density of every row of a CSV file under a model saved "
         "by 'skem fit'. Columns are matched by name when both files have a header row, "
         "by position when neither has one.",
     )
     score.add_argument("model", help="a model saved by 'skem fit'")
     score.add_argument("data", help="CSV file with the model's columns")
-    score.add_argument("--contamination", type=_contamination, default=None,
-                       help="also flag rows less likely than this share of training rows")
+    score.add_argument(
+        "--contamination",
+        type=_contamination,
+        default=None,
+        help="also flag rows less likely than this share of training rows",
+    )
     score.add_argument("--out", help="CSV file to write (default: standard output)")
     _add_table_options(score)
     score.set_defaults(run=run_score)

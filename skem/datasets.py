@@ -4,8 +4,16 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 
-def make_low_rank_mixture(n_per_component=100, n_features=100, n_components=4, n_latent=3,
-                          *, noise=0.5, separation=3.0, random_state=None):
+def make_low_rank_mixture(
+    n_per_component=100,
+    n_features=100,
+    n_components=4,
+    n_latent=3,
+    *,
+    noise=0.5,
+    separation=3.0,
+    random_state=None,
+):
     """Rows from a mixture of low-rank Gaussians plus isotropic noise.
 
     Component k draws ``center_k + W_k z + noise * e`` with
@@ -51,8 +59,9 @@ def make_low_rank_mixture(n_per_component=100, n_features=100, n_components=4, n
         center = rng.normal(scale=separation, size=n_features)
         loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
         latent = rng.normal(size=(n_per_component, n_latent))
-        X.append(center + latent @ loadings.T
-                 + noise * rng.normal(size=(n_per_component, n_features)))
+        X.append(
+            center + latent @ loadings.T + noise * rng.normal(size=(n_per_component, n_features))
+        )
         labels.append(np.full(n_per_component, k))
     return np.vstack(X), np.concatenate(labels)
 

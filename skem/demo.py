@@ -122,15 +122,23 @@ def gaussian_mixture():
     reference = GaussianMixture(**params).fit(X_train)
     bic = {
         n_components: EMGaussianMixture(n_components, covariance_type="diag", random_state=0)
-        .fit(X_train).bic(X_train)
+        .fit(X_train)
+        .bic(X_train)
         for n_components in range(1, 6)
     }
     return GaussianMixtureDemo(
-        n_train=X_train.shape[0], n_test=X_test.shape[0], n_features=X_train.shape[1],
-        lower_bounds=model.lower_bounds_, converged=model.converged_,
-        held_out=model.score(X_test), sklearn_held_out=reference.score(X_test),
-        adjusted_rand=adjusted_rand_score(y_test, model.predict(X_test)), bic=bic,
-        model=model, X_train=X_train, params=params,
+        n_train=X_train.shape[0],
+        n_test=X_test.shape[0],
+        n_features=X_train.shape[1],
+        lower_bounds=model.lower_bounds_,
+        converged=model.converged_,
+        held_out=model.score(X_test),
+        sklearn_held_out=reference.score(X_test),
+        adjusted_rand=adjusted_rand_score(y_test, model.predict(X_test)),
+        bic=bic,
+        model=model,
+        X_train=X_train,
+        params=params,
     )
 
 
@@ -147,9 +155,13 @@ def probabilistic_pca():
     missing[np.random.RandomState(0).rand(*missing.shape) < 0.2] = np.nan
     model = ProbabilisticPCA(20, solver="em", random_state=0).fit(missing)
     return PPCADemo(
-        n_train=X_train.shape[0], n_test=X_test.shape[0], n_features=X_train.shape[1],
-        held_out=held_out, noise_variance=noise_variance,
-        missing_lower_bounds=model.lower_bounds_, missing_held_out=model.score(X_test),
+        n_train=X_train.shape[0],
+        n_test=X_test.shape[0],
+        n_features=X_train.shape[1],
+        held_out=held_out,
+        noise_variance=noise_variance,
+        missing_lower_bounds=model.lower_bounds_,
+        missing_held_out=model.score(X_test),
         missing_model=model,
     )
 
@@ -162,12 +174,17 @@ def mixture_of_ppca():
     mixture = MixtureOfPPCA(n_components, n_latent, random_state=0).fit(X_train)
     full = EMGaussianMixture(n_components, random_state=0).fit(X_train)
     return MixtureOfPPCADemo(
-        n_components=n_components, n_features=n_features,
-        n_train=X_train.shape[0], n_test=X_test.shape[0],
-        lower_bounds=mixture.lower_bounds_, held_out=mixture.score(X_test),
+        n_components=n_components,
+        n_features=n_features,
+        n_train=X_train.shape[0],
+        n_test=X_test.shape[0],
+        lower_bounds=mixture.lower_bounds_,
+        held_out=mixture.score(X_test),
         full_held_out=full.score(X_test),
         adjusted_rand=adjusted_rand_score(y_test, mixture.predict(X_test)),
-        model=mixture, X_test=X_test, y_test=y_test,
+        model=mixture,
+        X_test=X_test,
+        y_test=y_test,
     )
 
 
@@ -179,13 +196,19 @@ def vae():
     terms = model.elbo_samples(X_test)
     mixture = EMGaussianMixture(50, covariance_type="diag", random_state=0).fit(X_train)
     return VAEDemo(
-        n_train=X_train.shape[0], n_test=X_test.shape[0],
-        lower_bounds=model.lower_bounds_, validation_bounds=model.validation_bounds_,
-        elbo=terms["elbo"].mean(), reconstruction=terms["reconstruction"].mean(),
-        kl=terms["kl"].mean(), held_out=model.score(X_test),
+        n_train=X_train.shape[0],
+        n_test=X_test.shape[0],
+        lower_bounds=model.lower_bounds_,
+        validation_bounds=model.validation_bounds_,
+        elbo=terms["elbo"].mean(),
+        reconstruction=terms["reconstruction"].mean(),
+        kl=terms["kl"].mean(),
+        held_out=model.score(X_test),
         mixture_held_out=mixture.score(X_test),
         ppca_held_out=ProbabilisticPCA(40).fit(X_train).score(X_test),
-        model=model, X_test=X_test, y_test=y_test,
+        model=model,
+        X_test=X_test,
+        y_test=y_test,
     )
 
 
@@ -202,8 +225,12 @@ def anomaly_detection():
         scores = make_pipeline(StandardScaler(), detector).fit(X_train).score_samples(X_test)
         roc_auc[name] = roc_auc_score(is_anomaly, -scores)
     n_malignant = int(is_anomaly.sum())
-    return AnomalyDemo(n_train=X_train.shape[0], n_benign=len(X_test) - n_malignant,
-                       n_malignant=n_malignant, roc_auc=roc_auc)
+    return AnomalyDemo(
+        n_train=X_train.shape[0],
+        n_benign=len(X_test) - n_malignant,
+        n_malignant=n_malignant,
+        roc_auc=roc_auc,
+    )
 
 
 #: The demo's sections, in the order they run and print.
@@ -241,66 +268,88 @@ def _bound_lines(lower_bounds):
 
 
 def _gaussian_mixture_lines(result):
-    yield (f"EMGaussianMixture on wine ({result.n_train} training and {result.n_test} "
-           f"held-out rows, {result.n_features} standardised features)")
+    yield (
+        f"EMGaussianMixture on wine ({result.n_train} training and {result.n_test} "
+        f"held-out rows, {result.n_features} standardised features)"
+    )
     yield "3 components, diagonal covariances:"
     yield from _bound_lines(result.lower_bounds)
     status = "converged" if result.converged else "stopped at max_iter"
     yield f"  {status} after {plural(len(result.lower_bounds), 'iteration')}"
-    yield (f"  held-out mean log-likelihood: {result.held_out:.4f} nats "
-           f"(scikit-learn's GaussianMixture, same start: {result.sklearn_held_out:.4f})")
+    yield (
+        f"  held-out mean log-likelihood: {result.held_out:.4f} nats "
+        f"(scikit-learn's GaussianMixture, same start: {result.sklearn_held_out:.4f})"
+    )
     yield f"  adjusted Rand index of held-out clusters vs cultivar: {result.adjusted_rand:.3f}"
     listing = ", ".join(f"{k}: {v:.0f}" for k, v in result.bic.items())
     yield f"  BIC by number of components: {listing} -> best {result.best_n_components}"
 
 
 def _ppca_lines(result):
-    yield (f"\nProbabilisticPCA on digits ({result.n_train} training and {result.n_test} "
-           f"held-out images, {result.n_features} pixels, dequantised)")
+    yield (
+        f"\nProbabilisticPCA on digits ({result.n_train} training and {result.n_test} "
+        f"held-out images, {result.n_features} pixels, dequantised)"
+    )
     yield "  q    held-out mean log-likelihood   noise variance"
     for n_components, score in result.held_out.items():
-        yield (f"  {n_components:<4d} {score:>28.3f} "
-               f"{result.noise_variance[n_components]:>16.4g}")
+        yield (f"  {n_components:<4d} {score:>28.3f} {result.noise_variance[n_components]:>16.4g}")
     yield f"  best held-out q: {result.best_n_components}"
     yield "  EM with 20% of the training pixels missing, q=20:"
     yield from _bound_lines(result.missing_lower_bounds[:10])
     if len(result.missing_lower_bounds) > 10:
-        yield (f"  ... {plural(len(result.missing_lower_bounds), 'iteration')} in all, last bound "
-               f"{result.missing_lower_bounds[-1]:.6f}")
-    yield (f"  held-out mean log-likelihood: {result.missing_held_out:.3f} "
-           f"(complete data: {result.held_out[20]:.3f})")
+        yield (
+            f"  ... {plural(len(result.missing_lower_bounds), 'iteration')} in all, last bound "
+            f"{result.missing_lower_bounds[-1]:.6f}"
+        )
+    yield (
+        f"  held-out mean log-likelihood: {result.missing_held_out:.3f} "
+        f"(complete data: {result.held_out[20]:.3f})"
+    )
 
 
 def _mixture_of_ppca_lines(result):
-    yield (f"\nMixtureOfPPCA on {result.n_components} low-rank Gaussians in "
-           f"{result.n_features} dimensions ({result.n_train} training rows, "
-           f"{result.n_test} held out)")
+    yield (
+        f"\nMixtureOfPPCA on {result.n_components} low-rank Gaussians in "
+        f"{result.n_features} dimensions ({result.n_train} training rows, "
+        f"{result.n_test} held out)"
+    )
     yield from _bound_lines(result.lower_bounds)
-    yield (f"  held-out mean log-likelihood: {result.held_out:.2f} nats; "
-           f"EMGaussianMixture(full), which has a d x d covariance to estimate per "
-           f"component: {result.full_held_out:.4g} nats")
+    yield (
+        f"  held-out mean log-likelihood: {result.held_out:.2f} nats; "
+        f"EMGaussianMixture(full), which has a d x d covariance to estimate per "
+        f"component: {result.full_held_out:.4g} nats"
+    )
     yield f"  adjusted Rand index of held-out clusters: {result.adjusted_rand:.3f}"
 
 
 def _vae_lines(result):
-    yield (f"\nAmortizedVAE on digits ({result.n_train} training and {result.n_test} "
-           "held-out images, dequantised), 10 latent dimensions, default settings")
+    yield (
+        f"\nAmortizedVAE on digits ({result.n_train} training and {result.n_test} "
+        "held-out images, dequantised), 10 latent dimensions, default settings"
+    )
     yield "  epoch   training ELBO   validation ELBO (nats per image)"
     for epoch in range(0, len(result.lower_bounds), 25):
-        yield (f"  {epoch + 1:5d}   {result.lower_bounds[epoch]:13.3f}   "
-               f"{result.validation_bounds[epoch]:15.3f}")
-    yield (f"  stopped after {len(result.lower_bounds)} epochs, keeping the best "
-           "validation epoch")
-    yield (f"  held-out ELBO {result.elbo:.2f} = reconstruction {result.reconstruction:.2f}"
-           f" - KL {result.kl:.2f}; importance-weighted log-likelihood {result.held_out:.2f}")
-    yield (f"  EMGaussianMixture(50, 'diag'): {result.mixture_held_out:.2f}; "
-           f"ProbabilisticPCA(40): {result.ppca_held_out:.2f}")
+        yield (
+            f"  {epoch + 1:5d}   {result.lower_bounds[epoch]:13.3f}   "
+            f"{result.validation_bounds[epoch]:15.3f}"
+        )
+    yield (f"  stopped after {len(result.lower_bounds)} epochs, keeping the best validation epoch")
+    yield (
+        f"  held-out ELBO {result.elbo:.2f} = reconstruction {result.reconstruction:.2f}"
+        f" - KL {result.kl:.2f}; importance-weighted log-likelihood {result.held_out:.2f}"
+    )
+    yield (
+        f"  EMGaussianMixture(50, 'diag'): {result.mixture_held_out:.2f}; "
+        f"ProbabilisticPCA(40): {result.ppca_held_out:.2f}"
+    )
 
 
 def _anomaly_lines(result):
-    yield (f"\nAnomaly detection on breast cancer: trained on {result.n_train} benign "
-           f"tumours, scoring {result.n_benign} held-out benign and {result.n_malignant} "
-           "malignant ones")
+    yield (
+        f"\nAnomaly detection on breast cancer: trained on {result.n_train} benign "
+        f"tumours, scoring {result.n_benign} held-out benign and {result.n_malignant} "
+        "malignant ones"
+    )
     for name, auc in result.roc_auc.items():
         yield f"  {name:<22} ROC AUC {auc:.3f}"
 
@@ -340,19 +389,23 @@ def write_figures(results, directory):
     mixture, ppca = results["gaussian_mixture"], results["probabilistic_pca"]
     low_rank, vae_result = results["mixture_of_ppca"], results["vae"]
     figures = {
-        "gaussian_mixture_bound.png": lambda ax: plotting.plot_lower_bounds(
-            mixture.model, ax=ax),
+        "gaussian_mixture_bound.png": lambda ax: plotting.plot_lower_bounds(mixture.model, ax=ax),
         "gaussian_mixture_hill_climbing.png": lambda ax: plotting.plot_hill_climbing(
-            EMGaussianMixture(**mixture.params), mixture.X_train, ax=ax),
+            EMGaussianMixture(**mixture.params), mixture.X_train, ax=ax
+        ),
         "gaussian_mixture_ellipses.png": lambda ax: plotting.plot_mixture_ellipses(
-            mixture.model, mixture.X_train, dimensions=(0, 6), ax=ax),
+            mixture.model, mixture.X_train, dimensions=(0, 6), ax=ax
+        ),
         "ppca_missing_values_bound.png": lambda ax: plotting.plot_lower_bounds(
-            ppca.missing_model, ax=ax),
+            ppca.missing_model, ax=ax
+        ),
         "mixture_of_ppca_latent_space.png": lambda ax: plotting.plot_latent_space(
-            low_rank.model, low_rank.X_test, low_rank.y_test, ax=ax),
+            low_rank.model, low_rank.X_test, low_rank.y_test, ax=ax
+        ),
         "vae_bounds.png": lambda ax: plotting.plot_lower_bounds(vae_result.model, ax=ax),
         "vae_latent_space.png": lambda ax: plotting.plot_latent_space(
-            vae_result.model, vae_result.X_test, vae_result.y_test, ax=ax),
+            vae_result.model, vae_result.X_test, vae_result.y_test, ax=ax
+        ),
     }
     Path(directory).mkdir(parents=True, exist_ok=True)
     paths = []

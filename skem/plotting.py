@@ -92,8 +92,9 @@ def em_half_steps(mixture, X, n_iter=10):
             model.fit(X)
         joint = model._estimate_weighted_log_prob(np.asarray(X, dtype=np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
-            entropy_terms = np.where(responsibilities > 0,
-                                     responsibilities * np.log(responsibilities), 0.0)
+            entropy_terms = np.where(
+                responsibilities > 0, responsibilities * np.log(responsibilities), 0.0
+            )
         bound = np.sum(responsibilities * joint, axis=1) - entropy_terms.sum(axis=1)
         trace["bound_after_m_step"].append(bound.mean())
         trace["log_likelihood_after_m_step"].append(model.score(X))
@@ -126,11 +127,11 @@ def plot_hill_climbing(mixture, X, n_iter=8, ax=None):
     steps = np.arange(n_iter)
     half_steps = np.ravel(np.column_stack([steps, steps + 0.5]))
     bound = np.ravel(np.column_stack([trace["log_likelihood"], trace["bound_after_m_step"]]))
-    likelihood = np.ravel(np.column_stack([trace["log_likelihood"],
-                                           trace["log_likelihood_after_m_step"]]))
+    likelihood = np.ravel(
+        np.column_stack([trace["log_likelihood"], trace["log_likelihood_after_m_step"]])
+    )
     ax.step(half_steps, likelihood, where="post", label="log-likelihood log p(X | theta)")
-    ax.step(half_steps, bound, where="post", linestyle="--",
-            label="bound F(q, theta) = ELBO")
+    ax.step(half_steps, bound, where="post", linestyle="--", label="bound F(q, theta) = ELBO")
     ax.set_xlabel("EM iteration (E-step at integers, M-step at halves)")
     ax.set_ylabel("mean per sample (nats)")
     ax.set_title("EM climbs the bound; the E-step makes it tight")
@@ -163,8 +164,9 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
     i, j = dimensions
     if X is not None:
         X = np.asarray(X)
-        ax.scatter(X[:, i], X[:, j], c=model.predict(X) % 10, s=8, cmap="tab10", vmin=0,
-                   vmax=9, alpha=0.6)
+        ax.scatter(
+            X[:, i], X[:, j], c=model.predict(X) % 10, s=8, cmap="tab10", vmin=0, vmax=9, alpha=0.6
+        )
     n_components, n_features = model.means_.shape
     covariances = np.asarray(model.covariances_, dtype=np.float64)
     for k in range(n_components):
@@ -173,8 +175,17 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
         angle = np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]))
         for radius in (1, 2):
             width, height = 2 * radius * np.sqrt(eigenvalues[::-1])
-            ax.add_patch(Ellipse(model.means_[k, [i, j]], width, height, angle=angle,
-                                 fill=False, color=f"C{k % 10}", alpha=0.9 / radius))
+            ax.add_patch(
+                Ellipse(
+                    model.means_[k, [i, j]],
+                    width,
+                    height,
+                    angle=angle,
+                    fill=False,
+                    color=f"C{k % 10}",
+                    alpha=0.9 / radius,
+                )
+            )
     ax.set_xlabel(f"feature {i}")
     ax.set_ylabel(f"feature {j}")
     ax.set_title(f"{n_components} components, {model._covariance.name} covariances")
@@ -227,8 +238,7 @@ def _plot_components_on_principal_axes(model, X, y, ax):
     axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
     projected = centered @ axes.T
     labels = model.predict(X)
-    ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10",
-               vmin=0, vmax=9)
+    ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10", vmin=0, vmax=9)
     for k in np.unique(labels)[:10]:  # one legend entry per colour
         ax.scatter([], [], color=f"C{k % 10}", s=8, label=f"component {k}")
     ax.legend(fontsize="small", loc="best")

@@ -14,7 +14,6 @@ from sklearn.metrics import adjusted_rand_score
 
 from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
 
-
 # A user's model, a mixture of independent Poissons, as the gallery example
 # writes it (the one copy of it).
 matplotlib = pytest.importorskip("matplotlib")
@@ -48,7 +47,8 @@ def test_user_model_scores_are_the_closed_form_mixture_log_pmf():
     X, _, _ = poisson_data()
     model = PoissonMixture(3, random_state=0).fit(X)
     log_joint = np.log(model.weights_) + np.stack(
-        [poisson.logpmf(X, rate).sum(axis=1) for rate in model.rates_], axis=1)
+        [poisson.logpmf(X, rate).sum(axis=1) for rate in model.rates_], axis=1
+    )
     assert_allclose(model.score_samples(X), logsumexp(log_joint, axis=1), rtol=1e-12)
     assert_allclose(model.predict_proba(X).sum(axis=1), 1.0)
     assert model.sample(10, random_state=0)[0].shape == (10, 3)
@@ -74,8 +74,10 @@ def test_user_model_weights_equal_repeated_rows():
 
 def test_restarts_share_one_generator_and_keep_the_best():
     X, _, _ = poisson_data()
-    single = [PoissonMixture(3, init_params="random", random_state=s).fit(X).lower_bound_
-              for s in range(3)]
+    single = [
+        PoissonMixture(3, init_params="random", random_state=s).fit(X).lower_bound_
+        for s in range(3)
+    ]
     best = PoissonMixture(3, init_params="random", n_init=3, random_state=0).fit(X)
     assert best.lower_bound_ >= single[0] - 1e-12
     again = PoissonMixture(3, init_params="random", n_init=3, random_state=0).fit(X)
@@ -85,8 +87,7 @@ def test_restarts_share_one_generator_and_keep_the_best():
 def test_convergence_warning_and_verbose_output(capsys):
     X, _, _ = poisson_data()
     with pytest.warns(ConvergenceWarning, match="did not converge"):
-        PoissonMixture(3, max_iter=2, tol=0, verbose=2, verbose_interval=1,
-                       random_state=0).fit(X)
+        PoissonMixture(3, max_iter=2, tol=0, verbose=2, verbose_interval=1, random_state=0).fit(X)
     output = capsys.readouterr().out
     assert "Initialization 0" in output and "Iteration 2" in output
     assert "did not converge" in output and "lower bound" in output
@@ -131,9 +132,11 @@ def test_weights_near_the_float_limit_mean_what_they_say():
     assert np.all(np.isfinite(heavy.rates_)) and np.isfinite(heavy.lower_bound_)
 
 
-@pytest.mark.parametrize("estimator", [EMGaussianMixture(2), ProbabilisticPCA(1),
-                                       MixtureOfPPCA(2, 1), AmortizedVAE(max_iter=2)],
-                         ids=lambda estimator: type(estimator).__name__)
+@pytest.mark.parametrize(
+    "estimator",
+    [EMGaussianMixture(2), ProbabilisticPCA(1), MixtureOfPPCA(2, 1), AmortizedVAE(max_iter=2)],
+    ids=lambda estimator: type(estimator).__name__,
+)
 def test_data_too_large_to_square_is_refused_with_the_remedy(estimator):
     X, _, _ = poisson_data()
     with pytest.raises(ValueError, match=r"magnitude up to 1\.2e\+200.*Divide X by a constant"):
@@ -148,13 +151,17 @@ def test_float32_data_beyond_its_variance_range_are_refused():
     assert np.isfinite(EMGaussianMixture(1).fit(X.astype(np.float64)).covariances_).all()
 
 
-@pytest.mark.parametrize("estimator, change", [
-    (EMGaussianMixture(2, random_state=0), {"n_components": 3}),
-    (EMGaussianMixture(2, random_state=0), {"covariance_type": "tied_diag"}),
-    (MixtureOfPPCA(2, 1, random_state=0), {"n_components": 3}),
-    (MixtureOfPPCA(2, 1, random_state=0), {"n_latent": 2}),
-    (ProbabilisticPCA(1, solver="em", random_state=0), {"n_components": 2}),
-], ids=lambda value: str(value))
+@pytest.mark.parametrize(
+    "estimator, change",
+    [
+        (EMGaussianMixture(2, random_state=0), {"n_components": 3}),
+        (EMGaussianMixture(2, random_state=0), {"covariance_type": "tied_diag"}),
+        (MixtureOfPPCA(2, 1, random_state=0), {"n_components": 3}),
+        (MixtureOfPPCA(2, 1, random_state=0), {"n_latent": 2}),
+        (ProbabilisticPCA(1, solver="em", random_state=0), {"n_components": 2}),
+    ],
+    ids=lambda value: str(value),
+)
 def test_warm_start_after_a_change_of_structure_is_a_clear_error(estimator, change):
     X, _, _ = poisson_data()
     model = estimator.fit(X).set_params(warm_start=True, **change)

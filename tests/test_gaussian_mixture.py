@@ -36,7 +36,9 @@ def wine():
 
 def blobs(n_samples=300, n_features=3, seed=0):
     rng = np.random.RandomState(seed)
-    centers = np.array([[0.0] * n_features, [4.0] * n_features, [-4.0, 4.0] + [0.0] * (n_features - 2)])
+    centers = np.array(
+        [[0.0] * n_features, [4.0] * n_features, [-4.0, 4.0] + [0.0] * (n_features - 2)]
+    )
     return np.vstack([rng.normal(c, 1.0, size=(n_samples // 3, n_features)) for c in centers])
 
 
@@ -55,8 +57,9 @@ def assert_same_fit(ours, reference, rtol=1e-10, atol=1e-10):
 @pytest.mark.parametrize("dataset", ["iris", "wine"])
 def test_parity_with_sklearn_from_kmeans(covariance_type, dataset, request):
     X = request.getfixturevalue(dataset)
-    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-8,
-                  max_iter=60, random_state=0)
+    params = dict(
+        n_components=3, covariance_type=covariance_type, tol=1e-8, max_iter=60, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reference = GaussianMixture(**params).fit(X)
@@ -79,9 +82,15 @@ def test_parity_with_sklearn_from_given_parameters(covariance_type, iris):
         "diag": np.full((2, n_features), 1.5),
         "spherical": np.array([1.0, 3.0]),
     }[covariance_type]
-    params = dict(n_components=2, covariance_type=covariance_type, tol=1e-10, max_iter=40,
-                  weights_init=[0.3, 0.7], means_init=iris[rng.choice(150, 2)],
-                  precisions_init=precisions)
+    params = dict(
+        n_components=2,
+        covariance_type=covariance_type,
+        tol=1e-10,
+        max_iter=40,
+        weights_init=[0.3, 0.7],
+        means_init=iris[rng.choice(150, 2)],
+        precisions_init=precisions,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         assert_same_fit(EMGaussianMixture(**params).fit(iris), GaussianMixture(**params).fit(iris))
@@ -133,23 +142,34 @@ def test_chunked_e_step_equals_one_block(iris, monkeypatch):
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-11), (np.float32, 2e-5)])
 def test_statistics_reusing_the_e_step_equal_the_directly_formed_ones(
-        covariance_type, dtype, rtol, wine, monkeypatch):
+    covariance_type, dtype, rtol, wine, monkeypatch
+):
     """The fit loop's statistics from the E-step's workspace (the whitened
     residuals for 'full') give the M-step of scatters formed from the data."""
-    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
-                              random_state=0).fit(wine)
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0, random_state=0).fit(
+        wine
+    )
     offset = 100.0  # far from the origin
-    params = dict(n_components=3, covariance_type=covariance_type, max_iter=3, tol=0,
-                  weights_init=start.weights_, means_init=start.means_ + offset,
-                  precisions_init=start.precisions_)
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        max_iter=3,
+        tol=0,
+        weights_init=start.weights_,
+        means_init=start.means_ + offset,
+        precisions_init=start.precisions_,
+    )
     X = (wine + offset).astype(dtype)
     weights = np.random.RandomState(0).uniform(size=len(X))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reusing = EMGaussianMixture(**params).fit(X, sample_weight=weights)
         with_workspace = EMGaussianMixture._log_prob_and_workspace
-        monkeypatch.setattr(EMGaussianMixture, "_log_prob_and_workspace",
-                            lambda self, X: (with_workspace(self, X)[0], None))
+        monkeypatch.setattr(
+            EMGaussianMixture,
+            "_log_prob_and_workspace",
+            lambda self, X: (with_workspace(self, X)[0], None),
+        )
         direct = EMGaussianMixture(**params).fit(X, sample_weight=weights)
     scale = np.abs(direct.covariances_).max()
     assert_allclose(reusing.covariances_, direct.covariances_, rtol=rtol, atol=rtol * scale)
@@ -170,11 +190,18 @@ def test_well_separated_data_skip_zero_responsibilities_exactly():
 def test_integer_weights_equal_repeated_rows(covariance_type, wine):
     rng = np.random.RandomState(0)
     weights = rng.randint(0, 4, size=len(wine))
-    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
-                              random_state=0).fit(wine)
-    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-9, max_iter=50,
-                  weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_)
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0, random_state=0).fit(
+        wine
+    )
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        tol=1e-9,
+        max_iter=50,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         weighted = EMGaussianMixture(**params).fit(wine, sample_weight=weights)
@@ -191,21 +218,30 @@ def test_integer_weights_equal_repeated_rows(covariance_type, wine):
 def test_weighted_fit_from_every_init_reaches_the_repeated_rows_optimum(init_params):
     X = blobs()
     weights = np.tile([1, 2, 3], len(X) // 3)
-    weighted = EMGaussianMixture(3, init_params=init_params, n_init=5, random_state=0,
-                                 tol=1e-10, max_iter=500).fit(X, sample_weight=weights)
+    weighted = EMGaussianMixture(
+        3, init_params=init_params, n_init=5, random_state=0, tol=1e-10, max_iter=500
+    ).fit(X, sample_weight=weights)
     repeated = EMGaussianMixture(3, random_state=0, tol=1e-10).fit(np.repeat(X, weights, axis=0))
     order_w, order_r = np.argsort(weighted.means_[:, 0]), np.argsort(repeated.means_[:, 0])
     assert_allclose(weighted.means_[order_w], repeated.means_[order_r], rtol=1e-6, atol=1e-6)
-    assert_allclose(weighted.score(X, sample_weight=weights),
-                    repeated.score(np.repeat(X, weights, axis=0)), rtol=1e-9)
+    assert_allclose(
+        weighted.score(X, sample_weight=weights),
+        repeated.score(np.repeat(X, weights, axis=0)),
+        rtol=1e-9,
+    )
 
 
 def test_zero_weight_rows_are_ignored():
     X = blobs()
     noise = np.random.RandomState(1).normal(scale=50, size=(40, 3))
     start = EMGaussianMixture(3, max_iter=0, random_state=0).fit(X)
-    params = dict(n_components=3, tol=1e-10, weights_init=start.weights_,
-                  means_init=start.means_, precisions_init=start.precisions_)
+    params = dict(
+        n_components=3,
+        tol=1e-10,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
     weights = np.r_[np.ones(len(X)), np.zeros(len(noise))]
     padded = EMGaussianMixture(**params).fit(np.vstack([X, noise]), sample_weight=weights)
     assert_same_fit(padded, EMGaussianMixture(**params).fit(X))
@@ -216,8 +252,9 @@ def test_zero_weight_rows_are_ignored():
 def test_exact_em_bound_never_decreases_on_real_data(loader, covariance_type):
     """With reg_covar=0 the M-step is exact, so the log-likelihood is monotone."""
     X = standardized(loader)
-    model = EMGaussianMixture(3, covariance_type=covariance_type, reg_covar=0.0, tol=1e-10,
-                              max_iter=300, random_state=0).fit(X)
+    model = EMGaussianMixture(
+        3, covariance_type=covariance_type, reg_covar=0.0, tol=1e-10, max_iter=300, random_state=0
+    ).fit(X)
     assert model.n_iter_ > 10
     assert np.diff(model.lower_bounds_).min() >= -1e-12 * np.abs(model.lower_bound_)
 
@@ -233,11 +270,18 @@ def test_floored_em_dips_by_at_most_the_order_of_reg_covar_as_sklearn_does():
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
 def test_float32_stays_float32_and_matches_float64(covariance_type, wine):
-    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0,
-                              random_state=0).fit(wine)
-    params = dict(n_components=3, covariance_type=covariance_type, tol=1e-5, max_iter=200,
-                  weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_)
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=0, random_state=0).fit(
+        wine
+    )
+    params = dict(
+        n_components=3,
+        covariance_type=covariance_type,
+        tol=1e-5,
+        max_iter=200,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+    )
     single = EMGaussianMixture(**params).fit(wine.astype(np.float32))
     double = EMGaussianMixture(**params).fit(wine)
     for name in FITTED:
@@ -257,8 +301,7 @@ def test_float32_diag_variances_are_accurate_far_from_the_origin():
     X = np.vstack([c + rng.normal(scale=0.05, size=(1000, 3)) for c in centers])
     X32 = X.astype(np.float32)
     model = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(X32)
-    exact = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(
-        X32.astype(np.float64))
+    exact = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(X32.astype(np.float64))
     order, order_exact = np.argsort(model.means_[:, 0]), np.argsort(exact.means_[:, 0])
     assert_allclose(model.covariances_[order], exact.covariances_[order_exact], rtol=1e-3)
     assert np.all(np.isfinite(model.score_samples(X32)))
@@ -395,7 +438,9 @@ def test_bad_data_raise_value_error_and_leave_the_estimator_unchanged(case, iris
         (np.r_[np.ones(2), np.zeros(148)], "n_samples >= n_components"),
     ],
 )
-def test_bad_sample_weight_raise_value_error_and_keep_the_previous_fit(sample_weight, message, iris):
+def test_bad_sample_weight_raise_value_error_and_keep_the_previous_fit(
+    sample_weight, message, iris
+):
     model = EMGaussianMixture(3, random_state=0).fit(iris)
     means = model.means_.copy()
     with pytest.raises(ValueError, match=message):
@@ -458,8 +503,9 @@ def test_repaired_covariance_is_the_one_the_precision_inverts():
     for covariance, factor in zip(model.covariances_, model.precisions_cholesky_):
         assert np.linalg.eigvalsh(covariance).min() > 0
         inverse_factor = np.linalg.inv(factor)  # covariance = inverse_factor^T inverse_factor
-        assert_allclose(inverse_factor.T @ inverse_factor, covariance,
-                        atol=1e-8 * np.abs(covariance).max())
+        assert_allclose(
+            inverse_factor.T @ inverse_factor, covariance, atol=1e-8 * np.abs(covariance).max()
+        )
     assert np.all(np.isfinite(model.sample(10, random_state=0)[0]))
 
 
@@ -468,15 +514,17 @@ def test_float32_scores_of_far_apart_clusters_match_float64(covariance_type):
     rng = np.random.RandomState(0)
     X = np.vstack([rng.normal(center, 0.1, size=(300, 3)) for center in (-1000.0, 0.0, 1000.0)])
     single = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(
-        X.astype(np.float32))
+        X.astype(np.float32)
+    )
     double = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
     assert np.diff(single.lower_bounds_).min() >= -1e-5 * abs(double.lower_bound_)
     assert_allclose(single.lower_bound_, double.lower_bound_, rtol=1e-5, atol=1e-4)
     # float32 resolves x and the means near 1000 to its spacing there, which moves
     # (x - mean)^2 / var by up to 2 * 3 sigma * spacing / sigma^2 per feature
     resolution = 3 * 2 * 3 * 0.1 * np.spacing(np.float32(1000)) / 0.1**2
-    assert_allclose(single.score_samples(X.astype(np.float32)), double.score_samples(X),
-                    atol=resolution)
+    assert_allclose(
+        single.score_samples(X.astype(np.float32)), double.score_samples(X), atol=resolution
+    )
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
@@ -490,8 +538,13 @@ def test_no_degeneracy_warning_for_features_on_different_scales(covariance_type)
 def test_only_relative_sample_weights_matter():
     X = blobs()
     start = EMGaussianMixture(3, max_iter=0, random_state=0).fit(X)
-    params = dict(n_components=3, weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_, tol=1e-10)
+    params = dict(
+        n_components=3,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=1e-10,
+    )
     unit = EMGaussianMixture(**params).fit(X, sample_weight=np.ones(len(X)))
     tiny = EMGaussianMixture(**params).fit(X, sample_weight=np.full(len(X), 1e-16))
     assert_same_fit(tiny, unit, rtol=1e-10, atol=1e-10)
@@ -517,14 +570,17 @@ def test_tied_diag_m_step_is_the_diagonal_of_the_tied_one(wine):
     covariance is the diagonal of the shared full one."""
     start = EMGaussianMixture(3, covariance_type="diag", max_iter=0, random_state=0).fit(wine)
     shared_precision = start.precisions_.mean(axis=0)
-    common = dict(n_components=3, max_iter=1, tol=0, weights_init=start.weights_,
-                  means_init=start.means_)
+    common = dict(
+        n_components=3, max_iter=1, tol=0, weights_init=start.weights_, means_init=start.means_
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        tied = EMGaussianMixture(covariance_type="tied", precisions_init=np.diag(shared_precision),
-                                 **common).fit(wine)
-        tied_diag = EMGaussianMixture(covariance_type="tied_diag",
-                                      precisions_init=shared_precision, **common).fit(wine)
+        tied = EMGaussianMixture(
+            covariance_type="tied", precisions_init=np.diag(shared_precision), **common
+        ).fit(wine)
+        tied_diag = EMGaussianMixture(
+            covariance_type="tied_diag", precisions_init=shared_precision, **common
+        ).fit(wine)
     assert_allclose(tied_diag.lower_bounds_, tied.lower_bounds_, rtol=1e-12)
     assert_allclose(tied_diag.means_, tied.means_, rtol=1e-12, atol=1e-12)
     assert_allclose(tied_diag.covariances_, np.diag(tied.covariances_), rtol=1e-12)
@@ -538,8 +594,9 @@ def test_tied_diag_with_one_component_is_diag(wine):
 
 
 def test_tied_diag_scores_bound_and_parameter_count(wine):
-    model = EMGaussianMixture(3, covariance_type="tied_diag", reg_covar=0, tol=1e-10,
-                              max_iter=500, random_state=0).fit(wine)
+    model = EMGaussianMixture(
+        3, covariance_type="tied_diag", reg_covar=0, tol=1e-10, max_iter=500, random_state=0
+    ).fit(wine)
     density = sum(
         w * multivariate_normal(m, np.diag(model.covariances_)).pdf(wine)
         for w, m in zip(model.weights_, model.means_)
@@ -567,31 +624,41 @@ def test_tied_diag_samples_follow_the_shared_covariance():
 
 def test_tied_diag_initial_precisions_are_validated(wine):
     with pytest.raises(ValueError, match=r"'tied_diag precision' should have the shape"):
-        EMGaussianMixture(2, covariance_type="tied_diag",
-                          precisions_init=np.ones((2, wine.shape[1]))).fit(wine)
+        EMGaussianMixture(
+            2, covariance_type="tied_diag", precisions_init=np.ones((2, wine.shape[1]))
+        ).fit(wine)
     with pytest.raises(ValueError, match="'tied_diag precision' should be positive"):
-        EMGaussianMixture(2, covariance_type="tied_diag",
-                          precisions_init=-np.ones(wine.shape[1])).fit(wine)
+        EMGaussianMixture(
+            2, covariance_type="tied_diag", precisions_init=-np.ones(wine.shape[1])
+        ).fit(wine)
 
 
 @pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES + ["tied_diag"])
 def test_float32_model_scores_a_far_row_in_float64(covariance_type, iris):
     """A float32 row at 1e30 has a log-density near -1e60: finite in float64."""
     model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(
-        iris.astype(np.float32))
+        iris.astype(np.float32)
+    )
     far = np.full((1, 4), 1e30, dtype=np.float32)
     score = model.score_samples(far)
     assert score.dtype == np.float64 and np.isfinite(score).all()
     precisions = np.asarray(model.precisions_, dtype=np.float64)
-    covariances = {"full": lambda k: model.covariances_[k], "tied": lambda k: model.covariances_,
-                   "diag": lambda k: np.diag(model.covariances_[k]),
-                   "spherical": lambda k: np.eye(4) * model.covariances_[k],
-                   "tied_diag": lambda k: np.diag(model.covariances_)}[covariance_type]
-    exact = np.logaddexp(*[
-        np.log(model.weights_[k]) + multivariate_normal(
-            model.means_[k].astype(np.float64),
-            np.asarray(covariances(k), dtype=np.float64)).logpdf(far[0].astype(np.float64))
-        for k in range(2)])
+    covariances = {
+        "full": lambda k: model.covariances_[k],
+        "tied": lambda k: model.covariances_,
+        "diag": lambda k: np.diag(model.covariances_[k]),
+        "spherical": lambda k: np.eye(4) * model.covariances_[k],
+        "tied_diag": lambda k: np.diag(model.covariances_),
+    }[covariance_type]
+    exact = np.logaddexp(
+        *[
+            np.log(model.weights_[k])
+            + multivariate_normal(
+                model.means_[k].astype(np.float64), np.asarray(covariances(k), dtype=np.float64)
+            ).logpdf(far[0].astype(np.float64))
+            for k in range(2)
+        ]
+    )
     assert precisions.size and score[0] == pytest.approx(exact, rel=1e-5)
 
 
@@ -636,10 +703,15 @@ def test_scores_of_clusters_far_from_the_centre_match_scipy(covariance_type):
         warnings.simplefilter("ignore", DegenerateComponentWarning)
         model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
     covariances = np.asarray(model.covariances_)
-    exact = np.logaddexp(*[
-        np.log(model.weights_[k]) + multivariate_normal(
-            model.means_[k], model._covariance.matrix(covariances, k, 3)).logpdf(X)
-        for k in range(2)])
+    exact = np.logaddexp(
+        *[
+            np.log(model.weights_[k])
+            + multivariate_normal(
+                model.means_[k], model._covariance.matrix(covariances, k, 3)
+            ).logpdf(X)
+            for k in range(2)
+        ]
+    )
     # float64 resolves x near 1e6 to 1.2e-10, 1.2e-8 of the spread: the terms
     # (x - m)^2 / v of up to ~100 nats carry about 1e-6 nats of it, in scipy too
     assert_allclose(model.score_samples(X), exact, rtol=0, atol=1e-5)

@@ -14,17 +14,37 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
-from skem import _base, _mixture_ppca
+from skem import (
+    DegenerateComponentWarning,
+    EMGaussianMixture,
+    MixtureOfPPCA,
+    ProbabilisticPCA,
+    _base,
+    _mixture_ppca,
+)
 from skem._base import add_statistics
 from skem._mixture import MixturePosterior
 from skem.datasets import load_dequantized_digits, make_low_rank_mixture
 
 
-def low_rank_mixture(n_per_component=60, n_features=100, n_components=4, n_latent=3,
-                     noise=0.5, separation=3.0, seed=0):
-    return make_low_rank_mixture(n_per_component, n_features, n_components, n_latent,
-                                 noise=noise, separation=separation, random_state=seed)
+def low_rank_mixture(
+    n_per_component=60,
+    n_features=100,
+    n_components=4,
+    n_latent=3,
+    noise=0.5,
+    separation=3.0,
+    seed=0,
+):
+    return make_low_rank_mixture(
+        n_per_component,
+        n_features,
+        n_components,
+        n_latent,
+        noise=noise,
+        separation=separation,
+        random_state=seed,
+    )
 
 
 def standardized(loader):
@@ -56,14 +76,21 @@ def test_bound_never_decreases_on_real_data(loader, n_components):
 def test_score_samples_is_the_mixture_of_low_rank_gaussians():
     X, _ = low_rank_mixture(n_features=20)
     model = MixtureOfPPCA(4, 3, random_state=0).fit(X)
-    log_joint = np.stack([
-        np.log(w) + multivariate_normal(m, W.T @ W + s * np.eye(20)).logpdf(X)
-        for w, m, W, s in zip(model.weights_, model.means_, model.components_,
-                              model.noise_variance_)
-    ], axis=1)
+    log_joint = np.stack(
+        [
+            np.log(w) + multivariate_normal(m, W.T @ W + s * np.eye(20)).logpdf(X)
+            for w, m, W, s in zip(
+                model.weights_, model.means_, model.components_, model.noise_variance_
+            )
+        ],
+        axis=1,
+    )
     assert_allclose(model.score_samples(X), logsumexp(log_joint, axis=1), rtol=1e-10)
-    assert_allclose(model.predict_proba(X), np.exp(log_joint - logsumexp(log_joint, axis=1)[:, None]),
-                    atol=1e-10)
+    assert_allclose(
+        model.predict_proba(X),
+        np.exp(log_joint - logsumexp(log_joint, axis=1)[:, None]),
+        atol=1e-10,
+    )
 
 
 def test_recovers_a_known_mixture_in_high_dimension():
@@ -76,8 +103,9 @@ def test_recovers_a_known_mixture_in_high_dimension():
 def test_grid_search_over_n_components_picks_the_true_number(seed):
     """Restarts matter: one k-means start can merge clusters on a training fold."""
     X, _ = low_rank_mixture(n_per_component=80, separation=6.0, seed=seed)
-    search = GridSearchCV(MixtureOfPPCA(n_latent=3, n_init=3, random_state=0),
-                          {"n_components": [2, 3, 4, 5, 6]}).fit(X)
+    search = GridSearchCV(
+        MixtureOfPPCA(n_latent=3, n_init=3, random_state=0), {"n_components": [2, 3, 4, 5, 6]}
+    ).fit(X)
     assert search.best_params_ == {"n_components": 4}
 
 
@@ -120,7 +148,11 @@ def test_integer_weights_equal_repeated_rows_from_the_same_start():
     for data, sample_weight in ((X, weights), (np.repeat(X, weights, axis=0), None)):
         model = MixtureOfPPCA(4, 3, max_iter=30, tol=0, warm_start=True)
         model._set_parameters(start._get_parameters())
-        model._noise_floor, model.converged_, model.lower_bound_ = start._noise_floor, False, -np.inf
+        model._noise_floor, model.converged_, model.lower_bound_ = (
+            start._noise_floor,
+            False,
+            -np.inf,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             fits.append(model.fit(data, sample_weight=sample_weight))
@@ -240,14 +272,23 @@ def test_closed_form_m_step_honours_the_noise_floor():
     assert_array_equal(model.components_[1], 0.0)
 
 
-@pytest.mark.parametrize("dataset, n_components, n_latent", [
-    ("digits", 5, 10), ("wine", 4, 2), ("breast_cancer", 5, 10),
-])
+@pytest.mark.parametrize(
+    "dataset, n_components, n_latent",
+    [
+        ("digits", 5, 10),
+        ("wine", 4, 2),
+        ("breast_cancer", 5, 10),
+    ],
+)
 def test_closed_form_bound_never_decreases_with_a_tiny_floor(dataset, n_components, n_latent):
-    X = {"digits": lambda: load_dequantized_digits()[0], "wine": lambda: standardized(load_wine),
-         "breast_cancer": lambda: standardized(load_breast_cancer)}[dataset]()
-    model = MixtureOfPPCA(n_components, n_latent, noise_variance_floor=1e-12, tol=0,
-                          max_iter=40, random_state=0)
+    X = {
+        "digits": lambda: load_dequantized_digits()[0],
+        "wine": lambda: standardized(load_wine),
+        "breast_cancer": lambda: standardized(load_breast_cancer),
+    }[dataset]()
+    model = MixtureOfPPCA(
+        n_components, n_latent, noise_variance_floor=1e-12, tol=0, max_iter=40, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X)
@@ -269,8 +310,9 @@ def test_closed_form_bound_never_decreases_where_the_floor_binds():
 
 
 def test_closed_form_and_one_step_update_reach_the_same_optimum(monkeypatch):
-    X, labels = low_rank_mixture(n_per_component=200, n_features=20, n_components=3,
-                                 n_latent=3, noise=2.0)
+    X, labels = low_rank_mixture(
+        n_per_component=200, n_features=20, n_components=3, n_latent=3, noise=2.0
+    )
     X_train, X_test = train_test_split(X, test_size=0.5, random_state=0, stratify=labels)
     closed = MixtureOfPPCA(3, 3, tol=1e-10, max_iter=5000, random_state=0).fit(X_train)
     monkeypatch.setattr(_mixture_ppca, "CLOSED_FORM_MAX_FEATURES", 0)

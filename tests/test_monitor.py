@@ -62,8 +62,10 @@ def fit_quietly(model, X):
 @needs_callbacks
 def test_callbacks_see_restarts_and_iterations_with_a_usable_model(iris):
     recorder = Recorder()
-    model = fit_quietly(EMGaussianMixture(3, n_init=2, max_iter=4, tol=0, random_state=0)
-                        .set_callbacks(recorder), iris)
+    model = fit_quietly(
+        EMGaussianMixture(3, n_init=2, max_iter=4, tol=0, random_state=0).set_callbacks(recorder),
+        iris,
+    )
     tasks = [event[2] for event in recorder.events if event[0] == "begin"]
     assert tasks == ["fit"] + (["restart"] + ["iteration"] * 4) * 2
     ends = [event[2] for event in recorder.events if event[0] == "end"]
@@ -80,16 +82,18 @@ def test_callbacks_see_restarts_and_iterations_with_a_usable_model(iris):
 @needs_callbacks
 def test_a_callback_can_stop_a_restart(iris):
     recorder = Recorder(stop_after=2)
-    model = fit_quietly(EMGaussianMixture(3, max_iter=50, tol=0, random_state=0)
-                        .set_callbacks(recorder), iris)
+    model = fit_quietly(
+        EMGaussianMixture(3, max_iter=50, tol=0, random_state=0).set_callbacks(recorder), iris
+    )
     assert model.n_iter_ == 2
 
 
 @needs_callbacks
 def test_callbacks_propagate_through_a_pipeline(iris):
     recorder = Recorder()
-    pipeline = make_pipeline(StandardScaler(), ProbabilisticPCA(2, solver="em", max_iter=3,
-                                                                tol=0, random_state=0))
+    pipeline = make_pipeline(
+        StandardScaler(), ProbabilisticPCA(2, solver="em", max_iter=3, tol=0, random_state=0)
+    )
     fit_quietly(pipeline.set_callbacks(recorder), iris)
     seen = {event[1] for event in recorder.events if event[0] == "begin"}
     assert "ProbabilisticPCA" in seen

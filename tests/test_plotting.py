@@ -10,8 +10,12 @@ from sklearn.datasets import load_iris
 matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 
-from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA  # noqa: E402
-from skem import plotting  # noqa: E402
+from skem import (  # noqa: E402
+    AmortizedVAE,
+    EMGaussianMixture,
+    ProbabilisticPCA,
+    plotting,  # noqa: E402
+)
 
 
 @pytest.fixture(autouse=True)
@@ -33,8 +37,10 @@ def test_lower_bounds_plot_draws_the_bound_history():
 def test_em_half_steps_climb_and_the_e_step_closes_the_gap():
     X = load_iris().data
     trace = plotting.em_half_steps(EMGaussianMixture(3, reg_covar=0.0, random_state=1), X, 8)
-    before, bound, after = (trace[name] for name in
-                            ("log_likelihood", "bound_after_m_step", "log_likelihood_after_m_step"))
+    before, bound, after = (
+        trace[name]
+        for name in ("log_likelihood", "bound_after_m_step", "log_likelihood_after_m_step")
+    )
     assert np.all(bound >= before - 1e-12)
     assert np.all(after >= bound - 1e-12)
     assert_allclose(before[1:], after[:-1], rtol=1e-12)
@@ -72,10 +78,14 @@ def test_ellipses_follow_each_covariance_type(covariance_type):
     ax = plotting.plot_mixture_ellipses(model, X, dimensions=(0, 2))
     k = 1
     covariance = model._covariance.matrix(np.asarray(model.covariances_), k, 4)[
-        np.ix_([0, 2], [0, 2])]
+        np.ix_([0, 2], [0, 2])
+    ]
     one_sigma = ax.patches[2 * k]
-    assert_allclose(sorted([one_sigma.width, one_sigma.height]),
-                    sorted(2 * np.sqrt(np.linalg.eigvalsh(covariance))), rtol=1e-10)
+    assert_allclose(
+        sorted([one_sigma.width, one_sigma.height]),
+        sorted(2 * np.sqrt(np.linalg.eigvalsh(covariance))),
+        rtol=1e-10,
+    )
     assert covariance_type in ax.get_title()
 
 

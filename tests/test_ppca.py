@@ -16,8 +16,12 @@ from sklearn.preprocessing import StandardScaler
 
 from skem import ProbabilisticPCA
 
-LOADERS = {"iris": load_iris, "wine": load_wine, "breast_cancer": load_breast_cancer,
-           "digits": load_digits}
+LOADERS = {
+    "iris": load_iris,
+    "wine": load_wine,
+    "breast_cancer": load_breast_cancer,
+    "digits": load_digits,
+}
 
 
 def ppca_data(n_samples=2000, n_features=12, n_latent=3, noise=0.5, seed=0):
@@ -25,8 +29,11 @@ def ppca_data(n_samples=2000, n_features=12, n_latent=3, noise=0.5, seed=0):
     rng = np.random.RandomState(seed)
     loadings = rng.normal(scale=2.0, size=(n_features, n_latent))
     mean = rng.normal(size=n_features)
-    X = (rng.normal(size=(n_samples, n_latent)) @ loadings.T + mean
-         + noise * rng.normal(size=(n_samples, n_features)))
+    X = (
+        rng.normal(size=(n_samples, n_latent)) @ loadings.T
+        + mean
+        + noise * rng.normal(size=(n_samples, n_features))
+    )
     return X, loadings
 
 
@@ -59,8 +66,9 @@ def test_closed_form_is_sklearn_pca_after_the_n_over_n_minus_1_rescale(dataset, 
     scaled = rescaled_to_unbiased(model, len(X))
     assert_allclose(scaled.score_samples(X), pca.score_samples(X), rtol=1e-8)
     assert_allclose(scaled.get_covariance(), pca.get_covariance(), rtol=1e-8, atol=1e-8)
-    assert_allclose(model.explained_variance_ * len(X) / (len(X) - 1),
-                    pca.explained_variance_, rtol=1e-8)
+    assert_allclose(
+        model.explained_variance_ * len(X) / (len(X) - 1), pca.explained_variance_, rtol=1e-8
+    )
 
 
 @pytest.mark.parametrize("dataset", ["iris", "wine", "breast_cancer", "digits"])
@@ -74,8 +82,11 @@ def test_em_reaches_the_closed_form_optimum(dataset, n_components):
     scale = np.abs(closed.get_covariance()).max()
     assert_allclose(em.get_covariance(), closed.get_covariance(), atol=1e-6 * scale)
     # posterior means agree up to the rotation of W: compare W E[z|x]
-    assert_allclose(em.transform(X) @ em.components_, closed.transform(X) @ closed.components_,
-                    atol=1e-6 * np.abs(X).max())
+    assert_allclose(
+        em.transform(X) @ em.components_,
+        closed.transform(X) @ closed.components_,
+        atol=1e-6 * np.abs(X).max(),
+    )
 
 
 @pytest.mark.parametrize("dataset", ["wine", "breast_cancer"])
@@ -103,8 +114,9 @@ def test_scores_use_the_matrix_inversion_lemma_exactly():
     X, _ = ppca_data()
     model = ProbabilisticPCA(3).fit(X)
     covariance = model.get_covariance()
-    assert_allclose(model.score_samples(X),
-                    multivariate_normal(model.mean_, covariance).logpdf(X), rtol=1e-10)
+    assert_allclose(
+        model.score_samples(X), multivariate_normal(model.mean_, covariance).logpdf(X), rtol=1e-10
+    )
     assert_allclose(model.get_precision(), np.linalg.inv(covariance), rtol=1e-8, atol=1e-10)
 
 
@@ -264,8 +276,9 @@ def test_sample_follows_the_model_and_inverse_transform_decodes():
     model = ProbabilisticPCA(3, random_state=0).fit(X)
     samples, latent = model.sample(50000, random_state=0)
     assert latent.shape == (50000, 3)
-    assert_allclose(np.cov(samples.T), model.get_covariance(), atol=0.05 * np.abs(
-        model.get_covariance()).max())
+    assert_allclose(
+        np.cov(samples.T), model.get_covariance(), atol=0.05 * np.abs(model.get_covariance()).max()
+    )
     noise = samples - model.inverse_transform(latent)
     assert_allclose(noise.mean(axis=0), 0.0, atol=0.02)
     assert_allclose(noise.var(axis=0), model.noise_variance_, rtol=0.05)
@@ -320,8 +333,9 @@ def test_far_rows_never_score_nan_and_match_scipy_where_finite():
     X = load_iris().data
     for model in (ProbabilisticPCA(2).fit(X), ProbabilisticPCA(2).fit(X * 1e90)):
         covariance = model.components_.T @ model.components_ + model.noise_variance_ * np.eye(4)
-        rows = np.array([[1e154] * 4, [1e100] * 4, [1e200] * 4, [-1e300] * 4,
-                         [1e160, -3e159, 1e158, 2e160]])
+        rows = np.array(
+            [[1e154] * 4, [1e100] * 4, [1e200] * 4, [-1e300] * 4, [1e160, -3e159, 1e158, 2e160]]
+        )
         scores = model.score_samples(rows)
         assert not np.isnan(scores).any()
         with np.errstate(over="ignore", invalid="ignore"):  # scipy overflows to -inf there

@@ -28,8 +28,7 @@ def load_renamed_suite(file_name):
         "from skem import EMGaussianMixture",
     ).replace(
         "from sklearn.mixture import BayesianGaussianMixture, EMGaussianMixture",
-        "from sklearn.mixture import BayesianGaussianMixture\n"
-        "from skem import EMGaussianMixture",
+        "from sklearn.mixture import BayesianGaussianMixture\nfrom skem import EMGaussianMixture",
     )
     module = ModuleType(f"renamed_{path.stem}")
     module.__file__ = str(path)
@@ -112,5 +111,8 @@ for _name in PUBLIC_API_TESTS:
             reason="scikit-learn's weights message swaps min and max; skem's does not",
         )(_test)
     globals()[f"{_name}_sklearn"] = _test
-for _name in ["test_gaussian_mixture_n_iter", "test_mixture_n_components_greater_than_n_samples_error"]:
+for _name in [
+    "test_gaussian_mixture_n_iter",
+    "test_mixture_n_components_greater_than_n_samples_error",
+]:
     globals()[f"{_name}_sklearn"] = getattr(_mixture_suite, _name)

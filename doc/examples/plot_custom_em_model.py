@@ -25,8 +25,11 @@ class PoissonMixture(BaseMixture):
     _fitted_parameters = ("weights_", "rates_")
 
     def _estimate_log_prob(self, X):
-        return (X @ np.log(self.rates_).T - self.rates_.sum(axis=1)
-                - gammaln(X + 1).sum(axis=1)[:, None])
+        return (
+            X @ np.log(self.rates_).T
+            - self.rates_.sum(axis=1)
+            - gammaln(X + 1).sum(axis=1)[:, None]
+        )
 
     def _component_statistics(self, X, responsibilities):
         return {"sum_x": responsibilities.T @ X}

@@ -16,8 +16,9 @@ from sklearn.model_selection import GridSearchCV
 from skem import EMGaussianMixture, ProbabilisticPCA
 
 X_blobs, _ = make_blobs(600, n_features=2, centers=4, cluster_std=1.0, random_state=3)
-mixtures = GridSearchCV(EMGaussianMixture(random_state=0),
-                        {"n_components": range(1, 9)}).fit(X_blobs)
+mixtures = GridSearchCV(EMGaussianMixture(random_state=0), {"n_components": range(1, 9)}).fit(
+    X_blobs
+)
 
 rng = np.random.RandomState(0)
 loadings = rng.normal(size=(12, 4)) * 2

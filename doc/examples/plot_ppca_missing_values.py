@@ -31,7 +31,8 @@ for fraction in fractions:
     imputed = ProbabilisticPCA(3).fit(filled)
     em_angles.append(np.degrees(subspace_angles(em.components_.T, complete.components_.T)).max())
     imputed_angles.append(
-        np.degrees(subspace_angles(imputed.components_.T, complete.components_.T)).max())
+        np.degrees(subspace_angles(imputed.components_.T, complete.components_.T)).max()
+    )
 
 fig, ax = plt.subplots()
 ax.plot(fractions, em_angles, marker="o", label="EM with missing values")

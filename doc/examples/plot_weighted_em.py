@@ -19,8 +19,12 @@ X, _ = make_blobs(300, centers=3, cluster_std=[1.0, 1.5, 0.5], random_state=2)
 counts = np.random.RandomState(0).randint(1, 5, size=len(X))
 
 start = EMGaussianMixture(3, max_iter=0, random_state=0).fit(X)
-same_start = dict(weights_init=start.weights_, means_init=start.means_,
-                  precisions_init=start.precisions_, tol=1e-10)
+same_start = dict(
+    weights_init=start.weights_,
+    means_init=start.means_,
+    precisions_init=start.precisions_,
+    tol=1e-10,
+)
 weighted = EMGaussianMixture(3, **same_start).fit(X, sample_weight=counts)
 repeated = EMGaussianMixture(3, **same_start).fit(np.repeat(X, counts, axis=0))
 print("largest difference of the means:", np.abs(weighted.means_ - repeated.means_).max())
