@@ -25,13 +25,12 @@ import warnings
 from contextlib import nullcontext
 
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
 from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA, _mixture_ppca
-from skem.datasets import make_low_rank_mixture
+from skem.datasets import load_dequantized_digits, make_low_rank_mixture
 
 
 def timed_fit(make, X, repeats):
@@ -159,8 +158,7 @@ def main():
         args.repeats,
     )
 
-    pixels = load_digits().data
-    X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
+    X, _ = load_dequantized_digits()
     X_train, X_test = train_test_split(X, random_state=0)
     compare(
         "Assumption fails (dequantised digits, per-pixel noise)",

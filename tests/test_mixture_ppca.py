@@ -120,8 +120,7 @@ def test_beats_a_full_covariance_mixture_where_its_assumption_holds():
 
 def test_documented_digits_numbers():
     """The table in the class docstring: isotropic noise loses on pixels."""
-    pixels = load_digits().data
-    X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
+    X, _ = load_dequantized_digits()
     X_train, X_test = train_test_split(X, random_state=0)
     mixture = MixtureOfPPCA(10, 10, random_state=0).fit(X_train)
     full = EMGaussianMixture(10, random_state=0).fit(X_train)

@@ -15,6 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skem import ProbabilisticPCA
+from skem.datasets import load_anomaly_split
 
 LOADERS = {
     "iris": load_iris,
@@ -170,11 +171,7 @@ def test_constant_data_fit_and_score_finitely():
 
 
 def test_anomaly_scores_in_a_pipeline_match_pca():
-    data = load_breast_cancer()
-    benign, malignant = data.data[data.target == 1], data.data[data.target == 0]
-    train, test_normal = train_test_split(benign, random_state=0)
-    test = np.vstack([test_normal, malignant])
-    is_anomaly = np.r_[np.zeros(len(test_normal)), np.ones(len(malignant))]
+    train, test, is_anomaly = load_anomaly_split()
     auc = {}
     for name, model in {"skem": ProbabilisticPCA(5), "pca": PCA(5)}.items():
         scores = make_pipeline(StandardScaler(), model).fit(train).score_samples(test)
