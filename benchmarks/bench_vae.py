@@ -2,17 +2,27 @@
 
 Same data (standardised, dequantised digits), same networks (tanh MLPs,
 encoder d-H-2q, decoder q-H-2d with a softplus-floored Gaussian variance),
-same batch size, same Adam, float32, same number of epochs; both run in this
-process on the same cores. Prints seconds per epoch and the ratio. Also prints
-the held-out table of the issue: AmortizedVAE with defaults against the best
-EMGaussianMixture and ProbabilisticPCA fitted on the same split.
+same batch size, same Adam, float32, same number of epochs, on the same cores.
+For each thread count, a fresh process (numpy's OpenBLAS fixes its threads
+when it is loaded) sets OPENBLAS_NUM_THREADS and torch.set_num_threads to it
+and times both configurations, alternating skem and torch repeat by repeat;
+it prints medians and the ratio skem / torch of each repeat's pair (median,
+and the range over repeats, which shows how noisy the machine was). Then it
+prints the held-out table of the issue: AmortizedVAE with defaults against the
+best EMGaussianMixture and ProbabilisticPCA fitted on the same split.
 
 torch is a benchmark dependency only:  python -m pip install torch==2.13.0
 
-    python benchmarks/bench_vae.py [--epochs 30] [--hidden 128] [--batch-size 64]
+    python benchmarks/bench_vae.py [--epochs 10] [--repeats 5] [--threads 1 2]
+                                   [--config 128:64 --config 512:256] [--skip-table]
 """
 
 import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
 import time
 import warnings
 
@@ -23,6 +33,8 @@ from sklearn.model_selection import train_test_split
 
 from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
 
+DEFAULT_CONFIGS = ("128:64", "512:256")  # hidden width : batch size
+
 
 def digits_split():
     pixels = load_digits().data
@@ -30,22 +42,33 @@ def digits_split():
     return train_test_split(X, random_state=0)
 
 
-def time_skem(X, args):
-    vae = AmortizedVAE(args.latent, hidden_layer_sizes=(args.hidden,), batch_size=args.batch_size,
-                       max_iter=args.epochs, n_iter_no_change=args.epochs + 1,
-                       early_stopping=False, random_state=0)
-    start = time.perf_counter()
-    vae.fit(X)
-    return (time.perf_counter() - start) / args.epochs
+def skem_timer(X, hidden, batch_size, latent, epochs):
+    def fit(n_epochs):
+        vae = AmortizedVAE(
+            latent,
+            hidden_layer_sizes=(hidden,),
+            batch_size=batch_size,
+            max_iter=n_epochs,
+            n_iter_no_change=n_epochs + 1,
+            early_stopping=False,
+            random_state=0,
+        )
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            vae.fit(X)
+        return (time.perf_counter() - start) / n_epochs
+
+    fit(1)  # warm-up
+    return lambda: fit(epochs)
 
 
-def time_torch(X, args):
+def torch_timer(X, hidden, batch_size, latent, epochs):
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    torch.set_num_threads(args.threads)
-    n_features, latent, hidden = X.shape[1], args.latent, args.hidden
+    n_features = X.shape[1]
     data = torch.tensor((X - X.mean(0)) / X.std(0), dtype=torch.float32)
     encoder = nn.Sequential(nn.Linear(n_features, hidden), nn.Tanh(), nn.Linear(hidden, 2 * latent))
     decoder = nn.Sequential(nn.Linear(latent, hidden), nn.Tanh(), nn.Linear(hidden, 2 * n_features))
@@ -53,7 +76,7 @@ def time_torch(X, args):
     log_2pi = float(np.log(2 * np.pi))
 
     def epoch():
-        for rows in torch.randperm(len(data)).split(args.batch_size):
+        for rows in torch.randperm(len(data)).split(batch_size):
             x = data[rows]
             mean, log_variance = encoder(x).chunk(2, dim=1)
             std = torch.exp(0.5 * log_variance)
@@ -67,11 +90,136 @@ def time_torch(X, args):
             loss.backward()
             optimizer.step()
 
+    def run():
+        start = time.perf_counter()
+        for _ in range(epochs):
+            epoch()
+        return (time.perf_counter() - start) / epochs
+
     epoch()  # warm-up
-    start = time.perf_counter()
-    for _ in range(args.epochs):
-        epoch()
-    return (time.perf_counter() - start) / args.epochs
+    return run
+
+
+def blas_threads():
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return None
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def worker(args):
+    """Time every configuration with this process's threads; one JSON line each."""
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    else:
+        torch.set_num_threads(args.threads)
+    X_train, _ = digits_split()
+    for config in args.config:
+        hidden, batch_size = (int(value) for value in config.split(":"))
+        timers = {"skem": skem_timer(X_train, hidden, batch_size, args.latent, args.epochs)}
+        if torch is not None:
+            timers["torch"] = torch_timer(X_train, hidden, batch_size, args.latent, args.epochs)
+        seconds = {name: [] for name in timers}
+        for repeat in range(args.repeats):
+            names = list(timers) if repeat % 2 == 0 else list(timers)[::-1]
+            for name in names:  # alternate which goes first
+                seconds[name].append(timers[name]())
+        print(
+            json.dumps(
+                {
+                    "threads": args.threads,
+                    "hidden": hidden,
+                    "batch_size": batch_size,
+                    "blas_threads": blas_threads(),
+                    "seconds": seconds,
+                }
+            ),
+            flush=True,
+        )
+
+
+def run_workers(args):
+    results = []
+    for threads in args.threads:
+        environment = dict(
+            os.environ,
+            OPENBLAS_NUM_THREADS=str(threads),
+            OMP_NUM_THREADS=str(threads),
+            MKL_NUM_THREADS=str(threads),
+        )
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--worker",
+            "--threads",
+            str(threads),
+            "--epochs",
+            str(args.epochs),
+            "--repeats",
+            str(args.repeats),
+            "--latent",
+            str(args.latent),
+        ]
+        for config in args.config:
+            command += ["--config", config]
+        process = subprocess.run(command, env=environment, capture_output=True, text=True)
+        if process.returncode:
+            sys.stderr.write(process.stderr)
+            raise SystemExit(f"the timing process with {threads} threads failed")
+        results += [
+            json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")
+        ]
+    return results
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def print_timings(results, args, n_rows, load_before, load_after):
+    print(
+        f"Seconds per epoch, {n_rows} rows, latent {args.latent}, float32, {args.epochs} epochs "
+        f"per timing, median of {args.repeats} repeats alternating skem and torch"
+    )
+    print(
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical cores; load average "
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after (other work on the machine "
+        "makes the timings noisy)"
+    )
+    print(
+        f"  {'threads':>7} {'hidden':>6} {'batch':>5} {'skem':>8} {'torch':>8} "
+        f"{'ratio':>6}  {'ratio range':>11}  {'skem range':>15}"
+    )
+    for result in results:
+        skem = np.array(result["seconds"]["skem"])
+        torch = result["seconds"].get("torch")
+        line = (
+            f"  {result['threads']:>7} {result['hidden']:>6} {result['batch_size']:>5} "
+            f"{np.median(skem):>8.4f} "
+        )
+        if torch is None:
+            line += "   torch not installed (python -m pip install torch==2.13.0)"
+        else:
+            torch = np.array(torch)
+            ratios = skem / torch  # each repeat's pair ran back to back
+            line += (
+                f"{np.median(torch):>8.4f} {np.median(ratios):>6.2f}  "
+                f"[{ratios.min():.2f}, {ratios.max():.2f}]  "
+                f"[{skem.min():.4f}, {skem.max():.4f}]"
+            )
+        if result["blas_threads"] and set(result["blas_threads"]) != {result["threads"]}:
+            line += f"  (numpy BLAS threads: {result['blas_threads']})"
+        print(line)
 
 
 def held_out_table(X_train, X_test):
@@ -79,24 +227,33 @@ def held_out_table(X_train, X_test):
     rows = []
     start = time.perf_counter()
     vae = AmortizedVAE(10, random_state=0).fit(X_train)
-    rows.append(("AmortizedVAE(n_components=10), defaults", vae.score(X_test),
-                 time.perf_counter() - start))
+    rows.append(
+        ("AmortizedVAE(n_components=10), defaults", vae.score(X_test), time.perf_counter() - start)
+    )
     for k in (10, 20, 50, 100):
         start = time.perf_counter()
         model = EMGaussianMixture(k, covariance_type="diag", random_state=0).fit(X_train)
-        rows.append((f"EMGaussianMixture({k}, 'diag')", model.score(X_test),
-                     time.perf_counter() - start))
+        rows.append(
+            (f"EMGaussianMixture({k}, 'diag')", model.score(X_test), time.perf_counter() - start)
+        )
     for k in (1, 3, 5):
         start = time.perf_counter()
         model = EMGaussianMixture(k, reg_covar=1e-2, random_state=0).fit(X_train)
-        rows.append((f"EMGaussianMixture({k}, 'full', reg_covar=1e-2)", model.score(X_test),
-                     time.perf_counter() - start))
+        rows.append(
+            (
+                f"EMGaussianMixture({k}, 'full', reg_covar=1e-2)",
+                model.score(X_test),
+                time.perf_counter() - start,
+            )
+        )
     for q in (20, 40, 63):
         start = time.perf_counter()
         model = ProbabilisticPCA(q).fit(X_train)
         rows.append((f"ProbabilisticPCA({q})", model.score(X_test), time.perf_counter() - start))
-    print(f"\nHeld-out mean log-likelihood on dequantised digits ({len(X_train)} training, "
-          f"{len(X_test)} held-out images)")
+    print(
+        f"\nHeld-out mean log-likelihood on dequantised digits ({len(X_train)} training, "
+        f"{len(X_test)} held-out images)"
+    )
     print(f"  {'model':<46} {'nats/image':>11} {'fit s':>7}")
     for name, score, seconds in rows:
         print(f"  {name:<46} {score:>11.2f} {seconds:>7.2f}")
@@ -104,27 +261,28 @@ def held_out_table(X_train, X_test):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--hidden", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=10, help="epochs per timing")
+    parser.add_argument("--repeats", type=int, default=5, help="timings of each, alternating")
+    parser.add_argument(
+        "--config",
+        action="append",
+        metavar="HIDDEN:BATCH",
+        help=f"hidden width and batch size (default: {' and '.join(DEFAULT_CONFIGS)})",
+    )
     parser.add_argument("--latent", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-table", action="store_true")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.config = args.config or list(DEFAULT_CONFIGS)
+    if args.worker:
+        (args.threads,) = args.threads
+        worker(args)
+        return
     X_train, X_test = digits_split()
-    ours = time_skem(X_train, args)
-    try:
-        theirs = time_torch(X_train, args)
-    except ImportError:
-        theirs = None
-    print(f"Seconds per epoch, {len(X_train)} rows, batch {args.batch_size}, "
-          f"hidden {args.hidden}, latent {args.latent}, float32")
-    print(f"  skem AmortizedVAE: {ours:.4f}")
-    if theirs is None:
-        print("  torch: not installed (python -m pip install torch==2.13.0)")
-    else:
-        print(f"  torch:             {theirs:.4f}")
-        print(f"  ratio skem / torch: {ours / theirs:.2f}")
+    load_before = os.getloadavg()
+    results = run_workers(args)
+    print_timings(results, args, len(X_train), load_before, os.getloadavg())
     if not args.skip_table:
         held_out_table(X_train, X_test)
 

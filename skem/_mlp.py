@@ -2,7 +2,15 @@
 
 All weights and biases of all networks live in one flat buffer, so the Adam
 update is a handful of in-place vector operations.
+
+Each layer's weight (fan_in, fan_out) is followed in the buffer by its bias,
+so together they are one (fan_in + 1, fan_out) matrix whose last row is the
+bias. Training (:class:`MinibatchNetwork`) keeps every layer input with a
+trailing row of ones, so one matrix product applies weight and bias, and one
+product gives the gradients of both.
 """
+
+from math import sqrt
 
 import numpy as np
 
@@ -30,6 +38,16 @@ def unpack(flat, shapes):
     return layers, start
 
 
+def unpack_augmented(flat, shapes):
+    """Views (fan_in + 1, fan_out) into ``flat``: each layer's weight with its bias as last row."""
+    layers, start = [], 0
+    for fan_in, fan_out in shapes:
+        size = (fan_in + 1) * fan_out
+        layers.append(flat[start : start + size].reshape(fan_in + 1, fan_out))
+        start += size
+    return layers, start
+
+
 def glorot_initialize(flat, shapes, random_state):
     """Glorot-uniform weights and zero biases, written into ``flat``."""
     layers, _ = unpack(flat, shapes)
@@ -54,37 +72,120 @@ def forward(layers, inputs, activation):
     return activations
 
 
-def backward(layers, gradients, activations, output_gradient, activation, input_gradient=True):
-    """Write the parameter gradients into ``gradients``; return the input gradient.
+def feature_major(flat, n_rows, n_columns):
+    """The contiguous (n_rows, n_columns) array at the start of a flat buffer."""
+    return flat[: n_rows * n_columns].reshape(n_rows, n_columns)
 
-    ``output_gradient`` is the gradient of the objective with respect to the
-    network's output; ``gradients`` are views laid out as ``layers``, each
-    overwritten (every parameter gets exactly one contribution). With
-    ``input_gradient=False`` the last product, by the first weight matrix,
-    is skipped and None is returned.
+
+class MinibatchNetwork:
+    """Forward and backward passes of an MLP on minibatches, in preallocated buffers.
+
+    Minibatches are feature-major: a batch of n samples is an (n_features, n)
+    array, one column per sample. Every buffer is flat and holds up to
+    ``max_rows`` samples; a batch of n uses its first n_features * n entries,
+    so the arrays of every batch size are contiguous, and a layer's input
+    with its row of ones is one (fan_in + 1, n) array whose first fan_in rows
+    are the previous layer's output. Nothing is allocated per batch; the
+    arrays returned are views into the buffers, valid until the next call.
+
+    ``parameters`` and ``gradient`` are flat buffers (or parts of one) laid
+    out as :func:`unpack`; the parameters are read, and every parameter's
+    gradient is overwritten by ``backward``.
     """
-    delta = output_gradient
-    for index in range(len(layers) - 1, -1, -1):
-        weight, _ = layers[index]
-        weight_gradient, bias_gradient = gradients[index]
-        np.matmul(activations[index].T, delta, out=weight_gradient)
-        np.sum(delta, axis=0, out=bias_gradient)
-        if index == 0 and not input_gradient:
-            return None
-        delta = delta @ weight.T
-        if index > 0:
-            hidden = activations[index]
-            if activation == "tanh":
-                derivative = np.square(hidden)
-                np.subtract(1.0, derivative, out=derivative)
-                delta *= derivative
+
+    def __init__(self, parameters, gradient, shapes, activation, max_rows):
+        dtype = parameters.dtype
+        self.activation = activation
+        self.shapes = shapes
+        self.layers, _ = unpack_augmented(parameters, shapes)
+        self.gradients, _ = unpack_augmented(gradient, shapes)
+        self.transposed = [layer.T for layer in self.layers]
+        self.weights = [layer[:-1] for layer in self.layers]  # without the bias
+        # each layer's input and its row of ones; the hidden layers' outputs
+        # are written into the inputs of the next layers
+        self.inputs = [np.empty((fan_in + 1) * max_rows, dtype=dtype) for fan_in, _ in shapes]
+        self.output = np.empty(shapes[-1][1] * max_rows, dtype=dtype)
+        # the gradient with respect to each layer's input (that of layer 0:
+        # the input gradient), and room for the activation's derivative
+        self.deltas = [np.empty(fan_in * max_rows, dtype=dtype) for fan_in, _ in shapes]
+        widest = max((fan_in for fan_in, _ in shapes[1:]), default=0)
+        self.scratch = np.empty(widest * max_rows, dtype=dtype)
+        self._views = {}
+
+    def views(self, n_samples):
+        """Per layer: (input with ones, its output, the gradient wrt its input, derivative room).
+
+        Built once per batch size (a fit sees two) to spare the reshapes.
+        """
+        views = self._views.get(n_samples)
+        if views is None:
+            views = []
+            for index, (fan_in, fan_out) in enumerate(self.shapes):
+                last = index == len(self.shapes) - 1
+                views.append(
+                    (
+                        feature_major(self.inputs[index], fan_in + 1, n_samples),
+                        feature_major(
+                            self.output if last else self.inputs[index + 1], fan_out, n_samples
+                        ),
+                        feature_major(self.deltas[index], fan_in, n_samples),
+                        feature_major(self.scratch, fan_in, n_samples) if index else None,
+                    )
+                )
+            views = self._views[n_samples] = views
+        return views
+
+    def input(self, n_samples):
+        """The (n_inputs, n_samples) array into which to write a batch before ``forward``."""
+        return self.views(n_samples)[0][0][:-1]
+
+    def forward(self, n_samples):
+        """The (n_outputs, n_samples) output for the batch in ``input``; the last layer is affine."""
+        views = self.views(n_samples)
+        for index, (transposed, (inputs, output, _, _)) in enumerate(zip(self.transposed, views)):
+            inputs[-1] = 1.0  # other batch sizes share the buffer
+            np.matmul(transposed, inputs, out=output)
+            if index == len(views) - 1:
+                return output
+            if self.activation == "tanh":
+                np.tanh(output, out=output)
             else:
-                delta *= hidden > 0
-    return delta
+                np.maximum(output, 0.0, out=output)
+
+    def backward(self, n_samples, output_gradient, input_gradient=True):
+        """Write the parameter gradients; return the input gradient (a view).
+
+        ``output_gradient`` is the gradient of the objective with respect to
+        the output of the last ``forward``, (n_outputs, n_samples). With
+        ``input_gradient=False`` the product by the first weight matrix is
+        skipped and None is returned.
+        """
+        views = self.views(n_samples)
+        delta = output_gradient
+        for index in range(len(views) - 1, -1, -1):
+            inputs, _, input_delta, derivative = views[index]
+            # the last row, the row of ones times delta, is the bias gradient
+            np.matmul(inputs, delta.T, out=self.gradients[index])
+            if index == 0 and not input_gradient:
+                return None
+            delta = np.matmul(self.weights[index], delta, out=input_delta)
+            if index > 0:
+                hidden = inputs[:-1]
+                if self.activation == "tanh":  # 1 - tanh^2, from the activation itself
+                    np.multiply(hidden, hidden, out=derivative)
+                    np.subtract(1.0, derivative, out=derivative)
+                else:  # the output of relu is positive exactly where its slope is one
+                    np.sign(hidden, out=derivative)
+                delta *= derivative
+        return delta
 
 
 class Adam:
-    """Adam on a flat parameter buffer, updated in place (Kingma & Ba, 2015)."""
+    """Adam on a flat parameter buffer, updated in place (Kingma & Ba, 2015).
+
+    Each step is a dozen in-place passes over the buffer with no temporary;
+    the scalars are Python floats, so float32 buffers are updated in float32.
+    """
 
     def __init__(self, size, dtype, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8):
         self.learning_rate = learning_rate
@@ -97,17 +198,22 @@ class Adam:
     def ascend(self, parameters, gradient):
         """One step up the objective whose gradient is ``gradient``."""
         self.step_count += 1
-        self.first_moment *= self.beta1
-        self.first_moment += (1 - self.beta1) * gradient
-        self.second_moment *= self.beta2
-        np.square(gradient, out=self.scratch)
-        self.scratch *= 1 - self.beta2
-        self.second_moment += self.scratch
-        correction1 = 1 - self.beta1**self.step_count
-        correction2 = 1 - self.beta2**self.step_count
-        step = self.learning_rate * np.sqrt(correction2) / correction1
-        np.sqrt(self.second_moment, out=self.scratch)
-        self.scratch += self.epsilon * np.sqrt(correction2)
-        np.divide(self.first_moment, self.scratch, out=self.scratch)
-        self.scratch *= step
-        parameters += self.scratch
+        first, second, scratch = self.first_moment, self.second_moment, self.scratch
+        # m += (1 - beta1) (g - m), that is m = beta1 m + (1 - beta1) g
+        np.subtract(gradient, first, out=scratch)
+        scratch *= 1.0 - self.beta1
+        first += scratch
+        # v += (1 - beta2) (g^2 - v)
+        np.multiply(gradient, gradient, out=scratch)
+        scratch -= second
+        scratch *= 1.0 - self.beta2
+        second += scratch
+        # bias-corrected step: lr m_hat / (sqrt(v_hat) + eps), with the
+        # corrections moved onto the scalars
+        correction1 = 1.0 - self.beta1**self.step_count
+        correction2 = sqrt(1.0 - self.beta2**self.step_count)
+        np.sqrt(second, out=scratch)
+        scratch += self.epsilon * correction2
+        np.divide(first, scratch, out=scratch)
+        scratch *= self.learning_rate * correction2 / correction1
+        parameters += scratch

@@ -6,6 +6,7 @@ estimates of log p(x) (Burda et al., 2015) with the same noise for every row.
 
 from math import log, pi
 from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
 from scipy import linalg
@@ -15,9 +16,18 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from ._base import BaseEM, row_weights, weighted_moments
-from ._monitor import EarlyStoppingMonitor
-from ._mlp import ACTIVATIONS, Adam, backward, forward, glorot_initialize, layer_shapes, unpack
+from ._mlp import (
+    ACTIVATIONS,
+    Adam,
+    MinibatchNetwork,
+    feature_major,
+    forward,
+    glorot_initialize,
+    layer_shapes,
+    unpack,
+)
 from ._mlp import n_parameters as count_parameters
+from ._monitor import EarlyStoppingMonitor
 
 LOG_2PI = log(2 * pi)
 #: The encoder's log-variance is clipped to this range (its gradient is zero outside).
@@ -41,9 +51,209 @@ def moment_matched_normal(n_draws, n_dimensions, random_state):
     if n_draws > n_dimensions:
         covariance = noise.T @ noise / n_draws
         # scipy once per scoring call, on a small matrix, before the row loop
-        noise = linalg.solve_triangular(linalg.cholesky(covariance, lower=True), noise.T,
-                                        lower=True).T
+        noise = linalg.solve_triangular(
+            linalg.cholesky(covariance, lower=True), noise.T, lower=True
+        ).T
     return noise
+
+
+def softplus(x):
+    """log(1 + e^x) without overflow, as ``np.logaddexp(0, x)`` but faster."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def softplus_and_sigmoid(x, softplus_out, sigmoid_out):
+    """Write log(1 + e^x) and 1 / (1 + e^-x) into the buffers, without overflow.
+
+    Both come from one exponential: softplus(x) = max(x, 0) + log1p(e^-|x|)
+    and sigmoid(x) = exp(x - softplus(x)), whose exponent is never positive.
+    """
+    np.abs(x, out=sigmoid_out)
+    np.negative(sigmoid_out, out=sigmoid_out)
+    np.exp(sigmoid_out, out=sigmoid_out)
+    np.log1p(sigmoid_out, out=softplus_out)
+    np.maximum(x, 0.0, out=sigmoid_out)
+    softplus_out += sigmoid_out
+    np.subtract(x, softplus_out, out=sigmoid_out)
+    np.exp(sigmoid_out, out=sigmoid_out)
+
+
+class _MinibatchELBO:
+    """The ELBO of a minibatch and its gradient, in buffers reused from batch to batch.
+
+    Holds both networks (:class:`skem._mlp.MinibatchNetwork`) on views of
+    ``parameters`` and of one flat gradient buffer, and the buffers of the
+    latent and reconstruction terms, for up to ``max_rows`` rows. Inside,
+    a batch is feature-major (one column per row) so that every array is
+    contiguous. The formulas are those of ``AmortizedVAE._reconstruction``
+    and ``_encode`` (which score), written as in-place passes.
+
+    ``load`` writes a batch into the buffers, then a call computes; it
+    returns views into the buffers, valid until the next call.
+    """
+
+    def __init__(self, vae, parameters, max_rows):
+        self.parameters = parameters
+        self.gradient = np.empty_like(parameters)
+        self.n_latent = vae.n_components
+        self.n_features = vae.n_features_in_
+        self.likelihood = vae.likelihood
+        self.variance_floor = float(vae.variance_floor)
+        encoder_shapes, decoder_shapes = vae._network_shapes()
+        used = count_parameters(encoder_shapes)
+        self.encoder = MinibatchNetwork(
+            parameters[:used], self.gradient[:used], encoder_shapes, vae.activation, max_rows
+        )
+        self.decoder = MinibatchNetwork(
+            parameters[used:], self.gradient[used:], decoder_shapes, vae.activation, max_rows
+        )
+        self.n_outputs = decoder_shapes[-1][1]
+        dtype = parameters.dtype
+        # name: (entries per row of the batch, dtype), None for a vector of one per row
+        latent, features = self.n_latent, self.n_features
+        self.layout = {
+            "noise": (latent, dtype),
+            "log_variance": (latent, dtype),
+            "std": (latent, dtype),
+            "variance": (latent, dtype),
+            "scaled_noise": (latent, dtype),
+            "latent_scratch": (latent, dtype),
+            "inside": (latent, bool),
+            "below": (latent, bool),
+            "encoder_gradient": (2 * latent, dtype),
+            "output_gradient": (self.n_outputs, dtype),
+            "softplus": (features, dtype),
+            "sigmoid": (features, dtype),
+            "scratch": (features, dtype),
+            "gathered": (features, dtype),
+            "row_scale": (None, dtype),
+            "kl_scale": (None, dtype),
+            "kl": (None, dtype),
+            "elbo": (None, dtype),
+        }
+        self.buffers = {
+            name: np.empty((width or 1) * max_rows, dtype=kind)
+            for name, (width, kind) in self.layout.items()
+        }
+        self._views = {}
+
+    def views(self, n_rows):
+        """The buffers as arrays for a batch of ``n_rows`` (built once per batch size)."""
+        views = self._views.get(n_rows)
+        if views is None:
+            views = {
+                name: self.buffers[name][:n_rows]
+                if width is None
+                else feature_major(self.buffers[name], width, n_rows)
+                for name, (width, _) in self.layout.items()
+            }
+            # the batch as drawn (row-major), before it is transposed into the input
+            views["gathered"] = feature_major(self.buffers["gathered"], n_rows, self.n_features)
+            views["input"] = self.encoder.input(n_rows)
+            views["latent"] = self.decoder.input(n_rows)
+            views = self._views[n_rows] = SimpleNamespace(**views)
+        return views
+
+    def load(self, data, rows):
+        """Write ``data[rows]``, transposed, into the input."""
+        views = self.views(rows.size)
+        np.take(data, rows, axis=0, out=views.gathered)
+        np.copyto(views.input, views.gathered.T)
+
+    def __call__(self, n_rows, sample_weight, noise, kl_weight):
+        """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
+
+        ``noise`` is (n_rows, n_components), as ``AmortizedVAE._objective_and_gradient``.
+        """
+        n_latent, v = self.n_latent, self.views(n_rows)
+        if sample_weight is None:
+            v.row_scale.fill(1.0 / n_rows)
+        else:
+            np.divide(sample_weight, sample_weight.sum(), out=v.row_scale)
+        np.multiply(v.row_scale, kl_weight, out=v.kl_scale)
+
+        # q(z|x) and the reparameterised draw z = mu + sigma * eps
+        encoded = self.encoder.forward(n_rows)
+        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
+        log_variance, std, variance = v.log_variance, v.std, v.variance
+        np.maximum(raw_log_variance, LOG_VARIANCE_RANGE[0], out=log_variance)
+        np.minimum(log_variance, LOG_VARIANCE_RANGE[1], out=log_variance)
+        np.multiply(log_variance, 0.5, out=std)
+        np.exp(std, out=std)
+        np.multiply(std, std, out=variance)
+        np.copyto(v.noise, noise.T, casting="same_kind")
+        np.multiply(std, v.noise, out=v.scaled_noise)
+        np.add(mean, v.scaled_noise, out=v.latent)
+        scratch = v.latent_scratch
+        np.multiply(mean, mean, out=scratch)
+        scratch += variance
+        scratch -= log_variance
+        np.sum(scratch, axis=0, out=v.kl)
+        v.kl -= n_latent
+        v.kl *= 0.5
+
+        # log p(x|z), and its gradient with respect to the decoder output
+        decoded = self.decoder.forward(n_rows)
+        elbo = self._reconstruction(v, decoded)
+        elbo -= v.kl
+
+        latent_gradient = self.decoder.backward(n_rows, v.output_gradient)
+        gradient = v.encoder_gradient
+        mean_gradient, log_variance_gradient = gradient[:n_latent], gradient[n_latent:]
+        # d/d mu: dz/dmu = 1, and the KL term's mu
+        np.multiply(mean, v.kl_scale, out=mean_gradient)
+        np.subtract(latent_gradient, mean_gradient, out=mean_gradient)
+        # d/d log sigma^2: dz/dlog sigma^2 = sigma eps / 2, and the KL term's (sigma^2 - 1) / 2
+        np.multiply(latent_gradient, v.scaled_noise, out=log_variance_gradient)
+        np.subtract(variance, 1.0, out=scratch)
+        scratch *= v.kl_scale
+        log_variance_gradient -= scratch
+        log_variance_gradient *= 0.5
+        # zero outside the clipping range
+        np.greater(raw_log_variance, LOG_VARIANCE_RANGE[0], out=v.inside)
+        v.inside &= np.less(raw_log_variance, LOG_VARIANCE_RANGE[1], out=v.below)
+        log_variance_gradient *= v.inside
+        self.encoder.backward(n_rows, gradient, input_gradient=False)
+        return elbo, self.gradient
+
+    def _reconstruction(self, v, decoded):
+        """log p(x|z) of each row into ``v.elbo``, its gradient into ``v.output_gradient``.
+
+        The gradient is with respect to ``decoded`` (feature-major), times ``v.row_scale``.
+        """
+        X, gradient, row_scale, elbo = v.input, v.output_gradient, v.row_scale, v.elbo
+        sigmoid, scratch = v.sigmoid, v.scratch
+        if self.likelihood == "bernoulli":
+            softplus_and_sigmoid(decoded, v.softplus, sigmoid)
+            np.multiply(X, decoded, out=scratch)
+            scratch -= v.softplus
+            np.sum(scratch, axis=0, out=elbo)
+            np.subtract(X, sigmoid, out=gradient)
+            gradient *= row_scale
+            return elbo
+        n_features = self.n_features
+        mean, raw = decoded[:n_features], decoded[n_features:]
+        mean_gradient, raw_gradient = gradient[:n_features], gradient[n_features:]
+        softplus_and_sigmoid(raw, v.softplus, sigmoid)
+        variance = v.softplus
+        variance += self.variance_floor
+        residual = np.subtract(X, mean, out=scratch)
+        standardized = np.divide(residual, variance, out=mean_gradient)
+        # -0.5 (log 2 pi + log variance + residual^2 / variance), the log in raw_gradient's room
+        residual *= standardized
+        residual += np.log(variance, out=raw_gradient)
+        np.sum(residual, axis=0, out=elbo)
+        elbo += n_features * LOG_2PI
+        elbo *= -0.5
+        # d/d raw = 0.5 (standardized^2 - 1 / variance) sigmoid(raw)
+        np.reciprocal(variance, out=variance)
+        np.multiply(standardized, standardized, out=raw_gradient)
+        raw_gradient -= variance
+        raw_gradient *= sigmoid
+        mean_gradient *= row_scale
+        raw_gradient *= row_scale
+        raw_gradient *= 0.5
+        return elbo
 
 
 class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
@@ -176,9 +386,13 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     }
 
     _fitted_parameters = (
-        "parameters_", "feature_mean_", "feature_scale_", "_score_seed", "validation_bounds_",
+        "parameters_",
+        "feature_mean_",
+        "feature_scale_",
+        "_score_seed",
+        "validation_bounds_",
     )
-    _fit_scratch = (*BaseEM._fit_scratch, "_training_data")
+    _fit_scratch = (*BaseEM._fit_scratch, "_training_data", "_step", "_validation_noise")
 
     def __init__(
         self,
@@ -271,7 +485,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _make_monitor(self, X, sample_weight, n_init):
         return EarlyStoppingMonitor(
-            self, X, sample_weight, n_init, self.n_iter_no_change,
+            self,
+            X,
+            sample_weight,
+            n_init,
+            self.n_iter_no_change,
             best_parameters=lambda: {"parameters_": self.parameters_.copy()},
         )
 
@@ -331,27 +549,33 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         validation = None
         if self.early_stopping:
             order = random_state.permutation(positive.size)
-            n_validation = min(max(1, int(round(self.validation_fraction * positive.size))),
-                               positive.size - 1)
+            n_validation = min(
+                max(1, int(round(self.validation_fraction * positive.size))), positive.size - 1
+            )
             held_out, kept = order[:n_validation], order[n_validation:]
-            validation = (data[held_out], weights[held_out])
+            validation = (data[held_out].astype(np.float64), weights[held_out])  # scored in float64
             data, weights = data[kept], weights[kept]
         return {"train": (data, weights), "validation": validation}
 
     # ------------------------------------------------------------------ the ELBO
 
-    def _reconstruction(self, X, decoded):
-        """log p(x|z) of each row and its gradient with respect to the decoder output."""
+    def _reconstruction(self, X, decoded, gradient=True):
+        """log p(x|z) of each row and its gradient with respect to the decoder output.
+
+        The gradient is None with ``gradient=False`` (scoring). Training
+        computes the same in place, feature-major (``_MinibatchELBO``).
+        """
         n_features = X.shape[1]
         if self.likelihood == "bernoulli":
-            log_likelihood = np.sum(X * decoded - np.logaddexp(0, decoded), axis=1)
-            return log_likelihood, X - expit(decoded)
+            log_likelihood = np.sum(X * decoded - softplus(decoded), axis=1)
+            return log_likelihood, (X - expit(decoded) if gradient else None)
         mean, raw = decoded[:, :n_features], decoded[:, n_features:]
-        variance = self.variance_floor + np.logaddexp(0, raw)
+        variance = self.variance_floor + softplus(raw)
         residual = X - mean
         standardized = residual / variance
-        log_likelihood = -0.5 * np.sum(LOG_2PI + np.log(variance) + residual * standardized,
-                                       axis=1)
+        log_likelihood = -0.5 * np.sum(LOG_2PI + np.log(variance) + residual * standardized, axis=1)
+        if not gradient:
+            return log_likelihood, None
         variance_gradient = 0.5 * (standardized * standardized - 1.0 / variance)
         gradient = np.concatenate([standardized, variance_gradient * expit(raw)], axis=1)
         return log_likelihood, gradient
@@ -366,36 +590,20 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
 
         ``noise`` is the standard normal draw of the reparameterisation, one
-        row per row of X. Used for training and checked by finite differences.
+        row per row of X. Checked by finite differences; training runs the
+        same computation in buffers kept from batch to batch (``_minibatch_step``).
         """
-        encoder, decoder = self._networks(parameters)
-        gradient = np.empty_like(parameters)
-        encoder_gradient, decoder_gradient = self._networks(gradient)
-        encoder_activations, mean, log_variance = self._encode(encoder, X)
-        std = np.exp(0.5 * log_variance)
-        latent = mean + std * noise
-        decoder_activations = forward(decoder, latent, self.activation)
-        reconstruction, output_gradient = self._reconstruction(X, decoder_activations[-1])
-        kl = 0.5 * np.sum(mean * mean + std * std - 1.0 - log_variance, axis=1)
+        step = _MinibatchELBO(self, parameters, X.shape[0])
+        step.views(X.shape[0]).input[...] = X.T
+        return step(X.shape[0], sample_weight, noise, kl_weight)
 
-        weights = row_weights(sample_weight, X.shape[0])
-        row_scale = (weights / weights.sum()).astype(parameters.dtype)[:, np.newaxis]
-        output_gradient *= row_scale
-        latent_gradient = backward(
-            decoder, decoder_gradient, decoder_activations, output_gradient, self.activation
-        )
-        mean_gradient = latent_gradient - kl_weight * row_scale * mean
-        log_variance_gradient = 0.5 * (
-            latent_gradient * noise * std - kl_weight * row_scale * (std * std - 1.0)
-        )
-        raw_log_variance = encoder_activations[-1][:, self.n_components :]
-        log_variance_gradient *= (raw_log_variance > LOG_VARIANCE_RANGE[0]) & (
-            raw_log_variance < LOG_VARIANCE_RANGE[1]
-        )
-        backward(encoder, encoder_gradient, encoder_activations,
-                 np.concatenate([mean_gradient, log_variance_gradient], axis=1), self.activation,
-                 input_gradient=False)
-        return reconstruction - kl, gradient
+    def _minibatch_step(self):
+        """The training step on ``parameters_``, built once per fit (and restart)."""
+        step = getattr(self, "_step", None)
+        if step is None or step.parameters is not self.parameters_:
+            n_rows = self._training_data["train"][0].shape[0]
+            step = self._step = _MinibatchELBO(self, self.parameters_, min(self.batch_size, n_rows))
+        return step
 
     def _elbo_terms(self, X_standardized, noise):
         """Per-row reconstruction (mean over the noise draws) and KL, in float64."""
@@ -403,10 +611,13 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         _, mean, log_variance = self._encode(encoder, X_standardized)
         std = np.exp(0.5 * log_variance)
         n_rows, n_draws = X_standardized.shape[0], noise.shape[0]
-        latent = (mean[:, np.newaxis, :] + std[:, np.newaxis, :] * noise).reshape(-1, self.n_components)
+        latent = (mean[:, np.newaxis, :] + std[:, np.newaxis, :] * noise).reshape(
+            -1, self.n_components
+        )
         decoded = forward(decoder, latent, self.activation)[-1]
         repeated = np.repeat(X_standardized, n_draws, axis=0)
-        reconstruction = self._reconstruction(repeated, decoded)[0].reshape(n_rows, n_draws)
+        reconstruction = self._reconstruction(repeated, decoded, gradient=False)[0]
+        reconstruction = reconstruction.reshape(n_rows, n_draws)
         kl = 0.5 * np.sum(mean * mean + std * std - 1.0 - log_variance, axis=1)
         return reconstruction, kl, latent.reshape(n_rows, n_draws, -1), log_variance
 
@@ -421,26 +632,25 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         data, weights = self._training_data["train"]
         self._epoch += 1
         kl_weight = min(1.0, self._epoch / self.kl_warmup) if self.kl_warmup else 1.0
+        step = self._minibatch_step()
         order = self._random_state.permutation(data.shape[0])
         total, total_weight = 0.0, 0.0
         for start in range(0, data.shape[0], self.batch_size):
             rows = order[start : start + self.batch_size]
-            batch_weights = None if weights is None else weights[rows]
-            noise = self._random_state.standard_normal(
-                size=(rows.size, self.n_components)
-            ).astype(data.dtype)
-            elbo, gradient = self._objective_and_gradient(
-                self.parameters_, data[rows], batch_weights, noise, kl_weight
-            )
+            batch_weights = weights[rows]
+            step.load(data, rows)
+            noise = self._random_state.standard_normal(size=(rows.size, self.n_components))
+            elbo, gradient = step(rows.size, batch_weights, noise, kl_weight)
             self._optimizer.ascend(self.parameters_, gradient)
             total += float(batch_weights @ elbo)
             total_weight += float(batch_weights.sum())
         jacobian = float(np.log(self.feature_scale_).sum())
         if self._training_data["validation"] is not None:
             held_out, held_out_weights = self._training_data["validation"]
-            reconstruction, kl, _, _ = self._elbo_terms(
-                held_out.astype(np.float64), self._importance_noise(8)
-            )
+            cached = getattr(self, "_validation_noise", None)
+            if cached is None or cached[0] != self._score_seed:  # once per fit and restart
+                cached = self._validation_noise = (self._score_seed, self._importance_noise(8))
+            reconstruction, kl, _, _ = self._elbo_terms(held_out, cached[1])
             validation = np.average(reconstruction.mean(axis=1) - kl, weights=held_out_weights)
             self._monitor.record_validation(validation - jacobian)
         return total / total_weight - jacobian
@@ -458,7 +668,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _row_width(self):
         hidden = sum(getattr(self, "_hidden_sizes", (0,)))
-        return self.n_importance_samples * (5 * self.n_features_in_ + 2 * hidden + 2 * self.n_components)
+        return self.n_importance_samples * (
+            5 * self.n_features_in_ + 2 * hidden + 2 * self.n_components
+        )
 
     def _log_density(self, X):
         """Importance-weighted bound with the fixed noise draws, in the user's units."""
@@ -531,7 +743,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             return expit(decoded), None
         n_features = self.n_features_in_
         mean = decoded[:, :n_features] * self.feature_scale_ + self.feature_mean_
-        variance = (self.variance_floor + np.logaddexp(0, decoded[:, n_features:]))
+        variance = self.variance_floor + np.logaddexp(0, decoded[:, n_features:])
         return mean, variance * self.feature_scale_**2
 
     def inverse_transform(self, Z):

@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import expit
 from scipy.stats import multivariate_normal
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -15,8 +16,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
-from skem._mlp import forward
-from skem._vae import moment_matched_normal
+from skem._mlp import Adam, forward
+from skem._vae import _MinibatchELBO, moment_matched_normal, softplus_and_sigmoid
 
 
 def fitted_vae(likelihood, activation, hidden=(7, 6), seed=0):
@@ -24,9 +25,15 @@ def fitted_vae(likelihood, activation, hidden=(7, 6), seed=0):
     X = rng.uniform(size=(30, 5)) if likelihood == "bernoulli" else rng.normal(size=(30, 5))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        vae = AmortizedVAE(3, hidden_layer_sizes=hidden, activation=activation,
-                           likelihood=likelihood, max_iter=2, training_dtype="float64",
-                           random_state=seed).fit(X)
+        vae = AmortizedVAE(
+            3,
+            hidden_layer_sizes=hidden,
+            activation=activation,
+            likelihood=likelihood,
+            max_iter=2,
+            training_dtype="float64",
+            random_state=seed,
+        ).fit(X)
     return vae, vae._standardize(X, np.float64)
 
 
@@ -53,8 +60,10 @@ def test_gradients_match_finite_differences_in_every_parameter_block(likelihood,
     for i in range(parameters.size):
         step = np.zeros_like(parameters)
         step[i] = 1e-6
-        numeric[i] = (objective(vae, parameters + step, X, weights, noise, 0.7)
-                      - objective(vae, parameters - step, X, weights, noise, 0.7)) / 2e-6
+        numeric[i] = (
+            objective(vae, parameters + step, X, weights, noise, 0.7)
+            - objective(vae, parameters - step, X, weights, noise, 0.7)
+        ) / 2e-6
     encoder, decoder = vae._networks(np.arange(parameters.size))
     for weight, bias in encoder + decoder:
         for block in (weight.ravel(), bias):
@@ -124,8 +133,9 @@ def test_scores_are_in_the_users_units():
     X = StandardScaler().fit_transform(load_breast_cancer().data)
     vae = AmortizedVAE(4, max_iter=20, random_state=0).fit(X)
     scaled = AmortizedVAE(4, max_iter=20, random_state=0).fit(X * 10.0)
-    assert_allclose(scaled.score_samples(X * 10.0), vae.score_samples(X) - X.shape[1] * np.log(10.0),
-                    rtol=1e-4)
+    assert_allclose(
+        scaled.score_samples(X * 10.0), vae.score_samples(X) - X.shape[1] * np.log(10.0), rtol=1e-4
+    )
 
 
 def test_digits_held_out_likelihood_beats_mixtures_and_ppca():
@@ -149,8 +159,10 @@ def test_anomaly_detection_in_a_pipeline_at_least_as_good_as_a_gaussian_mixture(
     test = np.vstack([test_normal, malignant])
     is_anomaly = np.r_[np.zeros(len(test_normal)), np.ones(len(malignant))]
     auc = {}
-    for name, model in {"vae": AmortizedVAE(4, random_state=0),
-                        "gmm": EMGaussianMixture(2, random_state=0)}.items():
+    for name, model in {
+        "vae": AmortizedVAE(4, random_state=0),
+        "gmm": EMGaussianMixture(2, random_state=0),
+    }.items():
         scores = make_pipeline(StandardScaler(), model).fit(train).score_samples(test)
         assert np.all(np.isfinite(scores))
         auc[name] = roc_auc_score(is_anomaly, -scores)
@@ -265,3 +277,111 @@ def test_no_information_criteria_without_a_parameter_count():
     """The VAE's likelihood is only bounded: no bic or aic, rather than a raise."""
     assert not hasattr(AmortizedVAE(), "bic") and not hasattr(AmortizedVAE(), "aic")
     assert hasattr(EMGaussianMixture(), "bic") and hasattr(EMGaussianMixture(), "aic")
+
+
+def reference_terms(vae, parameters, X, noise):
+    """Per-row reconstruction and KL, and the decoder output gradient, by the scoring formulas."""
+    encoder, decoder = vae._networks(parameters)
+    _, mean, log_variance = vae._encode(encoder, X)
+    std = np.exp(0.5 * log_variance)
+    decoded = forward(decoder, mean + std * noise, vae.activation)[-1]
+    reconstruction, output_gradient = vae._reconstruction(X, decoded)
+    kl = 0.5 * np.sum(mean**2 + std**2 - 1 - log_variance, axis=1)
+    return reconstruction, kl, output_gradient
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_in_place_training_step_matches_the_allocating_formulas(likelihood, activation):
+    """Training fuses the ELBO into in-place passes; scoring keeps the plain formulas."""
+    vae, X = fitted_vae(likelihood, activation)
+    rng = np.random.RandomState(3)
+    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
+    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    step = _MinibatchELBO(vae, parameters, len(X))
+    step.load(X, np.arange(len(X)))
+    elbo, _ = step(len(X), weights, noise, 0.7)
+    reconstruction, kl, output_gradient = reference_terms(vae, parameters, X, noise)
+    assert_allclose(elbo, reconstruction - kl, rtol=1e-12)
+    # the gradient with respect to the decoder output, before backpropagation
+    scaled = output_gradient * (weights / weights.sum())[:, np.newaxis]
+    assert_allclose(
+        step.views(len(X)).output_gradient.T, scaled, rtol=1e-10, atol=1e-14 * np.abs(scaled).max()
+    )
+
+
+@pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_training_step_reuses_its_buffers_across_batch_sizes(likelihood, activation):
+    """One step object serves every batch of a fit, the last one shorter: nothing leaks."""
+    vae, X = fitted_vae(likelihood, activation)
+    rng = np.random.RandomState(2)
+    step = _MinibatchELBO(vae, vae.parameters_, 12)
+    for rows in (np.arange(12), rng.permutation(30)[:5], rng.permutation(30)[:12], [29, 3, 3]):
+        rows = np.asarray(rows)
+        noise, weights = rng.normal(size=(rows.size, 3)), rng.uniform(0.5, 2.0, size=rows.size)
+        step.load(X, rows)
+        elbo, gradient = step(rows.size, weights, noise, 0.3)
+        fresh_elbo, fresh_gradient = vae._objective_and_gradient(
+            vae.parameters_, X[rows], weights, noise, 0.3
+        )
+        assert_allclose(elbo, fresh_elbo, rtol=1e-12)
+        assert_allclose(
+            gradient, fresh_gradient, rtol=1e-12, atol=1e-14 * np.abs(fresh_gradient).max()
+        )
+
+
+def test_float32_training_step_stays_float32_and_agrees_with_float64():
+    vae, X = fitted_vae("gaussian", "tanh")
+    rng = np.random.RandomState(4)
+    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    elbo, gradient = vae._objective_and_gradient(vae.parameters_, X, weights, noise, 0.5)
+    elbo32, gradient32 = vae._objective_and_gradient(
+        vae.parameters_.astype(np.float32), X.astype(np.float32), weights, noise, 0.5
+    )
+    assert elbo32.dtype == np.float32 and gradient32.dtype == np.float32
+    # float32 rounding (eps 6e-8) accumulated over sums of 30 rows and a few layers
+    assert_allclose(elbo32, elbo, rtol=1e-5)
+    assert_allclose(gradient32, gradient, rtol=0, atol=1e-5 * np.abs(gradient).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softplus_and_sigmoid_are_stable_at_every_scale(dtype):
+    x = np.concatenate([-np.logspace(-8, 4, 40), [0.0], np.logspace(-8, 4, 40)]).astype(dtype)
+    softplus, sigmoid = np.empty_like(x), np.empty_like(x)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is fine
+        softplus_and_sigmoid(x, softplus, sigmoid)
+    exact = x.astype(np.float64)
+    eps, tiny = np.finfo(dtype).eps, np.finfo(dtype).tiny
+    assert_allclose(softplus, np.logaddexp(0, exact).astype(dtype), rtol=2 * eps, atol=tiny)
+    # sigmoid(x) = exp(x - softplus(x)): the subtraction rounds at the scale of |x|
+    relative_error = np.abs(sigmoid - expit(exact)) / np.maximum(expit(exact), tiny / eps)
+    assert np.all(relative_error <= 2 * eps * np.maximum(1, np.abs(exact)))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_in_place_matches_the_textbook_update(dtype):
+    rng = np.random.RandomState(0)
+    parameters = rng.normal(size=50).astype(dtype)
+    expected, first, second = parameters.astype(np.float64), np.zeros(50), np.zeros(50)
+    optimizer = Adam(50, dtype, 0.01)
+    for step in range(1, 8):
+        gradient = rng.normal(size=50).astype(dtype)
+        optimizer.ascend(parameters, gradient)
+        first = 0.9 * first + 0.1 * gradient
+        second = 0.999 * second + 0.001 * gradient.astype(np.float64) ** 2
+        expected += 0.01 * (first / (1 - 0.9**step)) / (np.sqrt(second / (1 - 0.999**step)) + 1e-8)
+        assert parameters.dtype == dtype
+        assert_allclose(parameters, expected, rtol=0, atol=50 * np.finfo(dtype).eps)
+
+
+def test_warm_start_trains_on_with_new_buffers():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(3, max_iter=2, warm_start=True, early_stopping=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        first = vae.fit(X).parameters_.copy()
+        assert not hasattr(vae, "_step")  # the buffers are fit scratch
+        second = vae.fit(X).parameters_
+    assert vae._optimizer.step_count == 2 * 2 * int(np.ceil(len(X) / vae.batch_size))
+    assert np.all(np.isfinite(second)) and not np.array_equal(first, second)
