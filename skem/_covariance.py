@@ -436,8 +436,10 @@ class _VarianceCovariance(Covariance):
         mahalanobis = centered64 @ terms["linear"]
         mahalanobis *= -2.0
         mahalanobis += magnitude
-        far = np.flatnonzero((magnitude > self.EXPANSION_LIMIT).any(axis=1))
-        if far.size:
+        far = ()
+        if magnitude.max(initial=0.0) > self.EXPANSION_LIMIT:  # rare: a full test only then
+            far = np.flatnonzero((magnitude > self.EXPANSION_LIMIT).any(axis=1))
+        if len(far):
             difference = centered64[far, np.newaxis, :] - terms["centered_means"]
             mahalanobis[far] = np.einsum(
                 "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"]

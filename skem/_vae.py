@@ -12,6 +12,7 @@ import numpy as np
 from scipy import linalg
 from scipy.special import expit, logsumexp
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
@@ -464,19 +465,47 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
                     "(one to train on, one to validate on)."
                 )
 
+    #: The parameters that fix the fitted network; read from the fit after it,
+    #: so ``set_params`` cannot change what a fitted model computes.
+    _ARCHITECTURE = ("n_components", "activation", "likelihood", "variance_floor", "training_dtype")
+
     def _prepare_fit(self, X, sample_weight, random_state):
         """Standardise the data and hold out the validation rows, once per fit."""
         super()._prepare_fit(X, sample_weight, random_state)
-        sizes = np.asarray(self.hidden_layer_sizes, dtype=object).ravel()
-        self._hidden_sizes = tuple(int(size) for size in sizes)
         if not (self.warm_start and hasattr(self, "converged_")):
+            self._architecture = {name: getattr(self, name) for name in self._ARCHITECTURE}
+            self._hidden_sizes = self._requested_hidden_sizes()
             self._set_feature_scaling(X, sample_weight)
         self._training_data = self._split_training_data(X, sample_weight, random_state)
+
+    def _requested_hidden_sizes(self):
+        sizes = np.asarray(self.hidden_layer_sizes, dtype=object).ravel()
+        return tuple(int(size) for size in sizes)
+
+    def _fitted(self, name):
+        """A network parameter as fitted (as set, before the first fit)."""
+        architecture = getattr(self, "_architecture", None)
+        return getattr(self, name) if architecture is None else architecture[name]
+
+    def _fitted_structure(self):
+        return dict(self._architecture)
+
+    def _check_same_structure(self):
+        super()._check_same_structure()
+        if self._requested_hidden_sizes() != self._hidden_sizes:
+            raise ValueError(
+                "warm_start=True continues the fitted model, which has "
+                f"hidden_layer_sizes={self._hidden_sizes!r}; hidden_layer_sizes="
+                f"{self.hidden_layer_sizes!r} needs a new fit (warm_start=False)."
+            )
 
     def _set_feature_scaling(self, X, sample_weight):
         if self.likelihood == "gaussian":
             mean, variance = weighted_moments(X, sample_weight)
-            scale = np.sqrt(variance)
+            # weights concentrated on a few rows leave almost no weighted spread:
+            # at least a millionth of the rows' own spread keeps the others in range
+            spread = np.abs(X - mean).max(axis=0) if X.shape[0] else np.zeros(X.shape[1])
+            scale = np.maximum(np.sqrt(variance), 1e-6 * spread)
             self.feature_mean_ = mean
             self.feature_scale_ = np.where(scale > 0, scale, 1.0)
         else:
@@ -494,8 +523,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         )
 
     def _network_shapes(self):
-        n_features, n_latent = self.n_features_in_, self.n_components
-        output_width = 2 * n_features if self.likelihood == "gaussian" else n_features
+        n_features, n_latent = self.n_features_in_, self._fitted("n_components")
+        output_width = 2 * n_features if self._fitted("likelihood") == "gaussian" else n_features
         encoder = layer_shapes([n_features, *self._hidden_sizes, 2 * n_latent])
         decoder = layer_shapes([n_latent, *self._hidden_sizes[::-1], output_width])
         return encoder, decoder
@@ -509,14 +538,14 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _initialize(self, X, sample_weight, random_state):
         encoder_shapes, decoder_shapes = self._network_shapes()
-        dtype = np.dtype(self.training_dtype)
+        dtype = np.dtype(self._fitted("training_dtype"))
         size = count_parameters(encoder_shapes) + count_parameters(decoder_shapes)
         parameters = np.empty(size, dtype=dtype)
         encoder_size = count_parameters(encoder_shapes)
         glorot_initialize(parameters[:encoder_size], encoder_shapes, random_state)
         glorot_initialize(parameters[encoder_size:], decoder_shapes, random_state)
         self.parameters_ = parameters
-        if self.likelihood == "gaussian":
+        if self._fitted("likelihood") == "gaussian":
             _, decoder = self._networks(self.parameters_)
             decoder[-1][1][self.n_features_in_ :] = UNIT_VARIANCE_BIAS
         self._score_seed = int(random_state.randint(np.iinfo(np.int32).max))
@@ -534,7 +563,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         """
         n_draws = self.n_importance_samples if n_draws is None else n_draws
         return moment_matched_normal(
-            n_draws, self.n_components, np.random.RandomState(self._score_seed)
+            n_draws, self._fitted("n_components"), np.random.RandomState(self._score_seed)
         )
 
     def _standardize(self, X, dtype):
@@ -542,7 +571,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _split_training_data(self, X, sample_weight, random_state):
         """Standardise, drop rows of zero weight, and hold out a validation share."""
-        dtype = np.dtype(self.training_dtype)
+        dtype = np.dtype(self._fitted("training_dtype"))
         weights = row_weights(sample_weight, X.shape[0])
         positive = np.flatnonzero(weights > 0)
         data, weights = self._standardize(X[positive], dtype), weights[positive]
@@ -566,11 +595,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         computes the same in place, feature-major (``_MinibatchELBO``).
         """
         n_features = X.shape[1]
-        if self.likelihood == "bernoulli":
+        if self._fitted("likelihood") == "bernoulli":
             log_likelihood = np.sum(X * decoded - softplus(decoded), axis=1)
             return log_likelihood, (X - expit(decoded) if gradient else None)
         mean, raw = decoded[:, :n_features], decoded[:, n_features:]
-        variance = self.variance_floor + softplus(raw)
+        variance = self._fitted("variance_floor") + softplus(raw)
         residual = X - mean
         standardized = residual / variance
         log_likelihood = -0.5 * np.sum(LOG_2PI + np.log(variance) + residual * standardized, axis=1)
@@ -581,9 +610,12 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return log_likelihood, gradient
 
     def _encode(self, encoder, X):
-        activations = forward(encoder, X, self.activation)
+        activations = forward(encoder, X, self._fitted("activation"))
         output = activations[-1]
-        mean, log_variance = output[:, : self.n_components], output[:, self.n_components :]
+        mean, log_variance = (
+            output[:, : self._fitted("n_components")],
+            output[:, self._fitted("n_components") :],
+        )
         return activations, mean, np.clip(log_variance, *LOG_VARIANCE_RANGE)
 
     def _objective_and_gradient(self, parameters, X, sample_weight, noise, kl_weight):
@@ -612,9 +644,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         std = np.exp(0.5 * log_variance)
         n_rows, n_draws = X_standardized.shape[0], noise.shape[0]
         latent = (mean[:, np.newaxis, :] + std[:, np.newaxis, :] * noise).reshape(
-            -1, self.n_components
+            -1, self._fitted("n_components")
         )
-        decoded = forward(decoder, latent, self.activation)[-1]
+        decoded = forward(decoder, latent, self._fitted("activation"))[-1]
         repeated = np.repeat(X_standardized, n_draws, axis=0)
         reconstruction = self._reconstruction(repeated, decoded, gradient=False)[0]
         reconstruction = reconstruction.reshape(n_rows, n_draws)
@@ -639,11 +671,19 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             rows = order[start : start + self.batch_size]
             batch_weights = weights[rows]
             step.load(data, rows)
-            noise = self._random_state.standard_normal(size=(rows.size, self.n_components))
+            noise = self._random_state.standard_normal(
+                size=(rows.size, self._fitted("n_components"))
+            )
             elbo, gradient = step(rows.size, batch_weights, noise, kl_weight)
             self._optimizer.ascend(self.parameters_, gradient)
             total += float(batch_weights @ elbo)
             total_weight += float(batch_weights.sum())
+        if not (np.isfinite(total) and np.isfinite(self.parameters_).all()):
+            raise ValueError(
+                f"Training diverged at epoch {self._epoch}: the ELBO or the network's "
+                "weights are no longer finite. Lower learning_rate, standardise X, or "
+                "bound the sample weights (the estimator is left as it was)."
+            )
         jacobian = float(np.log(self.feature_scale_).sum())
         if self._training_data["validation"] is not None:
             held_out, held_out_weights = self._training_data["validation"]
@@ -659,7 +699,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _validate_predict_data(self, X):
         X = super()._validate_predict_data(X)
-        if self.likelihood == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
+        if self._fitted("likelihood") == "bernoulli" and X.size and (X.min() < 0 or X.max() > 1):
             raise ValueError(
                 "This model has a Bernoulli likelihood: X must have values in [0, 1]; "
                 f"it has values in [{X.min():.4g}, {X.max():.4g}]."
@@ -669,12 +709,49 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     def _row_width(self):
         hidden = sum(getattr(self, "_hidden_sizes", (0,)))
         return self.n_importance_samples * (
-            5 * self.n_features_in_ + 2 * hidden + 2 * self.n_components
+            5 * self.n_features_in_ + 2 * hidden + 2 * self._fitted("n_components")
         )
 
     def _log_density(self, X):
         """Importance-weighted bound with the fixed noise draws, in the user's units."""
-        noise = self._importance_noise()
+        return self._importance_weighted(X, self._importance_noise())
+
+    def importance_weighted_estimates(self, X, n_draws, n_repeats=10, random_state=None):
+        """Independent importance-weighted estimates of log p(x), to study the estimator.
+
+        ``score_samples`` uses one fixed, moment-matched set of draws shared by
+        all rows, so that it is deterministic. Here each repeat draws fresh
+        standard normal noise: the spread over repeats is the estimator's
+        sampling error, and the mean over repeats rises towards log p(x) as
+        ``n_draws`` grows (Burda et al., 2015).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data.
+        n_draws : int
+            Draws from q(z|x) per estimate.
+        n_repeats : int, default=10
+            Independent estimates per row.
+        random_state : int, RandomState instance or None, default=None
+            Seed of the draws.
+
+        Returns
+        -------
+        estimates : ndarray of shape (n_repeats, n_samples)
+            In nats, in the user's units.
+        """
+        X = self._validate_predict_data(X)
+        random_state = check_random_state(random_state)
+        n_latent = self._fitted("n_components")
+        return np.array(
+            [
+                self._importance_weighted(X, random_state.standard_normal(size=(n_draws, n_latent)))
+                for _ in range(n_repeats)
+            ]
+        )
+
+    def _importance_weighted(self, X, noise):
         X_standardized = self._standardize(X, np.float64)
         reconstruction, _, latent, log_variance = self._elbo_terms(X_standardized, noise)
         log_prior = -0.5 * np.sum(LOG_2PI + latent * latent, axis=2)
@@ -738,12 +815,12 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     def _decode(self, latent):
         """Decoder mean and, for the Gaussian, variance, in the user's units."""
         _, decoder = self._networks(self.parameters_.astype(np.float64))
-        decoded = forward(decoder, latent, self.activation)[-1]
-        if self.likelihood == "bernoulli":
+        decoded = forward(decoder, latent, self._fitted("activation"))[-1]
+        if self._fitted("likelihood") == "bernoulli":
             return expit(decoded), None
         n_features = self.n_features_in_
         mean = decoded[:, :n_features] * self.feature_scale_ + self.feature_mean_
-        variance = self.variance_floor + np.logaddexp(0, decoded[:, n_features:])
+        variance = self._fitted("variance_floor") + np.logaddexp(0, decoded[:, n_features:])
         return mean, variance * self.feature_scale_**2
 
     def inverse_transform(self, Z):
@@ -761,23 +838,23 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         """
         check_is_fitted(self)
         Z = check_array(Z, input_name="Z")
-        if Z.shape[1] != self.n_components:
+        n_latent = self._fitted("n_components")
+        if Z.shape[1] != n_latent:
             raise ValueError(
-                f"Z has {Z.shape[1]} columns, but the model has {self.n_components} "
-                "latent dimensions."
+                f"Z has {Z.shape[1]} columns, but the model has {n_latent} latent dimensions."
             )
         return self._decode(Z)[0]
 
     def _sample(self, n_samples, random_state):
-        latent = random_state.standard_normal(size=(n_samples, self.n_components))
+        latent = random_state.standard_normal(size=(n_samples, self._fitted("n_components")))
         mean, variance = self._decode(latent)
-        if self.likelihood == "bernoulli":
+        if self._fitted("likelihood") == "bernoulli":
             return (random_state.uniform(size=mean.shape) < mean).astype(np.float64), latent
         return mean + np.sqrt(variance) * random_state.standard_normal(size=mean.shape), latent
 
     @property
     def _n_features_out(self):
-        return self.n_components
+        return self._fitted("n_components")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -385,3 +385,50 @@ def test_warm_start_trains_on_with_new_buffers():
         second = vae.fit(X).parameters_
     assert vae._optimizer.step_count == 2 * 2 * int(np.ceil(len(X) / vae.batch_size))
     assert np.all(np.isfinite(second)) and not np.array_equal(first, second)
+
+
+def test_hyper_parameters_changed_after_fit_do_not_change_the_fitted_model():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(3, hidden_layer_sizes=(16,), max_iter=5, random_state=0).fit(X)
+    scores, latent = vae.score_samples(X[:20]), vae.transform(X[:20])
+    vae.set_params(
+        n_components=5, hidden_layer_sizes=(8, 8), likelihood="bernoulli", activation="relu"
+    )
+    assert_allclose(vae.score_samples(X[:20]), scores, rtol=1e-12)
+    assert_allclose(vae.transform(X[:20]), latent, rtol=1e-12)
+    assert vae.get_feature_names_out().shape == (3,)
+    assert vae.sample(4, random_state=0)[0].shape == (4, X.shape[1])
+    with pytest.raises(ValueError, match="warm_start=True continues the fitted model"):
+        vae.set_params(warm_start=True).fit(X)
+
+
+def test_diverged_training_raises_and_leaves_the_estimator_unchanged():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    vae = AmortizedVAE(
+        2,
+        hidden_layer_sizes=(8,),
+        max_iter=30,
+        learning_rate=1e38,
+        early_stopping=False,
+        random_state=0,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        with pytest.raises(ValueError, match="Training diverged at epoch"):
+            vae.fit(X)
+    assert not hasattr(vae, "parameters_")
+
+
+def test_one_huge_sample_weight_trains_a_finite_model():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    weights = np.ones(len(X))
+    weights[0] = 1e300
+    vae = AmortizedVAE(2, hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        try:
+            vae.fit(X, sample_weight=weights)
+        except ValueError as error:  # a clear refusal is honest too; NaN is not
+            assert "diverged" in str(error) and not hasattr(vae, "parameters_")
+            return
+    assert np.isfinite(vae.parameters_).all() and np.isfinite(vae.score_samples(X)).all()
