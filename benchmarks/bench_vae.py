@@ -27,19 +27,17 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
 from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
+from skem.datasets import load_dequantized_digits
 
 DEFAULT_CONFIGS = ("128:64", "512:256")  # hidden width : batch size
 
 
 def digits_split():
-    pixels = load_digits().data
-    X = pixels + np.random.RandomState(0).uniform(size=pixels.shape)
-    return train_test_split(X, random_state=0)
+    return train_test_split(load_dequantized_digits()[0], random_state=0)
 
 
 def skem_timer(X, hidden, batch_size, latent, epochs):
