@@ -246,6 +246,6 @@ def _plot_components_on_principal_axes(model, X, y, ax):
     ax.set_ylabel("principal axis 2 of the data")
     title = f"{type(model).__name__}: rows by component"
     if y is not None:
-        title += f" (adjusted Rand index {adjusted_rand_score(y, labels):.3f})"
+        title += f"\nadjusted Rand index against the labels: {adjusted_rand_score(y, labels):.3f}"
     ax.set_title(title)
     return ax

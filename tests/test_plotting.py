@@ -98,7 +98,7 @@ def test_mixture_of_ppca_is_drawn_by_component_not_in_a_shared_latent_space():
     ax = plotting.plot_latent_space(model, X, labels)
     colours = ax.collections[0].get_array()
     assert_allclose(colours, model.predict(X) % 10)
-    assert "adjusted Rand index 1.000" in ax.get_title()
+    assert "adjusted Rand index against the labels: 1.000" in ax.get_title()
     centered = X - X.mean(axis=0)
     axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
     assert_allclose(np.abs(ax.collections[0].get_offsets()), np.abs(centered @ axes.T))
