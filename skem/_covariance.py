@@ -411,7 +411,7 @@ class _VarianceCovariance(Covariance):
         return {
             "log_det": log_factors.sum(axis=1),
             "precisions": precisions.T.copy(),
-            "linear": (centered_means * precisions).T.copy(),
+            "linear": (-2.0 * centered_means * precisions).T.copy(),
             "constant": (centered_means**2 * precisions).sum(axis=1),
             "centered_means": centered_means,
             "per_feature_precisions": np.ascontiguousarray(precisions),
@@ -433,8 +433,7 @@ class _VarianceCovariance(Covariance):
         workspace["squares"] = squares
         magnitude = squares @ terms["precisions"]
         magnitude += terms["constant"]
-        mahalanobis = centered64 @ terms["linear"]
-        mahalanobis *= -2.0
+        mahalanobis = centered64 @ terms["linear"]  # (the -2 is in "linear")
         mahalanobis += magnitude
         far = ()
         if magnitude.max(initial=0.0) > self.EXPANSION_LIMIT:  # rare: a full test only then

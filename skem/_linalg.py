@@ -40,7 +40,7 @@ def normalize_log_rows(log_values):
     impossible = total == 0  # every entry was -inf: no information, uniform
     log_values[impossible] = 1.0
     total[impossible] = log_values.shape[1]
-    log_values /= total[:, np.newaxis]
+    log_values *= (1.0 / total)[:, np.newaxis]
     return log_norm, log_values
 
 
