@@ -24,6 +24,7 @@ import tracemalloc
 import warnings
 
 import numpy as np
+from _machine import cpu_name
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
@@ -245,7 +246,8 @@ def main():
     print(
         f"N={args.n_samples} D={args.n_features} K={args.n_components}, "
         f"{args.n_iter} EM iterations from the same start, median of {args.repeats} "
-        "alternating runs, each configuration in a fresh process",
+        f"alternating runs, each configuration in a fresh process; {cpu_name()}, "
+        f"{os.cpu_count()} CPUs",
         flush=True,
     )
     print(

@@ -15,12 +15,12 @@ ratios shows how noisy the machine was.
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import time
 
 import numpy as np
+from _machine import cpu_name
 from sklearn.decomposition import PCA
 from threadpoolctl import threadpool_info
 
@@ -41,17 +41,6 @@ def fit_and_score(estimator, X_train, X_test):
     estimator.fit(X_train)
     score = float(np.mean(estimator.score_samples(X_test)))
     return time.perf_counter() - start, score
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def blas_threads():

@@ -20,13 +20,13 @@ torch is a benchmark dependency only:  python -m pip install torch==2.13.0
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 import warnings
 
 import numpy as np
+from _machine import cpu_name
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 
@@ -171,17 +171,6 @@ def run_workers(args):
             json.loads(line) for line in process.stdout.splitlines() if line.startswith("{")
         ]
     return results
-
-
-def cpu_name():
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def print_timings(results, args, n_rows, load_before, load_after):
