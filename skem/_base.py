@@ -86,35 +86,29 @@ def row_weights(sample_weight, n_samples):
     return np.ones(n_samples) if sample_weight is None else sample_weight
 
 
-def weighted_moments(X, sample_weight):
-    """Weighted mean and variance of each column, ignoring NaN entries."""
+def weighted_moments(X, sample_weight, block_rows=2**16):
+    """Weighted mean and variance of each column, ignoring NaN entries.
+
+    Complete data are read in blocks of rows, so no temporary of the size of
+    ``X`` is made (nor a float64 copy of float32 data).
+    """
     weights = row_weights(sample_weight, X.shape[0])
+    if not np.isnan(X.sum(axis=0, dtype=np.float64)).any():
+        blocks = [slice(start, start + block_rows) for start in range(0, X.shape[0], block_rows)]
+        mean = sum(weights[rows] @ X[rows].astype(np.float64) for rows in blocks)
+        mean = mean / weights.sum()
+        variance = np.zeros(X.shape[1])
+        for rows in blocks:
+            block = np.subtract(X[rows], mean, dtype=np.float64)
+            variance += weights[rows] @ np.square(block, out=block)
+        return mean, variance / weights.sum()
     missing = np.isnan(X)
-    if not missing.any():
-        mean = (weights @ X) / weights.sum()
-        variance = (weights @ np.square(X - mean)) / weights.sum()
-        return mean, variance
     column_weight = weights @ ~missing
     filled = np.where(missing, 0.0, X)
     mean = (weights @ filled) / column_weight
     centered = np.where(missing, 0.0, X - mean)
     variance = (weights @ centered**2) / column_weight
     return mean, variance
-
-
-def column_variances(X, sample_weight, block_rows=2**16):
-    """Weighted variance of each column of complete data, in blocks of rows.
-
-    Two passes over ``X`` with O(block_rows * n_features) extra memory (no
-    centred copy of a large ``X``).
-    """
-    weights = row_weights(sample_weight, X.shape[0])
-    mean = (weights @ X.astype(np.float64, copy=False)) / weights.sum()
-    total = np.zeros(X.shape[1])
-    for start in range(0, X.shape[0], block_rows):
-        block = np.subtract(X[start : start + block_rows], mean, dtype=np.float64)
-        total += weights[start : start + block_rows] @ np.square(block, out=block)
-    return total / weights.sum()
 
 
 def weighted_sum(values, sample_weight):

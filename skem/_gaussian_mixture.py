@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import column_variances
+from ._base import weighted_moments
 from ._covariance import COVARIANCES, log_normalizer
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
@@ -274,18 +274,14 @@ class EMGaussianMixture(BaseMixture):
             ),
         }
 
-    def _check_parameters(self, X, sample_weight):
-        super()._check_parameters(X, sample_weight)
-        self._initial_values(X.shape[1])
-
     def _fitted_structure(self):
         return {"n_components": self.weights_.shape[0], "covariance_type": self._covariance.name}
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
         self._covariance = COVARIANCES[self.covariance_type]
-        self._initial = self._initial_values(X.shape[1])
-        variances = column_variances(X, sample_weight)
+        self._initial = self._initial_values(X.shape[1])  # validated here, once
+        variances = weighted_moments(X, sample_weight)[1]
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
 
