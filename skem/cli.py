@@ -194,11 +194,16 @@ def run_fit(args, out=None):
     return 0
 
 
-def match_columns(X, names, fitted_names, path):
-    """Reorder ``X``'s columns to the fitted ones by name (both have names)."""
-    if fitted_names is None and names is None:
-        return X
+def match_columns(X, names, fitted_names, n_features, path):
+    """``X``'s columns in the fitted order: by name when both files have a header
+    row, by position when neither has one (then their number must match)."""
     if fitted_names is None or names is None:
+        if X.shape[1] != n_features:
+            raise CommandError(
+                f"{path} has {X.shape[1]} columns but the model expects {n_features}"
+            )
+        if fitted_names is None and names is None:
+            return X
         which = (
             "the model was fitted on a file without a header row"
             if fitted_names is None
@@ -233,16 +238,7 @@ def run_score(args, out=None):
     except Exception:  # any file that is not a model saved by ``skem fit``
         raise CommandError(f"{args.model} is not a model saved by 'skem fit'") from None
     X, names = read_data(args, args.data)
-    if names is None or fitted_names is None:
-        if X.shape[1] != model.n_features_in_:
-            raise CommandError(
-                f"{args.data} has {X.shape[1]} columns but the model expects {model.n_features_in_}"
-            )
-    X = match_columns(X, names, fitted_names, args.data)
-    if X.shape[1] != model.n_features_in_:
-        raise CommandError(
-            f"{args.data} has {X.shape[1]} columns but the model expects {model.n_features_in_}"
-        )
+    X = match_columns(X, names, fitted_names, model.n_features_in_, args.data)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
