@@ -334,14 +334,10 @@ class EMGaussianMixture(BaseMixture):
         M-step; the diagonal types reuse the squares. Without it (the
         initialisation), the statistics are formed from the data.
         """
-        if workspace is None:
-            centered = X - self._reference["center"].astype(X.dtype)
-            workspace_or_none = None
-        else:
-            centered, workspace_or_none = workspace["centered"], workspace
+        centered = self._centered(X) if workspace is None else workspace["centered"]
         centered64 = centered.astype(np.float64, copy=False)
         statistics = self._covariance.statistics(
-            centered, centered64, responsibilities, self._reference, workspace_or_none
+            centered, centered64, responsibilities, self._reference, workspace
         )
         statistics["sum_x"] = responsibilities.astype(np.float64, copy=False).T @ centered64
         return statistics
@@ -375,6 +371,10 @@ class EMGaussianMixture(BaseMixture):
         terms["log_norm"] = log_normalizer(terms, means.shape[1])
         self._reference = {"center": center, "shift": means - center, "terms": terms}
 
+    def _centered(self, X):
+        """Rows minus the centre of the current means, in the data's dtype."""
+        return X - self._reference["center"].astype(X.dtype)
+
     def _estimate_log_prob(self, X):
         return self._log_prob_and_workspace(X)[0]
 
@@ -388,7 +388,7 @@ class EMGaussianMixture(BaseMixture):
         data, where the log-density of a far row can overflow to -inf).
         """
         terms = self._reference["terms"]
-        centered = X - self._reference["center"].astype(X.dtype)
+        centered = self._centered(X)
         workspace = {"centered": centered}
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             mahalanobis = self._covariance.mahalanobis(
