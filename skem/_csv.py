@@ -111,8 +111,9 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
     path : str or path
         The file (plain or gzip-compressed, UTF-8 or Latin-1).
     delimiter : str, default=None
-        Field separator; sniffed from the first lines when None. With ``;``
-        a decimal comma is accepted.
+        Field separator (one character; ``\\t`` or ``tab`` for a tab);
+        sniffed from the first lines when None. Where fields are not separated
+        by commas and commas stand between digits, they are decimal commas.
     header : bool, default=None
         Whether the first row holds column names; decided from it when None.
     index_col : int, default=None
