@@ -30,6 +30,11 @@ CHUNK_FLOATS = 2**20
 MAX_ABS_VALUE = {np.dtype(np.float64): 1e100, np.dtype(np.float32): 1e18}
 
 
+def is_dask_array(X):
+    """Whether ``X`` is a ``dask.array.Array`` (told without importing dask)."""
+    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
+
+
 def check_magnitude(X):
     """Refuse data whose squares would overflow, naming the scale and the remedy."""
     limit = MAX_ABS_VALUE[X.dtype]
