@@ -72,10 +72,7 @@ def check_sample_weight(sample_weight, n_samples):
         weights = np.full(n_samples, float(weights))
     if weights.shape != (n_samples,):
         raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}.")
-    if not np.all(np.isfinite(weights)):
-        raise ValueError("sample_weight must be finite (no NaN or inf).")
-    if np.any(weights < 0):
-        raise ValueError("sample_weight must be non-negative.")
+    check_weight_values(weights)
     if not np.any(weights > 0):
         raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
     # Only relative weights matter; mean one keeps the models' small absolute
@@ -86,6 +83,14 @@ def check_sample_weight(sample_weight, n_samples):
     return weights / weights.mean()
 
 
+def check_weight_values(weights):
+    """Raise ValueError unless every weight is finite and non-negative."""
+    if not np.all(np.isfinite(weights)):
+        raise ValueError("sample_weight must be finite (no NaN or inf).")
+    if np.any(weights < 0):
+        raise ValueError("sample_weight must be non-negative.")
+
+
 def row_weights(sample_weight, n_samples):
     """The weight of every row: ``sample_weight``, or ones when it is None."""
     return np.ones(n_samples) if sample_weight is None else sample_weight
@@ -94,26 +99,151 @@ def row_weights(sample_weight, n_samples):
 def weighted_moments(X, sample_weight, block_rows=2**16):
     """Weighted mean and variance of each column, ignoring NaN entries.
 
-    Complete data are read in blocks of rows, so no temporary of the size of
-    ``X`` is made (nor a float64 copy of float32 data).
+    Two passes of ``reduce_rows`` (the mean, then the squares about it), so no
+    temporary of the size of ``X`` is made (nor a float64 copy of float32
+    data), and a dask array is read block by block on its cluster.
     """
-    weights = row_weights(sample_weight, X.shape[0])
-    if not np.isnan(X.sum(axis=0, dtype=np.float64)).any():
-        blocks = [slice(start, start + block_rows) for start in range(0, X.shape[0], block_rows)]
-        mean = sum(weights[rows] @ X[rows].astype(np.float64) for rows in blocks)
-        mean = mean / weights.sum()
-        variance = np.zeros(X.shape[1])
-        for rows in blocks:
-            block = np.subtract(X[rows], mean, dtype=np.float64)
-            variance += weights[rows] @ np.square(block, out=block)
-        return mean, variance / weights.sum()
-    missing = np.isnan(X)
-    column_weight = weights @ ~missing
-    filled = np.where(missing, 0.0, X)
-    mean = (weights @ filled) / column_weight
-    centered = np.where(missing, 0.0, X - mean)
-    variance = (weights @ centered**2) / column_weight
-    return mean, variance
+
+    def sums(block, weights):
+        weights = row_weights(weights, block.shape[0])
+        if not np.isnan(block.sum(dtype=np.float64)):
+            return weights @ block.astype(np.float64), np.full(block.shape[1], weights.sum())
+        observed = ~np.isnan(block)
+        return weights @ np.where(observed, block, 0.0), weights @ observed
+
+    def squares(block, weights):
+        weights = row_weights(weights, block.shape[0])
+        centered = np.subtract(block, mean, dtype=np.float64)
+        np.square(centered, out=centered)
+        np.copyto(centered, 0.0, where=np.isnan(centered))
+        return weights @ centered
+
+    total, column_weight = reduce_rows(sums, X, sample_weight, block_rows)
+    mean = total / column_weight
+    return mean, reduce_rows(squares, X, sample_weight, block_rows) / column_weight
+
+
+def add_terms(total, part):
+    """``total + part`` for the results of a block function, summed in float64.
+
+    Results are numbers, arrays, or tuples and dicts of them (nested).
+    """
+    if total is None:
+        return _as_float64(part)
+    if isinstance(total, dict):
+        return {name: add_terms(total[name], part[name]) for name in total}
+    if isinstance(total, tuple):
+        return tuple(add_terms(a, b) for a, b in zip(total, part))
+    return total + part
+
+
+def _as_float64(part):
+    if isinstance(part, dict):
+        return {name: _as_float64(value) for name, value in part.items()}
+    if isinstance(part, tuple):
+        return tuple(_as_float64(value) for value in part)
+    return np.array(part, dtype=np.float64)
+
+
+#: For the statistics of the fit loop (the name models and tests use).
+add_statistics = add_terms
+
+
+def row_slices(n_samples, block_rows):
+    """Consecutive slices of ``block_rows`` rows covering ``range(n_samples)``."""
+    block_rows = max(1, int(block_rows))
+    return [
+        slice(start, min(start + block_rows, n_samples))
+        for start in range(0, n_samples, block_rows)
+    ]
+
+
+def reduce_rows(function, X, sample_weight, block_rows):
+    """The sum of ``function(X_block, weight_block)`` over blocks of rows.
+
+    The one loop over the data of every pass a model makes (moments, the
+    E-step, the closed forms). For an array in memory (or memory-mapped) the
+    blocks hold ``block_rows`` rows and run on all cores (``map_chunks``); the
+    sum is taken in block order. For a dask array, each of its blocks is
+    reduced so, on the cluster, and the sums are added in a tree
+    (``skem._dask``). ``weight_block`` is None when ``sample_weight`` is.
+    ``function`` returns numbers, arrays, or tuples and dicts of them; it
+    must not modify the estimator.
+    """
+    if is_dask_array(X):
+        from ._dask import reduce_blocks
+
+        return reduce_blocks(
+            lambda block, weights: reduce_rows(function, block, weights, block_rows),
+            X,
+            sample_weight,
+        )
+
+    def apply(rows):
+        return function(X[rows], None if sample_weight is None else sample_weight[rows])
+
+    total = None
+    for part in map_chunks(apply, row_slices(X.shape[0], block_rows)):
+        total = add_terms(total, part)
+    return total
+
+
+def check_missing(X, sample_weight, block_rows=2**16):
+    """Whether X has missing values (NaN); raise ValueError if a row or column has none observed.
+
+    One pass over the data (``reduce_rows``), so a dask array is checked on its
+    cluster. Every row needs an observed value, and every column one in a row
+    of positive weight.
+    """
+
+    def counts(block, weights):
+        n_features = block.shape[1]
+        if not np.isnan(block.sum(dtype=np.float64)):
+            weight = block.shape[0] if weights is None else weights.sum()
+            return 0.0, 0.0, np.full(n_features, float(weight))
+        observed = ~np.isnan(block)
+        empty_rows = np.count_nonzero(~observed.any(axis=1))
+        return (
+            float(observed.size - np.count_nonzero(observed)),
+            float(empty_rows),
+            (row_weights(weights, block.shape[0]) @ observed),
+        )
+
+    n_missing, n_empty_rows, column_weight = reduce_rows(counts, X, sample_weight, block_rows)
+    if n_empty_rows:
+        if is_dask_array(X):
+            raise ValueError(
+                f"{int(n_empty_rows)} rows of X are entirely NaN (missing); every row needs "
+                "at least one observed value."
+            )
+        check_rows_observed(X)
+    columns = np.flatnonzero(column_weight == 0)
+    if columns.size:
+        raise ValueError(
+            f"Columns {columns[:10].tolist()} of X are entirely NaN (missing), or observed "
+            "only in rows of zero sample_weight; every feature needs an observed value of "
+            "positive weight."
+        )
+    return n_missing > 0
+
+
+def check_rows_observed(X):
+    """Raise ValueError naming the rows of X (in memory) that are entirely NaN."""
+    rows = np.flatnonzero(np.isnan(X).all(axis=1))
+    if rows.size:
+        raise ValueError(
+            f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
+            "every row needs at least one observed value."
+        )
+
+
+def take_rows(X, sample_weight, indices):
+    """Rows ``indices`` of X and their weights, in that order, as numpy arrays."""
+    if is_dask_array(X):
+        from ._dask import take_rows
+
+        return take_rows(X, sample_weight, indices)
+    return X[indices], None if sample_weight is None else sample_weight[indices]
 
 
 def weighted_sum(values, sample_weight):
@@ -392,6 +522,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             raise
 
     def _validate_fit_data(self, X, sample_weight):
+        if is_dask_array(X):  # before scikit-learn's validation, which would load it
+            from ._dask import validate_fit_data
+
+            return validate_fit_data(self, X, sample_weight)
         X = validate_data(
             self,
             X,
@@ -448,36 +582,44 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         return monitor.best
 
     def _em_iteration(self, X, sample_weight):
-        """One E-step over all chunks, then one M-step; return the mean bound.
+        """One E-step over all blocks of rows, then one M-step; return the mean bound.
 
-        The chunks are processed on all cores (``skem._parallel``), so the
-        E-step hooks must not modify the estimator; their sums are added in
-        chunk order.
+        The blocks are processed on all cores (``reduce_rows``), or on a dask
+        cluster, so the E-step hooks must not modify the estimator; their sums
+        are added in block order (in a tree for dask).
         """
-
-        def chunk_terms(rows):
-            weights = None if sample_weight is None else sample_weight[rows]
-            bound, posterior = self._e_step(X[rows])
-            statistics = self._sufficient_statistics(X[rows], weights, posterior)
-            return float(weighted_sum(bound, weights)), statistics
-
-        total_bound = 0.0
-        statistics = None
-        for bound, chunk_statistics in map_chunks(chunk_terms, self._chunks(X.shape[0])):
-            total_bound += bound
-            statistics = add_statistics(statistics, chunk_statistics)
-        total_weight = X.shape[0] if sample_weight is None else sample_weight.sum()
+        bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
         self._m_step(statistics)
-        return total_bound / total_weight
+        return bound / weight
+
+    def _block_terms(self, X, sample_weight):
+        """E-step of a block: ``(bound sum, weight sum, statistics)``, all additive."""
+        bound, posterior = self._e_step(X)
+        statistics = self._sufficient_statistics(X, sample_weight, posterior)
+        weight = X.shape[0] if sample_weight is None else sample_weight.sum()
+        return float(weighted_sum(bound, sample_weight)), float(weight), statistics
+
+    def _chunk_rows(self):
+        """Rows per chunk: the E-step's working memory fits in CHUNK_FLOATS."""
+        return max(1, CHUNK_FLOATS // max(1, self._row_width()))
 
     def _chunks(self, n_samples):
         """Slices of rows whose E-step working memory fits in CHUNK_FLOATS."""
-        chunk_size = max(1, CHUNK_FLOATS // max(1, self._row_width()))
-        for start in range(0, n_samples, chunk_size):
-            yield slice(start, min(start + chunk_size, n_samples))
+        return row_slices(n_samples, self._chunk_rows())
+
+    def _reduce(self, function, X, sample_weight):
+        """``reduce_rows`` over chunks of the model's size."""
+        return reduce_rows(function, X, sample_weight, self._chunk_rows())
 
     def _map_chunks(self, function, X):
-        """Apply ``function`` to each chunk of rows (on all cores); stack the results."""
+        """Apply ``function`` to each chunk of rows (on all cores); stack the results.
+
+        On a dask array the result is a dask array, computed block by block.
+        """
+        if is_dask_array(X):
+            from ._dask import map_blocks
+
+            return map_blocks(lambda block: self._map_chunks(function, block), X)
         chunks = self._chunks(X.shape[0])
         return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
 
@@ -492,6 +634,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _validate_predict_data(self, X):
         check_is_fitted(self)
+        if is_dask_array(X):
+            from ._dask import validate_predict_data
+
+            return validate_predict_data(self, X)
         return validate_data(
             self,
             X,
@@ -534,6 +680,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             Per-sample mean log-likelihood; higher is better.
         """
         log_density = self.score_samples(X)
+        if is_dask_array(log_density):
+            from ._dask import weighted_mean
+
+            return weighted_mean(log_density, sample_weight)
         weights = check_sample_weight(sample_weight, log_density.shape[0])
         return float(np.average(log_density, weights=weights))
 
@@ -603,12 +753,3 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._sampling_state = np.random.RandomState(self._sampling_seed)
             random_state = self._sampling_state
         return self._sample(int(n_samples), check_random_state(random_state))
-
-
-def add_statistics(total, chunk):
-    """Add a chunk's dict of sufficient statistics into the running total."""
-    if total is None:
-        return {name: np.array(value, dtype=np.float64) for name, value in chunk.items()}
-    for name, value in chunk.items():
-        total[name] += value
-    return total

@@ -3,10 +3,12 @@
 The E-step is one matrix product against all components per chunk of rows; the
 M-step reuses it (for 'full', the whitened residuals give the scatters about the
 current means), summed over chunks in float64. What differs by covariance type
-lives in ``skem._covariance``.
+lives in ``skem._covariance``; missing values (NaN) are integrated out exactly,
+with the pattern-grouped Gaussian algebra of ``skem._missing``.
 """
 
 import warnings
+from math import log, pi
 from numbers import Real
 
 import numpy as np
@@ -15,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import weighted_moments
 from ._covariance import COVARIANCES, log_normalizer
+from ._missing import DiagonalConditionals, missing_mask, observed_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
 from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
@@ -129,6 +132,9 @@ class EMGaussianMixture(BaseMixture):
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, \
             default='kmeans'
         Initialisation of the responsibilities (see :class:`skem.BaseMixture`).
+    init_size : int, default=None
+        Rows drawn at random to compute the start on; None uses all rows in
+        memory and 20 000 rows of a dask array (see :class:`skem.BaseMixture`).
     weights_init : array-like of shape (n_components,), default=None
         Initial mixing weights.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -221,6 +227,8 @@ class EMGaussianMixture(BaseMixture):
         "_initial",
     )
 
+    _allow_nan = True
+
     def __init__(
         self,
         n_components=1,
@@ -231,6 +239,7 @@ class EMGaussianMixture(BaseMixture):
         max_iter=100,
         n_init=1,
         init_params="kmeans",
+        init_size=None,
         weights_init=None,
         means_init=None,
         precisions_init=None,
@@ -245,6 +254,7 @@ class EMGaussianMixture(BaseMixture):
             max_iter=max_iter,
             n_init=n_init,
             init_params=init_params,
+            init_size=init_size,
             random_state=random_state,
             warm_start=warm_start,
             verbose=verbose,
@@ -295,13 +305,28 @@ class EMGaussianMixture(BaseMixture):
         self._set_initial_values(X.dtype)
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
+        """One M-step from responsibilities; with NaN, on the observed values.
+
+        With missing values each component's missing coordinates are filled
+        with the mean of its observed values there, and the variance of these
+        values is added to the second moments (the conditional moments of a
+        diagonal Gaussian per component): the first M-step of EM from a
+        start that knows nothing of the correlations.
+        """
         weighted = responsibilities.astype(X.dtype)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis].astype(X.dtype)
-        nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
-        center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-        means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
-        self._reference = {"center": center, "shift": means - center}
+        missing = missing_mask(X)
+        if missing is None:
+            nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
+            center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
+            means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
+            self._reference = {"center": center, "shift": means - center}
+        else:
+            center, means, variances = observed_moments(
+                X, missing, weighted.astype(np.float64), sample_weight, self._column_variances
+            )
+            self._reference = {"center": center, "shift": means, "fill_variances": variances}
         super()._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
 
     def _set_initial_values(self, dtype):
@@ -397,6 +422,52 @@ class EMGaussianMixture(BaseMixture):
         mahalanobis *= -0.5
         mahalanobis += terms["log_norm"]
         return mahalanobis, workspace
+
+    # ------------------------------------------------------------------ missing values
+
+    def _missing_terms(self):
+        """What rows with missing values need from the parameters (``missing_terms``).
+
+        Computed on the first chunk with NaN after each M-step, and kept with
+        the E-step's terms, which ``_refresh_caches`` replaces; the values are
+        a pure function of the parameters, so chunks that meet here at once
+        compute the same.
+        """
+        reference = self._reference
+        if "missing_terms" not in reference:
+            reference["missing_terms"] = self._covariance.missing_terms(
+                reference["shift"], np.asarray(self.precisions_cholesky_, dtype=np.float64)
+            )
+        return reference["missing_terms"]
+
+    def _missing_log_prob(self, X, missing):
+        """Log-densities of the observed values of each row (float64), and conditionals."""
+        centered = np.subtract(X, self._reference["center"], dtype=np.float64)
+        np.copyto(centered, 0.0, where=missing)
+        with np.errstate(over="ignore"):  # a square beyond the float range: density 0
+            mahalanobis, log_det, conditionals = self._covariance.missing_mahalanobis(
+                centered, missing, self._reference["terms"], self._missing_terms()
+            )
+        n_observed = X.shape[1] - missing.sum(axis=1)
+        log_prob = log_det - 0.5 * mahalanobis
+        log_prob -= (0.5 * log(2 * pi)) * n_observed[:, np.newaxis]
+        return log_prob, conditionals
+
+    def _missing_statistics(self, conditionals, responsibilities, initial):
+        statistics = self._covariance.missing_statistics(
+            conditionals, responsibilities, self._reference, initial
+        )
+        statistics["sum_x"] = conditionals.mean_sum(responsibilities)
+        return statistics
+
+    def _initial_conditionals(self, X, missing):
+        """Each component's observed means and variances (see the initialisation)."""
+        centered = np.subtract(X, self._reference["center"], dtype=np.float64)
+        np.copyto(centered, 0.0, where=missing)
+        reference = self._reference
+        return DiagonalConditionals(
+            centered, missing, reference["shift"], reference["fill_variances"]
+        )
 
     # ------------------------------------------------------------------ results
 

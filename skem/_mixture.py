@@ -10,10 +10,20 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEM, add_statistics
+from ._base import BaseEM, add_statistics, is_dask_array, take_rows
 from ._linalg import logsumexp_rows, normalize_log_rows
+from ._missing import (
+    check_missing_values,
+    check_rows_observed,
+    fill_with_column_means,
+    impute_rows,
+    missing_mask,
+)
+from ._parallel import map_chunks
 
 #: Added to every component's total responsibility so an empty one divides safely.
 RESPONSIBILITY_FLOOR = 10 * np.finfo(np.float64).eps
@@ -28,6 +38,22 @@ class MixturePosterior(NamedTuple):
 
     responsibilities: np.ndarray
     workspace: Any = None
+
+
+class MissingWorkspace(NamedTuple):
+    """The workspace of a chunk with missing values (NaN).
+
+    ``incomplete`` marks its rows with a missing value; ``complete`` is the
+    workspace of the other rows (from ``_log_prob_and_workspace``, or None);
+    ``conditionals`` holds the conditional moments of the missing values
+    (see ``skem._missing``); ``initial`` is True in the initialisation, where
+    they come from ``_initial_conditionals``.
+    """
+
+    incomplete: np.ndarray
+    complete: Any
+    conditionals: Any
+    initial: bool = False
 
 
 class BaseMixture(BaseEM):
@@ -57,6 +83,26 @@ class BaseMixture(BaseEM):
     The gallery example ``plot_custom_em_model.py`` writes a Poisson mixture in
     about twenty lines.
 
+    A mixture that takes missing values (NaN, missing at random) sets
+    ``_allow_nan = True`` and integrates them out exactly: chunks without NaN
+    take the hooks above unchanged; in a chunk with NaN the complete rows
+    still do, and the rows with a missing value go to
+
+    - ``_missing_log_prob(X, missing)`` -> ``(log_prob, conditionals)``: the
+      log-density of each row's observed values under each component, and
+      the conditional moments of its missing values;
+    - ``_missing_statistics(conditionals, responsibilities, initial)`` -> a
+      dict with the keys of ``_component_statistics``, in expectation over
+      the missing values (so the two add up);
+    - ``_initial_conditionals(X, missing)``, if the model starts with the
+      base class's M-step from responsibilities: the conditionals that M-step
+      fills the missing values with.
+
+    k-means and k-means++ then start on the data with every NaN replaced by
+    the weighted mean of its column; rows or columns without an observed
+    value are refused, and ``impute`` (through ``_impute``) fills the missing
+    values from the fitted density.
+
     Parameters
     ----------
     n_components : int, default=1
@@ -66,6 +112,16 @@ class BaseMixture(BaseEM):
         How the initial responsibilities are drawn: one-hot k-means labels,
         one-hot k-means++ seeds, uniform random rows, or one-hot random rows of
         the data. Weighted data are honoured by every method.
+    init_size : int, default=None
+        Number of rows, drawn at random without replacement, on which
+        'kmeans', 'k-means++' and 'random' compute the start. None uses all
+        rows of an array in memory (as scikit-learn does), and
+        ``max(20_000, 50 * n_components)`` rows of a dask array (read to the
+        client once): that start differs from the in-memory one, and so does
+        the fit. Set it for data too large for k-means on every row (a
+        memory-mapped array, say). 'random_from_data' reads only the
+        ``n_components`` rows it draws, the same rows for a dask array as in
+        memory.
     tol, max_iter, n_init, random_state, warm_start, verbose, verbose_interval
         See :class:`BaseEM`.
     """
@@ -74,6 +130,7 @@ class BaseMixture(BaseEM):
         **BaseEM._parameter_constraints,
         "n_components": [Interval(Integral, 1, None, closed="left")],
         "init_params": [StrOptions({"kmeans", "k-means++", "random", "random_from_data"})],
+        "init_size": [Interval(Integral, 1, None, closed="left"), None],
     }
 
     def __init__(
@@ -84,6 +141,7 @@ class BaseMixture(BaseEM):
         max_iter=100,
         n_init=1,
         init_params="kmeans",
+        init_size=None,
         random_state=None,
         warm_start=False,
         verbose=0,
@@ -100,6 +158,7 @@ class BaseMixture(BaseEM):
         )
         self.n_components = n_components
         self.init_params = init_params
+        self.init_size = init_size
 
     # ------------------------------------------------------------------ hooks
 
@@ -126,7 +185,7 @@ class BaseMixture(BaseEM):
     # ------------------------------------------------------------------ EM
 
     def _check_parameters(self, X, sample_weight):
-        n_samples = X.shape[0] if sample_weight is None else np.count_nonzero(sample_weight)
+        n_samples = X.shape[0] if sample_weight is None else int(np.count_nonzero(sample_weight))
         if n_samples < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components "
@@ -134,9 +193,13 @@ class BaseMixture(BaseEM):
                 f"n_samples = {n_samples}"
                 + ("" if sample_weight is None else " (rows of positive weight)")
             )
+        if self._allow_nan and not is_dask_array(X):
+            check_missing_values(X, sample_weight)
 
     def _initialize(self, X, sample_weight, random_state):
-        responsibilities = self._initial_responsibilities(X, sample_weight, random_state)
+        X, sample_weight, responsibilities = self._initial_responsibilities(
+            X, sample_weight, random_state
+        )
         self._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
@@ -144,54 +207,117 @@ class BaseMixture(BaseEM):
         statistics = None
         for rows in self._chunks(X.shape[0]):
             weights = None if sample_weight is None else sample_weight[rows]
-            posterior = MixturePosterior(responsibilities[rows])
+            posterior = MixturePosterior(responsibilities[rows], self._initial_workspace(X[rows]))
             chunk = self._sufficient_statistics(X[rows], weights, posterior)
             statistics = add_statistics(statistics, chunk)
         self._m_step(statistics)
 
+    #: Rows of a dask array the start is computed on when ``init_size`` is None.
+    DASK_INIT_SIZE = 20_000
+
     def _initial_responsibilities(self, X, sample_weight, random_state):
+        """``(rows, their weights, responsibilities)`` that the start is computed from.
+
+        Only these rows enter the first M-step: rows with no responsibility
+        would add nothing, and X may be a dask array, of which only these rows
+        are read.
+        """
         n_samples, n_components = X.shape[0], self.n_components
-        if self.init_params == "random":
-            responsibilities = random_state.uniform(size=(n_samples, n_components))
-            responsibilities /= responsibilities.sum(axis=1)[:, np.newaxis]
-            return responsibilities.astype(X.dtype)
-        responsibilities = np.zeros((n_samples, n_components), dtype=X.dtype)
-        if self.init_params == "kmeans":
-            labels = (
-                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-                .fit(X, sample_weight=sample_weight)
-                .labels_
-            )
-            responsibilities[np.arange(n_samples), labels] = 1
-            return responsibilities
         if self.init_params == "random_from_data":
             probabilities = None
             if sample_weight is not None:
-                probabilities = sample_weight / sample_weight.sum()
+                weights = np.asarray(sample_weight)  # (a dask array: its weights only)
+                probabilities = weights / weights.sum()
             indices = random_state.choice(
                 n_samples, size=n_components, replace=False, p=probabilities
             )
+            X, sample_weight = take_rows(X, sample_weight, indices)
+            return X, sample_weight, np.eye(n_components, dtype=X.dtype)
+        size = self.init_size
+        if size is None and is_dask_array(X):
+            size = max(self.DASK_INIT_SIZE, 50 * n_components)
+        if size is not None and size < n_samples:
+            indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
+            X, sample_weight = take_rows(X, sample_weight, indices)
+            n_samples = size
+        if self.init_params == "random":
+            responsibilities = random_state.uniform(size=(n_samples, n_components))
+            responsibilities /= responsibilities.sum(axis=1)[:, np.newaxis]
+            return X, sample_weight, responsibilities.astype(X.dtype)
+        responsibilities = np.zeros((n_samples, n_components), dtype=X.dtype)
+        filled = fill_with_column_means(X, sample_weight) if self._allow_nan else X
+        if self.init_params == "kmeans":
+            labels = (
+                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+                .fit(filled, sample_weight=sample_weight)
+                .labels_
+            )
+            responsibilities[np.arange(n_samples), labels] = 1
         else:
             _, indices = kmeans_plusplus(
-                X, n_components, random_state=random_state, sample_weight=sample_weight
+                filled, n_components, random_state=random_state, sample_weight=sample_weight
             )
-        responsibilities[indices, np.arange(n_components)] = 1
-        return responsibilities
+            responsibilities[indices, np.arange(n_components)] = 1
+        return X, sample_weight, responsibilities
 
     def _log_prob_and_workspace(self, X):
         """``log p(x | z=k)`` and what the statistics may reuse (here nothing)."""
         return self._estimate_log_prob(X), None
+
+    def _chunk_log_prob(self, X):
+        """``log p(x | z=k)`` of a chunk and its workspace, missing values integrated out.
+
+        A chunk without NaN (found by one sum) is ``_log_prob_and_workspace``'s
+        alone; otherwise its complete rows are, and the others
+        ``_missing_log_prob``'s, with a :class:`MissingWorkspace`.
+        """
+        missing = missing_mask(X) if self._allow_nan else None
+        if missing is None:
+            return self._log_prob_and_workspace(X)
+        incomplete = missing.any(axis=1)
+        if missing[incomplete].all(axis=1).any():
+            check_rows_observed(X)
+        log_prob = np.empty((X.shape[0], self._fitted_components()))
+        complete = ~incomplete
+        complete_workspace = None
+        if complete.any():
+            log_prob[complete], complete_workspace = self._log_prob_and_workspace(X[complete])
+        log_prob[incomplete], conditionals = self._missing_log_prob(
+            X[incomplete], missing[incomplete]
+        )
+        return log_prob, MissingWorkspace(incomplete, complete_workspace, conditionals)
+
+    def _initial_workspace(self, X):
+        """The workspace of the initial M-step on a chunk: None, or one for its NaN."""
+        missing = missing_mask(X) if self._allow_nan else None
+        if missing is None:
+            return None
+        incomplete = missing.any(axis=1)
+        conditionals = self._initial_conditionals(X[incomplete], missing[incomplete])
+        return MissingWorkspace(incomplete, None, conditionals, initial=True)
+
+    def _missing_log_prob(self, X, missing):
+        """``(log p(x_observed | z=k), conditionals)`` of rows with a missing value."""
+        raise NotImplementedError
+
+    def _missing_statistics(self, conditionals, responsibilities, initial):
+        """The ``_component_statistics`` of rows with missing values, in expectation."""
+        raise NotImplementedError
+
+    def _initial_conditionals(self, X, missing):
+        """Conditional moments the initial M-step fills the missing values with."""
+        raise NotImplementedError
 
     def _log_weights(self, dtype):
         with np.errstate(divide="ignore"):
             return np.log(self.weights_).astype(dtype, copy=False)
 
     def _estimate_weighted_log_prob(self, X):
-        log_prob = self._estimate_log_prob(X)
+        log_prob = self._chunk_log_prob(X)[0]
         return log_prob + self._log_weights(log_prob.dtype)
 
     def _e_step(self, X):
-        log_prob, workspace = self._log_prob_and_workspace(X)
+        log_prob, workspace = self._chunk_log_prob(X)
         log_prob += self._log_weights(log_prob.dtype)
         log_norm, responsibilities = normalize_log_rows(log_prob)
         return log_norm, MixturePosterior(responsibilities, workspace)
@@ -202,11 +328,30 @@ class BaseMixture(BaseEM):
             responsibilities = responsibilities * sample_weight[:, np.newaxis].astype(
                 responsibilities.dtype
             )
-        if workspace is None:
+        if isinstance(workspace, MissingWorkspace):
+            statistics = self._statistics_with_missing(X, responsibilities, workspace)
+        elif workspace is None:
             statistics = self._component_statistics(X, responsibilities)
         else:
             statistics = self._component_statistics(X, responsibilities, workspace)
         statistics["nk"] = responsibilities.sum(axis=0, dtype=np.float64)
+        return statistics
+
+    def _statistics_with_missing(self, X, responsibilities, workspace):
+        """Statistics of the rows with a missing value, plus those of the complete rows."""
+        incomplete = workspace.incomplete
+        statistics = self._missing_statistics(
+            workspace.conditionals,
+            responsibilities[incomplete].astype(np.float64, copy=False),
+            workspace.initial,
+        )
+        complete = ~incomplete
+        if complete.any():
+            arguments = (X[complete], responsibilities[complete])
+            if workspace.complete is not None:
+                arguments += (workspace.complete,)
+            for name, value in self._component_statistics(*arguments).items():
+                statistics[name] += value
         return statistics
 
     def _m_step(self, statistics):
@@ -304,3 +449,59 @@ class BaseMixture(BaseEM):
     def _n_parameters(self):
         """Number of free parameters of the mixture."""
         return int(self._n_component_parameters() + self._fitted_components() - 1)
+
+    # ------------------------------------------------------------------ missing values
+
+    def _validate_predict_data(self, X, *, rows_observed=True):
+        """Validate X; with ``rows_observed``, refuse rows without an observed value.
+
+        (Checked here, on the whole X, so the error names the rows of X; a
+        dask array is checked chunk by chunk in ``_chunk_log_prob``.)
+        """
+        X = super()._validate_predict_data(X)
+        if rows_observed and self._allow_nan and not is_dask_array(X):
+            if missing_mask(X) is not None:
+                check_rows_observed(X)
+        return X
+
+    def _impute(self, X, sample_posterior, random_state):
+        """The missing values of X filled from the fitted density (see ``impute``).
+
+        For a mixture whose components have ``means_`` and whose
+        ``_missing_log_prob`` gives conditionals with ``residuals`` about
+        them and a ``noise`` method (``skem._missing``). All random numbers
+        are drawn before the chunks run, in one order, so a draw is
+        reproducible for a given ``random_state`` however the chunks are
+        scheduled.
+        """
+        check_is_fitted(self)
+        X = self._validate_predict_data(X, rows_observed=False)
+        imputed = X.copy()
+        missing = missing_mask(X)
+        if missing is None:
+            return imputed
+        rows = np.flatnonzero(missing.any(axis=1))
+        draws = (None, None)
+        if sample_posterior:
+            random_state = check_random_state(random_state)
+            draws = (
+                random_state.uniform(size=rows.size),
+                random_state.standard_normal(size=(rows.size, X.shape[1])),
+            )
+        log_weights = self._log_weights(np.float64)
+        means = np.asarray(self.means_, dtype=np.float64)
+
+        def imputed_rows(batch):
+            chunk = rows[batch]
+            log_prob, conditionals = self._missing_log_prob(X[chunk], missing[chunk])
+            chunk_draws = [None if draw is None else draw[batch] for draw in draws]
+            return impute_rows(log_prob, log_weights, conditionals, means, *chunk_draws)
+
+        values = np.concatenate(list(map_chunks(imputed_rows, self._chunks(rows.size))))
+        imputed[rows] = np.where(missing[rows], values, X[rows])
+        return imputed
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self._allow_nan
+        return tags

@@ -105,6 +105,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             default='kmeans'
         Initial responsibilities; each component then starts from the
         principal subspace of its rows.
+    init_size : int, default=None
+        Rows drawn at random to compute the start on; None uses all rows in
+        memory and 20 000 rows of a dask array (see :class:`skem.BaseMixture`).
     random_state : int, RandomState instance or None, default=None
         Controls the initialisation and seeds ``sample``.
     warm_start : bool, default=False
@@ -161,6 +164,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         max_iter=200,
         n_init=1,
         init_params="kmeans",
+        init_size=None,
         random_state=None,
         warm_start=False,
         verbose=0,
@@ -172,6 +176,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             max_iter=max_iter,
             n_init=n_init,
             init_params=init_params,
+            init_size=init_size,
             random_state=random_state,
             warm_start=warm_start,
             verbose=verbose,
