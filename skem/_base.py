@@ -30,6 +30,13 @@ CHUNK_FLOATS = 2**20
 MAX_ABS_VALUE = {np.dtype(np.float64): 1e100, np.dtype(np.float32): 1e18}
 
 
+#: The parameters of online EM, for the models with ``partial_fit``.
+ONLINE_PARAMETER_CONSTRAINTS = {
+    "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
+    "learning_offset": [Interval(Real, 1.0, None, closed="left")],
+}
+
+
 def is_dask_array(X):
     """Whether ``X`` is a ``dask.array.Array`` (told without importing dask)."""
     return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
@@ -448,6 +455,32 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         """
         return None
 
+    def _batch_moments(self, X, sample_weight):
+        """Online EM: ``(bound, moments)`` of a batch at the current parameters.
+
+        ``bound`` is the batch's weighted mean bound; ``moments`` a dict of
+        arrays normalised by the batch's weight (so batches of any size and
+        weight scale average), each about its own means (so no re-centring is
+        left to do when the parameters move). A model without it has no
+        ``partial_fit``.
+        """
+        raise NotImplementedError
+
+    def _combine_moments(self, running, batch, step):
+        """``(1 - step) * running + step * batch``, in the moments' algebra."""
+        raise NotImplementedError
+
+    def _m_step_from_moments(self, moments):
+        """Set the parameters from (running) moments."""
+        raise NotImplementedError
+
+    def _moments_of_parameters(self):
+        """The moments the current parameters are the M-step of (after ``fit``)."""
+        raise NotImplementedError
+
+    def _supports_partial_fit(self):
+        return type(self)._batch_moments is not BaseEM._batch_moments
+
     def _n_parameters(self):
         """Number of free parameters (used by ``bic`` and ``aic``).
 
@@ -494,6 +527,8 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._check_same_structure()
             self._check_parameters(X, sample_weight)
             random_state = check_random_state(self.random_state)
+            for name in self._ONLINE_STATE:  # fit starts over (a warm start too)
+                self.__dict__.pop(name, None)
             try:
                 self._prepare_fit(X, sample_weight, random_state)
                 self._run_em(X, sample_weight, random_state)
@@ -501,6 +536,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 for name in self._fit_scratch:
                     self.__dict__.pop(name, None)
         return self
+
+    #: What ``partial_fit`` keeps between calls, and ``fit`` removes.
+    _ONLINE_STATE = ("_online_moments", "n_steps_", "n_samples_seen_")
 
     #: What scikit-learn's callback machinery keeps on the estimator during fit
     #: and removes after it, also after a failed fit: kept when fit restores.
@@ -521,8 +559,14 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             self.__dict__.update(callback_state)  # so the callbacks are torn down
             raise
 
-    def _validate_fit_data(self, X, sample_weight):
+    def _validate_fit_data(self, X, sample_weight, reset=True):
         if is_dask_array(X):  # before scikit-learn's validation, which would load it
+            if not reset:
+                raise ValueError(
+                    f"{type(self).__name__}.partial_fit takes arrays in memory; for a dask "
+                    "array, call fit(X) (exact EM on the cluster), or partial_fit on each "
+                    "block: for block in X.blocks: model.partial_fit(block.compute())."
+                )
             from ._dask import validate_fit_data
 
             return validate_fit_data(self, X, sample_weight)
@@ -530,8 +574,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             self,
             X,
             dtype=[np.float64, np.float32],
-            ensure_min_samples=2,
+            ensure_min_samples=2 if reset else 1,
             ensure_all_finite="allow-nan" if self._allow_nan else True,
+            reset=reset,
         )
         check_magnitude(X)
         return X, check_sample_weight(sample_weight, X.shape[0])
@@ -622,6 +667,75 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             return map_blocks(lambda block: self._map_chunks(function, block), X)
         chunks = self._chunks(X.shape[0])
         return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
+
+    # ------------------------------------------------------------------ online
+
+    @available_if(_supports_partial_fit)
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """One step of online (stepwise) EM on a batch of rows.
+
+        The batch's E-step gives its moments (normalised sufficient
+        statistics); the model keeps their running average
+        ``s <- (1 - eta) s + eta s_batch`` with the step size
+        ``eta = (learning_offset + n_steps_) ** -learning_decay``, and sets
+        its parameters by the M-step of ``s`` (Cappe & Moulines 2009). The
+        first call on an unfitted model validates the parameters and starts
+        from its batch (as ``fit`` would, with ``eta = 1``); a call on a model
+        fitted by ``fit`` continues from its parameters. ``fit`` starts over.
+        One pass over data in batches of about a thousand rows comes close to
+        a full EM fit (see the user guide, "More data than memory").
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            A batch of rows (in memory; pass the blocks of a dask array one by
+            one).
+        y : Ignored
+            Not used, present for API consistency.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each row within the batch. Every batch makes one step,
+            whatever its size or total weight.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
+        with self._unchanged_on_error():
+            fitted = hasattr(self, "converged_")
+            if not fitted:
+                self._validate_params()
+            X, sample_weight = self._validate_fit_data(X, sample_weight, reset=not fitted)
+            try:
+                if fitted:
+                    n_steps = getattr(self, "n_steps_", 0)
+                    running = getattr(self, "_online_moments", None)
+                    if running is None:
+                        running = self._moments_of_parameters()
+                    bound, moments = self._batch_moments(X, sample_weight)
+                    step = (self.learning_offset + n_steps) ** -self.learning_decay
+                    moments = self._combine_moments(running, moments, step)
+                else:
+                    n_steps = 0
+                    self._check_parameters(X, sample_weight)
+                    random_state = check_random_state(self.random_state)
+                    self._prepare_fit(X, sample_weight, random_state)
+                    self._initialize(X, sample_weight, random_state)
+                    self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
+                    self._sampling_state = None
+                    bound, moments = self._batch_moments(X, sample_weight)
+                self._m_step_from_moments(moments)
+            finally:
+                for name in self._fit_scratch:
+                    self.__dict__.pop(name, None)
+            self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
+            self._online_moments = moments
+            self.lower_bounds_ = np.append(getattr(self, "lower_bounds_", [])[:n_steps], bound)
+            self.lower_bound_ = float(bound)
+            self.n_steps_ = self.n_iter_ = n_steps + 1
+            self.n_samples_seen_ = getattr(self, "n_samples_seen_", 0) + X.shape[0]
+            self.converged_ = False
+        return self
 
     def _get_parameters(self):
         return {name: deepcopy(getattr(self, name)) for name in self._fitted_parameters}

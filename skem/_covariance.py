@@ -25,6 +25,7 @@ from ._linalg import (
     inverse_lower_transposed,
     precision_cholesky_from_precision,
 )
+from ._missing import DiagonalConditionals, condition_on_observed
 
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -100,8 +101,84 @@ class Covariance:
         """
         raise NotImplementedError
 
+    #: Whether all components share the covariance ('tied', 'tied_diag').
+    shared = False
+
     def covariances(self, statistics, centered_means, nk, reference, reg_covar):
         """``(covariances, floors)``: the M-step update, floored, in float64."""
+        unfloored = self.unfloored(statistics, centered_means, nk, reference)
+        return self.floored(unfloored, reg_covar, nk.shape[0])
+
+    def unfloored(self, statistics, centered_means, nk, reference):
+        """The maximum-likelihood covariances of the summed statistics (float64)."""
+        raise NotImplementedError
+
+    def floored(self, covariances, reg_covar, n_components):
+        """``(covariances, floors)``: the floor added to the covariances, in place."""
+        raise NotImplementedError
+
+    def without_floor(self, covariances, floors):
+        """The covariances less their floors (a copy): what ``floored`` was given."""
+        raise NotImplementedError
+
+    def outer(self, offsets):
+        """The outer products of the rows of ``offsets``, in this type's shape.
+
+        What a shift of a component's mean adds to its covariance (summed over
+        the components for a shared one).
+        """
+        raise NotImplementedError
+
+    def combine(self, first, second, step):
+        """Moments ``(1 - step) * first + step * second``, each about its own means.
+
+        ``first`` and ``second`` are dicts of normalised moments: ``"n"`` the
+        share of the weight of each component (summing to one), ``"means"``
+        and ``"covariances"`` (unfloored). The covariances are moved to the
+        combined means (Chan's parallel update), so moments about different
+        means combine exactly: this is how online EM re-centres its running
+        statistics when the parameters move.
+        """
+        n = (1 - step) * first["n"] + step * second["n"]
+        ratio = np.divide(step * second["n"], n, out=np.zeros_like(n), where=n > 0)
+        offsets = second["means"] - first["means"]
+        spread = self.outer(offsets)
+        between = ratio * (1 - ratio)
+        if self.shared:
+            covariances = (1 - step) * first["covariances"] + step * second["covariances"]
+            covariances += np.tensordot(n * between, spread, axes=1)
+        else:
+            expand = (slice(None),) + (np.newaxis,) * (spread.ndim - 1)
+            covariances = (1 - ratio)[expand] * first["covariances"]
+            covariances += ratio[expand] * second["covariances"]
+            covariances += between[expand] * spread
+        means = first["means"] + ratio[:, np.newaxis] * offsets
+        return {"n": n, "means": means, "covariances": covariances}
+
+    def missing_terms(self, centered_means, factors):
+        """What rows with missing values need from the parameters (see ``skem._missing``)."""
+        raise NotImplementedError
+
+    def missing_mahalanobis(self, centered, missing, terms, missing_terms):
+        """Marginal terms of rows with missing values: the observed block of each row.
+
+        ``centered`` (float64) holds the rows about the centre with zeros where
+        ``missing``. Returns ``(mahalanobis, log_det, conditionals)``: the
+        squared Mahalanobis distance of the observed values to each component
+        and the log-determinant of the precision factor of their marginal,
+        both (n, K), and the conditional moments of the missing values (a
+        ``skem._missing`` conditionals object).
+        """
+        raise NotImplementedError
+
+    def missing_statistics(self, conditionals, responsibilities, reference, initial):
+        """``statistics`` of rows with missing values: the same keys, in expectation.
+
+        Each missing block is filled with its conditional mean and its
+        conditional covariance is added to the second moments, so the dict adds
+        to that of complete rows: those of the fit loop, or, if ``initial``,
+        those of the initialisation (``statistics`` without a workspace).
+        """
         raise NotImplementedError
 
     def factorize(self, covariances, reg_covar, n_components):
@@ -138,6 +215,41 @@ class _MatrixCovariance(Covariance):
         factors = np.array([precision_cholesky_from_precision(p) for p in stacked])
         covariances = np.array([np.linalg.inv(p) for p in stacked])
         return factors.reshape(precisions.shape), covariances.reshape(precisions.shape)
+
+    def missing_terms(self, centered_means, factors):
+        n_features = centered_means.shape[1]
+        return {
+            "centered_means": centered_means,
+            "precisions": np.reshape(self.precisions(factors), (-1, n_features, n_features)),
+        }
+
+    def missing_mahalanobis(self, centered, missing, terms, missing_terms):
+        means = missing_terms["centered_means"]
+        residuals = centered[np.newaxis] - means[:, np.newaxis, :]
+        residuals *= ~missing
+        mahalanobis, log_det_missing, conditionals = condition_on_observed(
+            residuals, missing, missing_terms["precisions"], means
+        )
+        # log|S_OO|^(-1/2) = log|U| - log|P_MM| / 2
+        return mahalanobis, terms["log_det"] - 0.5 * log_det_missing, conditionals
+
+    @staticmethod
+    def _filled_scatters(conditionals, responsibilities, shift):
+        """``sum_n r_nk (f_nk - s_k)(f_nk - s_k)^T`` of the rows f_nk filled for k, (K, d, d)."""
+        residuals, means = conditionals.residuals, conditionals.means
+        root_responsibilities = np.sqrt(responsibilities)
+        n_components, _, n_features = residuals.shape
+        scatters = np.empty((n_components, n_features, n_features))
+        for k in range(n_components):
+            weighted = residuals[k] + (means[k] - shift[k])
+            weighted *= root_responsibilities[:, k, np.newaxis]
+            scatters[k] = gram(weighted)
+        return scatters
+
+    def without_floor(self, covariances, floors):
+        stacked = covariances.reshape(-1, *covariances.shape[-2:]).copy()
+        np.einsum("kii->ki", stacked)[...] -= floors[: stacked.shape[0], np.newaxis]
+        return stacked.reshape(covariances.shape)
 
     def add_floor(self, covariances, reg_covar):
         """Add reg_covar, raised to the rounding level of each matrix, in place.
@@ -252,6 +364,26 @@ class FullCovariance(_MatrixCovariance):
         per_component = stacked.transpose(1, 0, 2)
         return {"whitened_scatter": np.matmul(per_component.transpose(0, 2, 1), per_component)}
 
+    def missing_statistics(self, conditionals, responsibilities, reference, initial):
+        """The expected scatters, about the shift the complete rows' statistics use.
+
+        In the fit loop the complete rows give the whitened scatter
+        ``sum r y y^T`` with ``y = (x - s_k) U_k``; a filled row gives
+        ``E[y y^T] = U_k^T ((f - s_k)(f - s_k)^T + C) U_k``, f its
+        conditional mean and C its conditional covariance, so the expected
+        scatter S_k is whitened with the same factors. In the initialisation
+        the plain scatter about the shift.
+        """
+        shift = reference["shift"] if initial else reference["terms"]["shift"]
+        scatters = self._filled_scatters(conditionals, responsibilities, shift)
+        scatters += conditionals.covariance_sum(responsibilities)
+        if initial:
+            return {"scatter": scatters}
+        n_features = scatters.shape[1]
+        factor = reference["terms"]["factor"].astype(np.float64)
+        factors = factor.reshape(n_features, -1, n_features).transpose(1, 0, 2)
+        return {"whitened_scatter": np.swapaxes(factors, 1, 2) @ scatters @ factors}
+
     @staticmethod
     def _shifted_scatters(centered, responsibilities, shift):
         """The matrices sum_n r_nk (x_n - m_k)(x_n - m_k)^T, m_k the old mean.
@@ -298,7 +430,7 @@ class FullCovariance(_MatrixCovariance):
         scatter *= 0.5
         return scatter, reference["terms"]["shift"]
 
-    def covariances(self, statistics, centered_means, nk, reference, reg_covar):
+    def unfloored(self, statistics, centered_means, nk, reference):
         # sum_n r (x - mean)(x - mean)^T from the sums about the old mean s:
         # scatter - t d^T - d t^T + R d d^T with t = sum r (x - s), d = mean - s,
         # R = sum r. It is positive semi-definite even for an empty component.
@@ -312,7 +444,13 @@ class FullCovariance(_MatrixCovariance):
             offset[:, :, np.newaxis] * offset[:, np.newaxis, :]
         )
         covariances /= nk[:, None, None]
+        return covariances
+
+    def floored(self, covariances, reg_covar, n_components):
         return covariances, self.add_floor(covariances, reg_covar)
+
+    def outer(self, offsets):
+        return offsets[:, :, np.newaxis] * offsets[:, np.newaxis, :]
 
     def degenerate(self, covariances, floors, rounding):
         return np.flatnonzero(self.singular(covariances, floors, rounding))
@@ -358,11 +496,27 @@ class TiedCovariance(_MatrixCovariance):
         row_weight = np.sqrt(responsibilities.sum(axis=1, dtype=np.float64))
         return {"scatter": gram(centered64 * row_weight[:, np.newaxis])}
 
-    def covariances(self, statistics, centered_means, nk, reference, reg_covar):
+    def missing_statistics(self, conditionals, responsibilities, reference, initial):
+        """The expected scatter about the centre: filled rows, plus the conditional covariances."""
+        means = conditionals.means
+        scatters = self._filled_scatters(conditionals, responsibilities, np.zeros_like(means))
+        return {
+            "scatter": scatters.sum(axis=0)
+            + conditionals.covariance_sum(responsibilities, pooled=True)
+        }
+
+    shared = True
+
+    def unfloored(self, statistics, centered_means, nk, reference):
         between = (statistics["sum_x"].T / nk) @ statistics["sum_x"]
-        covariances = (statistics["scatter"] - between) / nk.sum()
+        return (statistics["scatter"] - between) / nk.sum()
+
+    def floored(self, covariances, reg_covar, n_components):
         floor = self.add_floor(covariances[np.newaxis], reg_covar)
-        return covariances, np.repeat(floor, nk.shape[0])
+        return covariances, np.repeat(floor, n_components)
+
+    def outer(self, offsets):
+        return offsets[:, :, np.newaxis] * offsets[:, np.newaxis, :]
 
     def factorize(self, covariances, reg_covar, n_components):
         factors, repaired = super().factorize(covariances, reg_covar, n_components)
@@ -431,8 +585,12 @@ class _VarianceCovariance(Covariance):
         """
         squares = np.square(centered64)
         workspace["squares"] = squares
+        return self._expanded_mahalanobis(centered64, squares, terms["constant"], terms)
+
+    def _expanded_mahalanobis(self, centered64, squares, constant, terms, observed=None):
+        """The three products; far rows from the differences (on ``observed`` coordinates)."""
         magnitude = squares @ terms["precisions"]
-        magnitude += terms["constant"]
+        magnitude += constant
         mahalanobis = centered64 @ terms["linear"]  # (the -2 is in "linear")
         mahalanobis += magnitude
         far = ()
@@ -440,6 +598,8 @@ class _VarianceCovariance(Covariance):
             far = np.flatnonzero((magnitude > self.EXPANSION_LIMIT).any(axis=1))
         if len(far):
             difference = centered64[far, np.newaxis, :] - terms["centered_means"]
+            if observed is not None:
+                difference *= observed[far, np.newaxis, :]
             mahalanobis[far] = np.einsum(
                 "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"]
             )
@@ -449,14 +609,51 @@ class _VarianceCovariance(Covariance):
         squares = np.square(centered64) if workspace is None else workspace["squares"]
         return {"sum_x2": responsibilities.astype(np.float64, copy=False).T @ squares}
 
-    def covariances(self, statistics, centered_means, nk, reference, reg_covar):
+    def missing_terms(self, centered_means, factors):
+        n_components, n_features = centered_means.shape
+        precisions = self.per_feature(factors**2, n_components, n_features)
+        return {
+            "log_factors": self.per_feature(np.log(factors), n_components, n_features),
+            "variances": 1.0 / precisions,
+            "constant": (centered_means**2 * precisions).T.copy(),
+        }
+
+    def missing_mahalanobis(self, centered, missing, terms, missing_terms):
+        """Sums over the observed coordinates only: the same products with the mask.
+
+        Given the component the coordinates are independent, so the marginal
+        of the observed ones drops the missing terms and the conditional of
+        the missing ones is their marginal; no pattern is looked at.
+        """
+        observed = (~missing).astype(np.float64)
+        constant = observed @ missing_terms["constant"]
+        mahalanobis = self._expanded_mahalanobis(
+            centered, np.square(centered), constant, terms, observed
+        )
+        conditionals = DiagonalConditionals(
+            centered, missing, terms["centered_means"], missing_terms["variances"]
+        )
+        return mahalanobis, observed @ missing_terms["log_factors"].T, conditionals
+
+    def missing_statistics(self, conditionals, responsibilities, reference, initial):
+        return {"sum_x2": conditionals.second_moment_sum(responsibilities)}
+
+    def unfloored(self, statistics, centered_means, nk, reference):
         second_moment = statistics["sum_x2"] / nk[:, np.newaxis]
         variances = second_moment - centered_means**2
         # Below the rounding of the second moment a variance is zero (a
         # collapsed component), not noise that would hide the collapse.
         variances[variances <= 10 * EPS * second_moment] = 0.0
-        covariances = self.pool(variances, nk) + reg_covar
-        return covariances, np.full(nk.shape[0], float(reg_covar))
+        return self.pool(variances, nk)
+
+    def floored(self, covariances, reg_covar, n_components):
+        return covariances + reg_covar, np.full(n_components, float(reg_covar))
+
+    def without_floor(self, covariances, floors):
+        return covariances - floors[0]  # (the same floor, reg_covar, everywhere)
+
+    def outer(self, offsets):
+        return offsets**2
 
     def pool(self, variances, nk):
         """The fitted variances from the per-component, per-feature ones."""
@@ -513,6 +710,9 @@ class SphericalCovariance(_VarianceCovariance):
     def per_feature(self, variances, n_components, n_features):
         return variances[:, np.newaxis] * np.ones(1 if n_features is None else n_features)
 
+    def outer(self, offsets):
+        return (offsets**2).mean(axis=1)
+
     def pool(self, variances, nk):
         return variances.mean(axis=1)
 
@@ -527,6 +727,8 @@ class TiedDiagCovariance(_VarianceCovariance):
 
     def n_parameters(self, n_components, n_features):
         return n_features
+
+    shared = True
 
     def per_feature(self, variances, n_components, n_features):
         return np.broadcast_to(variances, (n_components, variances.shape[-1]))

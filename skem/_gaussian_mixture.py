@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import weighted_moments
+from ._base import ONLINE_PARAMETER_CONSTRAINTS, weighted_moments
 from ._covariance import COVARIANCES, log_normalizer
 from ._missing import DiagonalConditionals, missing_mask, observed_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
@@ -152,6 +152,12 @@ class EMGaussianMixture(BaseMixture):
         Verbosity of the fit loop.
     verbose_interval : int, default=10
         Iterations between progress lines.
+    learning_decay : float, default=0.7
+        Online EM (``partial_fit``): the step size of batch ``t`` is
+        ``(learning_offset + t) ** -learning_decay``; in (0.5, 1], as in
+        scikit-learn's ``LatentDirichletAllocation``.
+    learning_offset : float, default=10.0
+        Online EM: at least 1; larger values make the early steps smaller.
 
     Attributes
     ----------
@@ -203,6 +209,7 @@ class EMGaussianMixture(BaseMixture):
 
     _parameter_constraints: dict = {
         **BaseMixture._parameter_constraints,
+        **ONLINE_PARAMETER_CONSTRAINTS,
         "covariance_type": [StrOptions(set(COVARIANCES))],
         "reg_covar": [Interval(Real, 0.0, None, closed="left")],
         "weights_init": ["array-like", None],
@@ -247,6 +254,8 @@ class EMGaussianMixture(BaseMixture):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         super().__init__(
             n_components=n_components,
@@ -260,6 +269,8 @@ class EMGaussianMixture(BaseMixture):
             verbose=verbose,
             verbose_interval=verbose_interval,
         )
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.covariance_type = covariance_type
         self.reg_covar = reg_covar
         self.weights_init = weights_init
@@ -370,18 +381,56 @@ class EMGaussianMixture(BaseMixture):
     def _m_step_components(self, statistics):
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
-        covariances, self._variance_floors = self._covariance.covariances(
-            statistics, centered_means, nk, self._reference, self.reg_covar
+        covariances = self._covariance.unfloored(statistics, centered_means, nk, self._reference)
+        self._set_components(centered_means + self._reference["center"], covariances)
+
+    def _set_components(self, means, covariances):
+        """Set the means and the floored, factorised covariances (float64 in)."""
+        n_components = means.shape[0]
+        covariances, self._variance_floors = self._covariance.floored(
+            covariances, self.reg_covar, n_components
         )
         factors, repaired = self._covariance.factorize(  # may repair in place
-            covariances, self.reg_covar, self.n_components
+            covariances, self.reg_covar, n_components
         )
         self._repaired_components = tuple(repaired)
         dtype = self._parameter_dtype()
-        self.means_ = (centered_means + self._reference["center"]).astype(dtype)
+        self.means_ = means.astype(dtype)
         self.covariances_ = covariances.astype(dtype)
         self.precisions_cholesky_ = factors.astype(dtype)
         self._refresh_caches()
+
+    # ------------------------------------------------------------------ online
+
+    def _batch_moments(self, X, sample_weight):
+        bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
+        nk = statistics["nk"] + RESPONSIBILITY_FLOOR
+        centered_means = statistics["sum_x"] / nk[:, np.newaxis]
+        covariances = self._covariance.unfloored(statistics, centered_means, nk, self._reference)
+        moments = {
+            "n": statistics["nk"] / weight,
+            "means": centered_means + self._reference["center"],
+            "covariances": covariances,
+        }
+        return bound / weight, moments
+
+    def _combine_moments(self, running, batch, step):
+        return self._covariance.combine(running, batch, step)
+
+    def _m_step_from_moments(self, moments):
+        n = moments["n"] + RESPONSIBILITY_FLOOR
+        self.weights_ = (n / n.sum()).astype(self._parameter_dtype())
+        self._set_components(moments["means"], moments["covariances"].copy())
+
+    def _moments_of_parameters(self):
+        covariances = self._covariance.without_floor(
+            np.asarray(self.covariances_, dtype=np.float64), self._variance_floors
+        )
+        return {
+            "n": np.asarray(self.weights_, dtype=np.float64),
+            "means": np.asarray(self.means_, dtype=np.float64),
+            "covariances": covariances,
+        }
 
     def _refresh_caches(self):
         """Recompute what the E-step needs from the current parameters."""

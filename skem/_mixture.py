@@ -363,9 +363,10 @@ class BaseMixture(BaseEM):
         """dtype of the fitted parameters: that of the training data."""
         return self._fit_dtype
 
-    def _validate_fit_data(self, X, sample_weight):
-        X, sample_weight = super()._validate_fit_data(X, sample_weight)
-        self._fit_dtype = X.dtype
+    def _validate_fit_data(self, X, sample_weight, reset=True):
+        X, sample_weight = super()._validate_fit_data(X, sample_weight, reset)
+        if reset:  # (partial_fit keeps the dtype of the parameters)
+            self._fit_dtype = X.dtype
         return X, sample_weight
 
     def _log_density(self, X):

@@ -11,11 +11,24 @@ from numbers import Integral, Real
 import numpy as np
 from scipy import linalg
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import randomized_svd, svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import CHUNK_FLOATS, BaseEM, row_weights, weighted_moments
+from ._base import (
+    CHUNK_FLOATS,
+    ONLINE_PARAMETER_CONSTRAINTS,
+    BaseEM,
+    check_missing,
+    check_rows_observed,
+    is_dask_array,
+    reduce_rows,
+    row_weights,
+    take_rows,
+    weighted_moments,
+)
+from ._covariance import COVARIANCES
 from ._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
@@ -44,22 +57,23 @@ def missing_mask(X):
 def weighted_covariance(X, sample_weight, mean):
     """Weighted 1/N covariance of complete rows about ``mean`` (d x d, float64).
 
-    Accumulated over blocks of rows as numpy's ``block.T @ block`` (syrk), so
-    neither a centred copy of X nor a float64 copy of float32 data is made. A
-    block holds up to the larger of CHUNK_FLOATS and the d x d result: syrk
-    keeps its efficiency and the accumulation stays a small part of the work.
+    Accumulated over blocks of rows (``reduce_rows``) as numpy's
+    ``block.T @ block`` (syrk), so neither a centred copy of X nor a float64
+    copy of float32 data is made. A block holds up to the larger of
+    CHUNK_FLOATS and the d x d result: syrk keeps its efficiency and the
+    accumulation stays a small part of the work.
     """
-    n_samples, n_features = X.shape
+    n_features = X.shape[1]
+
+    def scatter(block, weights):
+        block = np.subtract(block, mean, dtype=np.float64)
+        if weights is not None:
+            block *= np.sqrt(weights)[:, np.newaxis]
+        return block.T @ block, row_weights(weights, block.shape[0]).sum()
+
     block_rows = max(CHUNK_FLOATS // n_features, n_features, 1)
-    covariance = np.zeros((n_features, n_features), order="F")  # LAPACK's order
-    for start in range(0, n_samples, block_rows):
-        rows = slice(start, start + block_rows)
-        block = np.subtract(X[rows], mean, dtype=np.float64)
-        if sample_weight is not None:
-            block *= np.sqrt(sample_weight[rows])[:, np.newaxis]
-        covariance += block.T @ block
-    covariance /= row_weights(sample_weight, n_samples).sum()
-    return covariance
+    covariance, weight = reduce_rows(scatter, X, sample_weight, block_rows)
+    return covariance / weight
 
 
 def principal_subspace(centered, n_latent, total_variance, noise_floor, random_state):
@@ -194,6 +208,12 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Verbosity of the fit loop.
     verbose_interval : int, default=10
         Iterations between progress lines.
+    learning_decay : float, default=0.7
+        Online EM (``partial_fit``): the step size of batch ``t`` is
+        ``(learning_offset + t) ** -learning_decay``; in (0.5, 1], as in
+        scikit-learn's ``LatentDirichletAllocation``.
+    learning_offset : float, default=10.0
+        Online EM: at least 1; larger values make the early steps smaller.
 
     Attributes
     ----------
@@ -242,6 +262,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     _parameter_constraints: dict = {
         **BaseEM._parameter_constraints,
+        **ONLINE_PARAMETER_CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "solver": [StrOptions({"auto", "em", "eig"})],
         "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
@@ -263,6 +284,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         super().__init__(
             tol=tol,
@@ -273,6 +296,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             verbose=verbose,
             verbose_interval=verbose_interval,
         )
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.n_components = n_components
         self.solver = solver
         self.noise_variance_floor = noise_variance_floor
@@ -295,44 +320,35 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         n_latent = self._latent_dimension(n_features)
         if n_latent > n_features:
             raise ValueError(f"n_components={n_latent} must be at most n_features={n_features}.")
-        missing = missing_mask(X)
-        if missing is not None:
-            self._check_rows_observed(X)
-            columns = np.flatnonzero(missing.all(axis=0))
-            if columns.size:
-                raise ValueError(
-                    f"Columns {columns[:10].tolist()} of X are entirely NaN (missing); "
-                    "every feature needs at least one observed value."
-                )
-            # (with complete data every column has the positive total weight)
-            weights = row_weights(sample_weight, X.shape[0])
-            unweighted = np.flatnonzero(weights @ ~missing == 0)
-            if unweighted.size:
-                raise ValueError(
-                    f"Columns {unweighted[:10].tolist()} of X are observed only in rows of "
-                    "zero sample_weight; every feature needs an observed value of positive "
-                    "weight."
-                )
-            if self.solver == "eig":
-                raise ValueError(
-                    "solver='eig' needs complete data; X has missing values (NaN). "
-                    "Use solver='em' or 'auto'."
-                )
+        if check_missing(X, sample_weight) and self.solver == "eig":
+            raise ValueError(
+                "solver='eig' needs complete data; X has missing values (NaN). "
+                "Use solver='em' or 'auto'."
+            )
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
         n_features = X.shape[1]
         self._n_latent = self._latent_dimension(n_features)
-        column_sums = weighted_column_sums(X, sample_weight)
-        # a column sum is NaN when the column has a missing value (or, rarely, when
-        # the float64 sum overflowed both ways): only then is X scanned for NaN
-        self._has_missing = bool(np.isnan(column_sums).any()) and bool(np.isnan(X).any())
+        column_sums, total_weight, n_missing = self._reduce(
+            lambda block, weights: (
+                weighted_column_sums(block, weights),
+                row_weights(weights, block.shape[0]).sum(),
+                # a column sum is NaN when the column has a missing value (or,
+                # rarely, when the float64 sum overflowed both ways): only then
+                # is the block scanned for NaN
+                float(np.isnan(weighted_column_sums(block, None)).any() and np.isnan(block).any()),
+            ),
+            X,
+            sample_weight,
+        )
+        self._has_missing = bool(n_missing)
         self._noise_floor = None
         if self._has_missing:
             self._data_mean, variance = weighted_moments(X, sample_weight)
             self._set_total_variance(float(variance.sum()), n_features)
         else:
-            self._data_mean = column_sums / row_weights(sample_weight, X.shape[0]).sum()
+            self._data_mean = column_sums / total_weight
             # The closed form gets the total variance as the trace of the covariance
             # it forms anyway; EM (also a warm start, which skips _initialize) needs
             # the noise floor now.
@@ -351,16 +367,16 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _total_variance_of(self, X, sample_weight, mean):
         """Weighted mean of ``|x - mean|^2`` over complete rows, block by block."""
-        total = 0.0
-        for rows in self._chunks(X.shape[0]):
-            block = np.subtract(X[rows], mean, dtype=np.float64)
+
+        def sums(block, weights):
+            block = np.subtract(block, mean, dtype=np.float64)
             squared_norms = np.einsum("nd,nd->n", block, block)
-            total += float(
-                squared_norms.sum()
-                if sample_weight is None
-                else sample_weight[rows] @ squared_norms
-            )
-        return total / row_weights(sample_weight, X.shape[0]).sum()
+            if weights is None:
+                return squared_norms.sum(), float(block.shape[0])
+            return weights @ squared_norms, weights.sum()
+
+        total, weight = self._reduce(sums, X, sample_weight)
+        return total / weight
 
     def _uses_eigen_solver(self):
         if self.solver == "auto":
@@ -373,42 +389,52 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if not self._uses_eigen_solver():
             return None
         n_samples, n_features = X.shape
-        n_latent = self._n_latent
-        weights = row_weights(sample_weight, n_samples)
         mean = self._data_mean
         if n_samples >= n_features:
-            covariance = weighted_covariance(X, sample_weight, mean)
-            total_variance = float(np.trace(covariance))
-            # Only the q leading eigenpairs are needed (the rest of the spectrum
-            # enters through the trace). numpy has no partial eigensolver; scipy's
-            # (LAPACK syevr on an index range) skips most of the work of numpy's
-            # full eigh: 3x faster at d = 1000 on one thread. It is scipy's LAPACK,
-            # one call after the loop over rows, never inside it. Up to the size
-            # 'auto' sends here it runs on one BLAS thread: its reduction to
-            # tridiagonal form synchronises the threads at every column, and right
-            # after numpy's products (whose pool still spins) that made it 6 times
-            # slower in the median and up to 100 times (0.3 s, up to 7 s, against
-            # 0.05 s) on a busy 2-core machine; two threads gained ~20% at best.
-            limit = (
-                single_blas_thread() if n_features <= EIGEN_SOLVER_MAX_FEATURES else nullcontext()
-            )
-            with limit:
-                eigenvalues, eigenvectors = linalg.eigh(
-                    covariance,
-                    subset_by_index=[n_features - n_latent, n_features - 1],
-                    driver="evr",
-                    overwrite_a=True,
-                    check_finite=False,
-                )
-            del covariance
-            eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+            self._set_from_covariance(mean, weighted_covariance(X, sample_weight, mean))
         else:
-            scaled = (X - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
+            rows, weights = X, row_weights(sample_weight, n_samples)
+            if is_dask_array(X):  # fewer rows than features: they fit on the client
+                rows, weights = take_rows(X, weights, np.arange(n_samples))
+            scaled = (rows - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
             # numpy's LAPACK: the SVD of the few rows, once
             _, singular_values, right = np.linalg.svd(scaled, full_matrices=False)
-            eigenvalues, eigenvectors = singular_values**2, right.T
             total_variance = float(np.einsum("nd,nd->", scaled, scaled))
             del scaled
+            self._set_from_spectrum(mean, singular_values**2, right.T, total_variance)
+        return self._mean_log_likelihood(X, sample_weight)
+
+    def _set_from_covariance(self, mean, covariance):
+        """The maximum-likelihood parameters of data with this mean and covariance.
+
+        ``covariance`` (float64, d x d) is overwritten.
+        """
+        n_features, n_latent = covariance.shape[0], self._n_latent
+        total_variance = float(np.trace(covariance))
+        # Only the q leading eigenpairs are needed (the rest of the spectrum
+        # enters through the trace). numpy has no partial eigensolver; scipy's
+        # (LAPACK syevr on an index range) skips most of the work of numpy's
+        # full eigh: 3x faster at d = 1000 on one thread. It is scipy's LAPACK,
+        # one call after the loop over rows, never inside it. Up to the size
+        # 'auto' sends here it runs on one BLAS thread: its reduction to
+        # tridiagonal form synchronises the threads at every column, and right
+        # after numpy's products (whose pool still spins) that made it 6 times
+        # slower in the median and up to 100 times (0.3 s, up to 7 s, against
+        # 0.05 s) on a busy 2-core machine; two threads gained ~20% at best.
+        limit = single_blas_thread() if n_features <= EIGEN_SOLVER_MAX_FEATURES else nullcontext()
+        with limit:
+            eigenvalues, eigenvectors = linalg.eigh(
+                covariance,
+                subset_by_index=[n_features - n_latent, n_features - 1],
+                driver="evr",
+                overwrite_a=True,
+                check_finite=False,
+            )
+        self._set_from_spectrum(mean, eigenvalues[::-1], eigenvectors[:, ::-1], total_variance)
+
+    def _set_from_spectrum(self, mean, eigenvalues, eigenvectors, total_variance):
+        """PPCA's closed form from the leading eigenpairs of the covariance."""
+        n_features, n_latent = eigenvectors.shape[0], self._n_latent
         missing_directions = n_latent - eigenvalues.shape[0]
         if missing_directions > 0:  # fewer samples than latent dimensions
             eigenvalues = np.pad(eigenvalues, (0, missing_directions))
@@ -423,10 +449,57 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         scales = np.sqrt(np.maximum(leading - self.noise_variance_, 0.0))
         self.components_ = (eigenvectors[:, :n_latent] * scales).T
         self.mean_ = mean
-        log_density = self._map_posterior(lambda log_density, posterior: log_density, X)
-        return float(np.average(log_density, weights=weights))
+
+    def _mean_log_likelihood(self, X, sample_weight):
+        """Weighted mean log-density of the rows of X under the current parameters."""
+        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
+
+        def sums(block, weights):
+            log_density = self._posterior(block, precision_terms)[0]
+            if weights is None:
+                return log_density.sum(), float(block.shape[0])
+            return weights @ log_density, weights.sum()
+
+        total, weight = self._reduce(sums, X, sample_weight)
+        return float(total / weight)
+
+    # ------------------------------------------------------------------ online
+
+    def _batch_moments(self, X, sample_weight):
+        """The batch's mean and covariance, and its mean log-likelihood before the step.
+
+        They are the sufficient statistics of PPCA on complete rows, and the
+        closed form is their M-step, so online EM here is a running mean and
+        covariance followed by the eigen-solution.
+        """
+        if check_missing(X, sample_weight):
+            raise ValueError(
+                "ProbabilisticPCA.partial_fit needs complete rows; X has missing values "
+                "(NaN). fit(X) handles them by exact EM."
+            )
+        bound = self._mean_log_likelihood(X, sample_weight)
+        mean = weighted_moments(X, sample_weight)[0]
+        covariance = weighted_covariance(X, sample_weight, mean)
+        return bound, {"n": np.ones(1), "means": mean[np.newaxis], "covariances": covariance[None]}
+
+    def _combine_moments(self, running, batch, step):
+        return COVARIANCES["full"].combine(running, batch, step)
+
+    def _m_step_from_moments(self, moments):
+        self._set_from_covariance(moments["means"][0], moments["covariances"][0].copy())
+        self._after_fit(None, None)  # the signs and explained_variance_ of fit
+
+    def _moments_of_parameters(self):
+        return {
+            "n": np.ones(1),
+            "means": self.mean_[np.newaxis],
+            "covariances": self.get_covariance()[np.newaxis],
+        }
 
     # ------------------------------------------------------------------ EM
+
+    #: Rows of a dask array whose SVD starts EM.
+    DASK_INIT_SIZE = 20_000
 
     def _initialize(self, X, sample_weight, random_state):
         """Start from a randomized SVD of the centred data (missing values as 0).
@@ -434,11 +507,20 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         This puts EM close to the optimum, which matters because PPCA's EM
         converges linearly and slowly when eigenvalues are close. Every
         loading column keeps a positive norm: a zero column is a fixed point.
+        On a dask array the SVD is that of ``DASK_INIT_SIZE`` rows drawn at
+        random (read to the client once).
         """
-        weights = row_weights(sample_weight, X.shape[0])
         mean = self._data_mean
         if self._noise_floor is None:  # deferred for the closed form, not run (max_iter=0)
             self._set_total_variance(self._total_variance_of(X, sample_weight, mean), X.shape[1])
+        if is_dask_array(X):
+            indices = np.arange(X.shape[0])
+            if X.shape[0] > self.DASK_INIT_SIZE:
+                indices = np.sort(
+                    random_state.choice(X.shape[0], size=self.DASK_INIT_SIZE, replace=False)
+                )
+            X, sample_weight = take_rows(X, sample_weight, indices)
+        weights = row_weights(sample_weight, X.shape[0])
         centered = X - mean
         if self._has_missing:
             centered[np.isnan(centered)] = 0.0
@@ -671,26 +753,21 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         The q x q terms of the parameters are computed once, not per chunk. A
         row without any observed value shows in its chunk's count of observed
         values (no separate pass over X) and raises the error of
-        ``_check_rows_observed``.
+        ``check_rows_observed``.
         """
         precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
 
         def chunk_values(chunk):
             log_density, posterior = self._posterior(chunk, precision_terms)
             if not posterior["n_observed"].all():
-                self._check_rows_observed(X)
+                check_rows_observed(chunk if is_dask_array(X) else X)
             return extract(log_density, posterior)
 
         return self._map_chunks(chunk_values, X)
 
     @staticmethod
     def _check_rows_observed(X):
-        rows = np.flatnonzero(np.isnan(X).all(axis=1))
-        if rows.size:
-            raise ValueError(
-                f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
-                "every row needs at least one observed value."
-            )
+        check_rows_observed(X)
 
     def get_covariance(self):
         """Model covariance ``W W^T + noise_variance_ I`` (n_features x n_features).
@@ -737,3 +814,54 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         return tags
+
+    def impute(self, X, *, sample_posterior=False, random_state=None):
+        """Fill the missing values (NaN) of X from the fitted Gaussian.
+
+        The model is ``N(mean, W W^T + s I)``, so given the observed values
+        ``x_o`` of a row the missing ones are ``x_m = mean_m + W_m z + noise``
+        with ``z ~ p(z | x_o)``, the posterior that ``transform`` averages.
+        The conditional mean is ``mean_m + W_m E[z | x_o]``; a draw takes
+        ``z`` from the posterior and adds noise of variance ``s``. A row with
+        no observed value gets the mean of the model (or a draw from it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+        sample_posterior : bool, default=False
+            If False, fill in the conditional mean ``E[x_m | x_o]``; if True,
+            one draw from ``p(x_m | x_o)`` (for multiple imputation).
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws when ``sample_posterior=True``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A float copy of X with its observed values unchanged.
+        """
+        X = self._validate_predict_data(X)
+        imputed = X.copy()
+        missing = np.isnan(imputed)
+        incomplete_rows = np.flatnonzero(missing.any(axis=1))
+        random_state = check_random_state(random_state) if sample_posterior else None
+        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
+        # chunks in order (not on all cores), so that the draws are reproducible
+        for chunk in self._chunks(incomplete_rows.size):
+            rows = incomplete_rows[chunk]
+            # every row of the chunk is incomplete: each has its own posterior
+            _, posterior = self._posterior(imputed[rows], precision_terms)
+            latent = posterior["mean"]
+            chunk_missing = missing[rows]
+            if sample_posterior:
+                factors = np.linalg.cholesky(posterior["covariance_incomplete"])
+                noise = random_state.standard_normal(latent.shape)
+                latent = latent + np.einsum("nij,nj->ni", factors, noise)
+            reconstruction = (latent @ self.components_ + self.mean_)[chunk_missing]
+            if sample_posterior:
+                noise = random_state.standard_normal(reconstruction.shape)
+                reconstruction += np.sqrt(self.noise_variance_) * noise
+            block = imputed[rows]
+            block[chunk_missing] = reconstruction
+            imputed[rows] = block
+        return imputed
