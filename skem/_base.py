@@ -561,12 +561,6 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _validate_fit_data(self, X, sample_weight, reset=True):
         if is_dask_array(X):  # before scikit-learn's validation, which would load it
-            if not reset:
-                raise ValueError(
-                    f"{type(self).__name__}.partial_fit takes arrays in memory; for a dask "
-                    "array, call fit(X) (exact EM on the cluster), or partial_fit on each "
-                    "block: for block in X.blocks: model.partial_fit(block.compute())."
-                )
             from ._dask import validate_fit_data
 
             return validate_fit_data(self, X, sample_weight)
@@ -702,6 +696,12 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             The updated estimator.
         """
         with self._unchanged_on_error():
+            if is_dask_array(X):
+                raise ValueError(
+                    f"{type(self).__name__}.partial_fit takes arrays in memory; for a dask "
+                    "array, call fit(X) (exact EM on the cluster), or partial_fit on each "
+                    "block: for block in X.blocks: model.partial_fit(block.compute())."
+                )
             fitted = hasattr(self, "converged_")
             if not fitted:
                 self._validate_params()

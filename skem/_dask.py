@@ -23,7 +23,7 @@ import dask.array as da
 import numpy as np
 from sklearn.utils.validation import _assert_all_finite, _check_feature_names, _check_n_features
 
-from ._base import check_magnitude, check_weight_values, is_dask_array
+from ._base import add_terms, check_magnitude, check_weight_values, is_dask_array
 from ._parallel import single_blas_thread
 
 
@@ -32,8 +32,6 @@ def _call(function, block, weights):
 
 
 def _add(first, second):
-    from ._base import add_terms
-
     return add_terms(add_terms(None, first), second)
 
 
@@ -70,7 +68,9 @@ def reduce_blocks(function, X, sample_weight):
     while len(parts) > 1:  # a tree of pairwise sums, so no node waits on all blocks
         paired = [dask.delayed(_add, pure=True)(a, b) for a, b in zip(parts[::2], parts[1::2])]
         parts = paired + ([parts[-1]] if len(parts) % 2 else [])
-    return _compute(parts[0])[0]
+    # fresh float64 arrays: what a cluster sends back can be read-only or
+    # unaligned buffers, which some LAPACK wrappers refuse
+    return add_terms(None, _compute(parts[0])[0])
 
 
 def map_blocks(function, X):
@@ -204,7 +204,8 @@ def validate_predict_data(estimator, X):
 def take_rows(X, sample_weight, indices):
     """Rows ``indices`` of X and their weights, in that order, as numpy arrays."""
     rows, weights = X[indices], None if sample_weight is None else sample_weight[indices]
-    return _compute(rows, weights)
+    rows, weights = _compute(rows, weights)
+    return np.array(rows), None if weights is None else np.array(weights)  # (writeable)
 
 
 def weighted_mean(values, sample_weight):

@@ -240,6 +240,8 @@ class BaseMixture(BaseEM):
             indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
             X, sample_weight = take_rows(X, sample_weight, indices)
             n_samples = size
+        elif is_dask_array(X):  # init_size >= n_samples: every row, on the client
+            X, sample_weight = take_rows(X, sample_weight, np.arange(n_samples))
         if self.init_params == "random":
             responsibilities = random_state.uniform(size=(n_samples, n_components))
             responsibilities /= responsibilities.sum(axis=1)[:, np.newaxis]

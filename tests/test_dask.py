@@ -1,0 +1,253 @@
+"""Fits on dask arrays equal the in-memory fits; predictions stay lazy; bad input is refused.
+
+The threaded scheduler runs in every test; one module-scoped LocalCluster of
+two worker processes checks that the block functions travel to other
+processes and give the same numbers.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+da = pytest.importorskip("dask.array")
+
+from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA  # noqa: E402
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.RandomState(0)
+    centres = np.array([[0.0, 0, 0, 0], [4, 4, 0, 0], [0, 4, 4, 4]])
+    X = np.vstack([rng.randn(1000, 4) @ rng.randn(4, 4) * 0.5 + c for c in centres])
+    X = X[rng.permutation(len(X))]
+    weights = rng.uniform(0.2, 3.0, len(X))
+    return X, weights
+
+
+def dask_of(X, rows=700):
+    """A dask array with uneven row blocks (the last one shorter) and two column blocks."""
+    return da.from_array(X, chunks=(rows, 2))
+
+
+def started_mixture(X, covariance_type):
+    """A GMM with an explicit start (taken from a short in-memory fit)."""
+    start = EMGaussianMixture(3, covariance_type=covariance_type, max_iter=2, random_state=0)
+    start.fit(X)
+    return EMGaussianMixture(
+        3,
+        covariance_type=covariance_type,
+        weights_init=start.weights_,
+        means_init=start.means_,
+        precisions_init=start.precisions_,
+        tol=1e-9,
+        max_iter=30,
+    )
+
+
+def assert_same_fit(memory, lazy, names):
+    assert lazy.n_iter_ == memory.n_iter_
+    assert_allclose(lazy.lower_bounds_, memory.lower_bounds_, rtol=1e-12, atol=1e-10)
+    for name in names:
+        assert_allclose(getattr(lazy, name), getattr(memory, name), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_gaussian_mixture_on_dask_equals_the_fit_in_memory(data, covariance_type, weighted):
+    X, weights = data
+    weights = weights if weighted else None
+    memory = started_mixture(X, covariance_type).fit(X, sample_weight=weights)
+    lazy = started_mixture(X, covariance_type).fit(dask_of(X), sample_weight=weights)
+    assert_same_fit(memory, lazy, ["weights_", "means_", "covariances_", "precisions_cholesky_"])
+    assert lazy.n_features_in_ == 4
+    scores = lazy.score_samples(dask_of(X))
+    assert isinstance(scores, da.Array)
+    assert_allclose(scores.compute(), memory.score_samples(X), rtol=1e-10, atol=1e-10)
+    probabilities = lazy.predict_proba(dask_of(X))
+    assert isinstance(probabilities, da.Array) and probabilities.shape == (len(X), 3)
+    assert_allclose(probabilities.compute(), memory.predict_proba(X), atol=1e-10)
+    assert_allclose(lazy.predict(dask_of(X)).compute(), memory.predict(X))
+    score = lazy.score(dask_of(X), sample_weight=weights)
+    assert isinstance(score, float)
+    assert_allclose(score, memory.score(X, sample_weight=weights), rtol=1e-12)
+
+
+def test_random_rows_are_drawn_alike_on_dask_and_in_memory(data):
+    """init_params='random_from_data' reads only the rows it draws: the same rows."""
+    X, weights = data
+    model = EMGaussianMixture(3, init_params="random_from_data", random_state=3, max_iter=20)
+    memory = model.fit(X, sample_weight=weights)
+    memory = {"bounds": memory.lower_bounds_, "means": memory.means_}
+    lazy = model.fit(dask_of(X), sample_weight=weights)
+    assert_allclose(lazy.lower_bounds_, memory["bounds"], rtol=1e-12)
+    assert_allclose(lazy.means_, memory["means"], atol=1e-10)
+
+
+def test_kmeans_start_on_dask_uses_a_sample_of_init_size_rows(data):
+    """The default start reads init_size rows; with init_size >= n it is the in-memory start."""
+    X, _ = data
+    model = EMGaussianMixture(3, random_state=0, init_size=len(X), max_iter=5)
+    memory = model.fit(X).lower_bounds_
+    assert_allclose(model.fit(dask_of(X)).lower_bounds_, memory, rtol=1e-12)
+    sampled = EMGaussianMixture(3, random_state=0, init_size=500, tol=1e-6)
+    # a start from 500 rows reaches the same optimum on these separated clusters
+    assert_allclose(
+        sampled.fit(dask_of(X)).lower_bound_,
+        model.set_params(max_iter=100).fit(X).lower_bound_,
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("solver", ["eig", "em"])
+def test_probabilistic_pca_on_dask_equals_the_fit_in_memory(data, solver):
+    X, weights = data
+    model = ProbabilisticPCA(2, solver=solver, tol=1e-10, max_iter=300, random_state=0)
+    memory = model.fit(X, sample_weight=weights)
+    expected = {
+        name: getattr(memory, name)
+        for name in ("lower_bounds_", "components_", "mean_", "noise_variance_")
+    }
+    transformed = memory.transform(X)
+    lazy = model.fit(dask_of(X), sample_weight=weights)
+    assert_allclose(lazy.lower_bounds_, expected["lower_bounds_"], rtol=1e-12)
+    for name in ("components_", "mean_", "noise_variance_"):
+        assert_allclose(getattr(lazy, name), expected[name], rtol=1e-9, atol=1e-10)
+    lazy_transformed = lazy.transform(dask_of(X))
+    assert isinstance(lazy_transformed, da.Array)
+    assert_allclose(lazy_transformed.compute(), transformed, rtol=1e-9, atol=1e-10)
+
+
+def test_probabilistic_pca_with_missing_values_on_dask(data):
+    X, _ = data
+    X = X.copy()
+    X[np.random.RandomState(1).rand(*X.shape) < 0.1] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 1.0
+    model = ProbabilisticPCA(2, tol=1e-10, max_iter=50, random_state=0)
+    memory = model.fit(X).lower_bounds_
+    assert_allclose(model.fit(dask_of(X)).lower_bounds_, memory, rtol=1e-12)
+
+
+def test_mixture_of_ppca_on_dask_equals_the_fit_in_memory(data):
+    X, weights = data
+    # (the start from all rows: random rows would start each component from one
+    # row, whose principal directions are those of rounding noise)
+    model = MixtureOfPPCA(3, n_latent=2, init_size=len(X), random_state=0, max_iter=30)
+    memory = model.fit(X, sample_weight=weights)
+    memory = {"bounds": memory.lower_bounds_, "components": memory.components_}
+    lazy = model.fit(dask_of(X), sample_weight=weights)
+    assert_allclose(lazy.lower_bounds_, memory["bounds"], rtol=1e-12)
+    assert_allclose(lazy.components_, memory["components"], atol=1e-8)
+    assert_allclose(lazy.transform(dask_of(X)).compute(), model.transform(X))
+
+
+# ---------------------------------------------------------------------- input checks
+
+
+def refused(model, X, match, **fit_params):
+    """fit raises ValueError with the message, and leaves the model as it was."""
+    before = dict(model.__dict__)
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, **fit_params)
+    assert model.__dict__.keys() == before.keys()
+
+
+@pytest.mark.parametrize(
+    "value, match", [(np.inf, "Input X contains infinity"), (1e120, "magnitude up to 1e\\+120")]
+)
+def test_bad_values_in_one_block_give_the_in_memory_message(data, value, match):
+    X = data[0].copy()
+    X[2500, 1] = value
+    refused(EMGaussianMixture(2), dask_of(X), match)
+    with pytest.raises(ValueError, match=match):
+        EMGaussianMixture(2).fit(X)
+
+
+def test_bad_sample_weights_are_refused(data):
+    X, weights = data
+    negative = weights.copy()
+    negative[2800] = -1.0
+    refused(EMGaussianMixture(2), dask_of(X), "non-negative", sample_weight=negative)
+    refused(EMGaussianMixture(2), dask_of(X), "zero everywhere", sample_weight=np.zeros(len(X)))
+    refused(EMGaussianMixture(2), dask_of(X), "shape", sample_weight=weights[:-1])
+
+
+def test_wrong_shapes_and_types_are_refused(data):
+    X, _ = data
+    refused(EMGaussianMixture(2), da.from_array(X[:1]), "minimum of 2")
+    refused(EMGaussianMixture(2), da.from_array(X.astype(str)), "numeric")
+    refused(EMGaussianMixture(2), da.from_array(X[:, 0]), "2-dimensional")
+    unknown = dask_of(X)[dask_of(X)[:, 0] > 0]
+    refused(EMGaussianMixture(2), unknown, "compute_chunk_sizes")
+    refused(EMGaussianMixture(2), dask_of(X * 1e120), "magnitude")
+    fitted = EMGaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="features"):
+        fitted.score_samples(dask_of(X[:, :3]))
+
+
+def test_integer_dask_data_are_fitted_as_float64(data):
+    X = np.round(data[0] * 10).astype(np.int64)
+    model = EMGaussianMixture(2, init_params="random_from_data", random_state=0, max_iter=5)
+    memory = model.fit(X).lower_bounds_
+    assert_allclose(model.fit(dask_of(X)).lower_bounds_, memory, rtol=1e-12)
+    assert model.means_.dtype == np.float64
+
+
+def test_float32_dask_data_keep_their_dtype(data):
+    X = data[0].astype(np.float32)
+    model = EMGaussianMixture(2, init_params="random_from_data", random_state=0, max_iter=5)
+    memory = model.fit(X).lower_bounds_
+    lazy = model.fit(dask_of(X))
+    assert lazy.means_.dtype == np.float32
+    assert_allclose(lazy.lower_bounds_, memory, rtol=1e-6)
+
+
+# ---------------------------------------------------------------------- online EM on blocks
+
+
+def test_partial_fit_refuses_a_dask_array_and_a_loop_over_its_blocks_works(data):
+    X, _ = data
+    lazy = dask_of(X, rows=500)
+    with pytest.raises(ValueError, match="partial_fit on each block"):
+        EMGaussianMixture(3).partial_fit(lazy)
+    by_block = EMGaussianMixture(3, random_state=0)
+    for block in lazy.blocks:
+        by_block.partial_fit(block.compute())
+    by_array = EMGaussianMixture(3, random_state=0)
+    for start in range(0, len(X), 500):
+        by_array.partial_fit(X[start : start + 500])
+    assert by_block.n_steps_ == 6 and by_block.n_samples_seen_ == len(X)
+    assert_allclose(by_block.means_, by_array.means_, rtol=1e-12)
+    assert_allclose(by_block.lower_bounds_, by_array.lower_bounds_, rtol=1e-12)
+
+
+# ---------------------------------------------------------------------- a cluster
+
+
+@pytest.fixture(scope="module")
+def cluster_client():
+    distributed = pytest.importorskip("distributed")
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        yield client
+
+
+def test_fits_on_a_local_cluster_of_two_processes_equal_the_fits_in_memory(data, cluster_client):
+    X, weights = data
+    memory = started_mixture(X, "full").fit(X, sample_weight=weights)
+    lazy = started_mixture(X, "full").fit(dask_of(X).persist(), sample_weight=weights)
+    assert_same_fit(memory, lazy, ["weights_", "means_", "covariances_"])
+    assert_allclose(lazy.score(dask_of(X)), memory.score(X), rtol=1e-12)
+
+    ppca = ProbabilisticPCA(2, solver="em", tol=1e-10, max_iter=100, random_state=0)
+    expected = ppca.fit(X).lower_bounds_
+    assert_allclose(ppca.fit(dask_of(X)).lower_bounds_, expected, rtol=1e-12)
+
+    mixture = MixtureOfPPCA(3, n_latent=2, init_size=len(X), random_state=0)
+    expected = mixture.fit(X).lower_bounds_
+    assert_allclose(mixture.fit(dask_of(X)).lower_bounds_, expected, rtol=1e-12)
