@@ -466,6 +466,18 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         """
         raise NotImplementedError
 
+    def _first_moments(self, X, sample_weight, random_state):
+        """Online EM's start: ``fit`` on the first batch (its ``n_init`` restarts).
+
+        A start from a small batch can land in a poor local optimum (k-means
+        on a thousand rows does, on overlapping clusters); the restarts on the
+        batch are the remedy, or a ``fit`` on a larger sample before the
+        calls to ``partial_fit``. Returns the batch's bound and the moments of
+        the fitted parameters.
+        """
+        self._run_em(X, sample_weight, random_state)
+        return self.lower_bound_, self._moments_of_parameters()
+
     def _combine_moments(self, running, batch, step):
         """``(1 - step) * running + step * batch``, in the moments' algebra."""
         raise NotImplementedError
@@ -673,11 +685,13 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         ``s <- (1 - eta) s + eta s_batch`` with the step size
         ``eta = (learning_offset + n_steps_) ** -learning_decay``, and sets
         its parameters by the M-step of ``s`` (Cappe & Moulines 2009). The
-        first call on an unfitted model validates the parameters and starts
-        from its batch (as ``fit`` would, with ``eta = 1``); a call on a model
-        fitted by ``fit`` continues from its parameters. ``fit`` starts over.
-        One pass over data in batches of about a thousand rows comes close to
-        a full EM fit (see the user guide, "More data than memory").
+        first call on an unfitted model validates the parameters and fits its
+        batch as ``fit`` would (with ``n_init`` restarts: raise it if a start
+        from one batch may miss the clusters, or call ``fit`` on a larger
+        sample first); a call on a model fitted by ``fit`` continues from its
+        parameters. ``fit`` starts over. One pass over data in batches of
+        about a thousand rows comes close to a full EM fit (see the user
+        guide, "More data than memory").
 
         Parameters
         ----------
@@ -720,10 +734,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     self._check_parameters(X, sample_weight)
                     random_state = check_random_state(self.random_state)
                     self._prepare_fit(X, sample_weight, random_state)
-                    self._initialize(X, sample_weight, random_state)
-                    self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
-                    self._sampling_state = None
-                    bound, moments = self._batch_moments(X, sample_weight)
+                    bound, moments = self._first_moments(X, sample_weight, random_state)
                 self._m_step_from_moments(moments)
             finally:
                 for name in self._fit_scratch:

@@ -482,6 +482,12 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         covariance = weighted_covariance(X, sample_weight, mean)
         return bound, {"n": np.ones(1), "means": mean[np.newaxis], "covariances": covariance[None]}
 
+    def _first_moments(self, X, sample_weight, random_state):
+        # the batch's own mean and covariance (not those of the fitted model,
+        # which keeps only q directions of it)
+        self._run_em(X, sample_weight, random_state)
+        return self._batch_moments(X, sample_weight)
+
     def _combine_moments(self, running, batch, step):
         return COVARIANCES["full"].combine(running, batch, step)
 

@@ -1,0 +1,167 @@
+"""Online (stepwise) EM: partial_fit on EMGaussianMixture and ProbabilisticPCA.
+
+The running moments are checked against weighted moments computed directly,
+PPCA's online fit against its closed form on the weighted union of the
+batches, and one pass over 200k rows against a full EM fit.
+"""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
+from skem._covariance import COVARIANCES
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
+
+
+def direct_moments(covariance, X, responsibilities, row_weights):
+    """Normalised moments of weighted, softly assigned rows, from their definition."""
+    weighted = responsibilities * row_weights[:, None]
+    n = weighted.sum(axis=0)
+    means = weighted.T @ X / n[:, None]
+    full = np.array(
+        [(weighted[:, k, None] * (X - means[k])).T @ (X - means[k]) / n[k] for k in range(len(n))]
+    )
+    total = n.sum()
+    shares = n / total
+    if covariance.name == "full":
+        covariances = full
+    elif covariance.name == "tied":
+        covariances = np.tensordot(shares, full, axes=1)
+    else:
+        variances = np.einsum("kii->ki", full)
+        covariances = {
+            "diag": variances,
+            "spherical": variances.mean(axis=1),
+            "tied_diag": shares @ variances,
+        }[covariance.name]
+    return {"n": shares, "means": means, "covariances": covariances}
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_combined_moments_are_the_weighted_moments_of_the_union(covariance_type):
+    """(1 - eta) * moments(A) + eta * moments(B), re-centred, equals the moments of
+    A and B together with row weights (1 - eta) / W_A and eta / W_B."""
+    covariance = COVARIANCES[covariance_type]
+    rng = np.random.RandomState(0)
+    first, second = rng.randn(40, 3) * 2 + 5, rng.randn(60, 3) + [0, 9, -4]
+    r_first, r_second = rng.dirichlet(np.ones(2), 40), rng.dirichlet(np.ones(2), 60)
+    w_first, w_second = rng.uniform(0.5, 2, 40), rng.uniform(0.5, 2, 60)
+    step = 0.3
+    combined = covariance.combine(
+        direct_moments(covariance, first, r_first, w_first / w_first.sum()),
+        direct_moments(covariance, second, r_second, w_second / w_second.sum()),
+        step,
+    )
+    union = direct_moments(
+        covariance,
+        np.vstack([first, second]),
+        np.vstack([r_first, r_second]),
+        np.concatenate([(1 - step) * w_first / w_first.sum(), step * w_second / w_second.sum()]),
+    )
+    for name in ("n", "means", "covariances"):
+        assert_allclose(combined[name], union[name], rtol=1e-12, atol=1e-12)
+
+
+def test_online_ppca_is_the_closed_form_of_the_weighted_union():
+    """PPCA's statistics do not depend on the parameters: two steps of online EM
+    equal the closed form on both batches with weights (1 - eta) / n_A, eta / n_B."""
+    rng = np.random.RandomState(0)
+    mixing = rng.randn(5, 5)
+    first, second = rng.randn(300, 5) @ mixing, rng.randn(200, 5) @ mixing + 1.0
+    online = ProbabilisticPCA(2, learning_decay=0.6, learning_offset=4.0)
+    online.partial_fit(first).partial_fit(second)
+    step = (4.0 + 1) ** -0.6
+    weights = np.concatenate([np.full(300, (1 - step) / 300), np.full(200, step / 200)])
+    batch = ProbabilisticPCA(2).fit(np.vstack([first, second]), sample_weight=weights)
+    assert_allclose(online.components_, batch.components_, rtol=1e-10, atol=1e-12)
+    assert_allclose(online.mean_, batch.mean_, rtol=1e-12)
+    assert_allclose(online.noise_variance_, batch.noise_variance_, rtol=1e-10)
+    assert_allclose(online.explained_variance_, batch.explained_variance_, rtol=1e-10)
+    # the bound of each call is that of the batch at the parameters before the step
+    assert online.lower_bounds_.shape == (2,)
+    before = ProbabilisticPCA(2).partial_fit(first)
+    assert_allclose(online.lower_bounds_[1], before.score(second), rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_a_step_from_the_moments_of_a_fitted_model_gives_it_back(covariance_type):
+    """partial_fit after fit continues from the fitted parameters: their moments
+    (floor removed) give the same parameters by the M-step."""
+    rng = np.random.RandomState(1)
+    X = np.vstack([rng.randn(200, 3), rng.randn(200, 3) + 6])
+    model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    fitted = {name: getattr(model, name).copy() for name in ("weights_", "means_", "covariances_")}
+    model._m_step_from_moments(model._moments_of_parameters())
+    for name, value in fitted.items():
+        assert_allclose(getattr(model, name), value, rtol=1e-12, atol=1e-14)
+
+
+def draw_mixture(n_samples, random_state):
+    rng = np.random.RandomState(0)  # the same mixture for every draw
+    means = rng.randn(8, 10) * 3
+    factors = rng.randn(8, 10, 10) * 0.3 + np.eye(10)
+    draws = np.random.RandomState(random_state)
+    labels = draws.randint(8, size=n_samples)
+    noise = draws.randn(n_samples, 10)
+    return means[labels] + np.einsum("nd,nde->ne", noise, factors[labels])
+
+
+def test_one_pass_in_batches_of_1000_comes_within_0_05_nats_of_full_em():
+    """The issue's quality target, on 200k rows of an 8-component mixture in 10-d.
+
+    The clusters overlap: a k-means start from one batch of 1000 rows misses
+    them in about half the seeds (1.2 nats worse, for full EM from that
+    start too), so the first call's restarts matter here: n_init=5.
+    """
+    X, held_out = draw_mixture(200_000, 1), draw_mixture(20_000, 2)
+    full = EMGaussianMixture(8, random_state=0).fit(X)
+    online = EMGaussianMixture(8, n_init=5, random_state=0)
+    for start in range(0, len(X), 1000):
+        online.partial_fit(X[start : start + 1000])
+    assert online.n_steps_ == 200 and online.n_samples_seen_ == 200_000
+    assert online.lower_bounds_.shape == (200,)
+    assert full.score(held_out) - online.score(held_out) < 0.05
+
+
+def test_partial_fit_attributes_resets_and_checks():
+    rng = np.random.RandomState(0)
+    X = rng.randn(500, 3)
+    model = EMGaussianMixture(2, random_state=0)
+    model.partial_fit(X[:200]).partial_fit(X[200:300])
+    assert (model.n_steps_, model.n_samples_seen_, model.n_iter_) == (2, 300, 2)
+    assert model.lower_bound_ == model.lower_bounds_[-1]
+    assert hasattr(model, "precisions_")
+    with pytest.raises(ValueError, match="3 features"):
+        model.partial_fit(X[:, :2])
+    assert model.n_steps_ == 2  # unchanged by the refused call
+    model.fit(X)  # fit starts over
+    assert not hasattr(model, "n_steps_")
+    model.partial_fit(X[:100])  # and partial_fit continues from the fit
+    assert model.n_steps_ == 1 and model.lower_bounds_.shape == (1,)
+    with pytest.raises(ValueError, match="learning_decay"):
+        EMGaussianMixture(learning_decay=0.5).partial_fit(X)
+    with pytest.raises(ValueError, match="learning_offset"):
+        ProbabilisticPCA(learning_offset=0.5).partial_fit(X)
+    with pytest.raises(ValueError, match="complete rows"):
+        ProbabilisticPCA(2).partial_fit(np.where(X > 2, np.nan, X))
+
+
+def test_partial_fit_is_reproducible_and_keeps_float32():
+    X = draw_mixture(3000, 3).astype(np.float32)
+
+    def run():
+        model = EMGaussianMixture(4, random_state=5)
+        for start in range(0, len(X), 500):
+            model.partial_fit(X[start : start + 500])
+        return model
+
+    first, second = run(), run()
+    assert first.means_.dtype == np.float32
+    assert_allclose(first.means_, second.means_, rtol=0)
+    assert_allclose(first.lower_bounds_, second.lower_bounds_, rtol=0)
+
+
+def test_mixture_of_ppca_has_no_partial_fit():
+    assert not hasattr(MixtureOfPPCA(), "partial_fit")
