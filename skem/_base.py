@@ -103,7 +103,7 @@ def row_weights(sample_weight, n_samples):
     return np.ones(n_samples) if sample_weight is None else sample_weight
 
 
-def weighted_moments(X, sample_weight, block_rows=2**16):
+def weighted_moments(X, sample_weight, block_rows=None):
     """Weighted mean and variance of each column, ignoring NaN entries.
 
     Two passes of ``reduce_rows`` (the mean, then the squares about it), so no
@@ -114,7 +114,9 @@ def weighted_moments(X, sample_weight, block_rows=2**16):
     def sums(block, weights):
         weights = row_weights(weights, block.shape[0])
         if not np.isnan(block.sum(dtype=np.float64)):
-            return weights @ block.astype(np.float64), np.full(block.shape[1], weights.sum())
+            return weights @ block.astype(np.float64, copy=False), np.full(
+                block.shape[1], weights.sum()
+            )
         observed = ~np.isnan(block)
         return weights @ np.where(observed, block, 0.0), weights @ observed
 
@@ -125,6 +127,8 @@ def weighted_moments(X, sample_weight, block_rows=2**16):
         np.copyto(centered, 0.0, where=np.isnan(centered))
         return weights @ centered
 
+    if block_rows is None:  # blocks of CHUNK_FLOATS values
+        block_rows = CHUNK_FLOATS // max(1, X.shape[1])
     total, column_weight = reduce_rows(sums, X, sample_weight, block_rows)
     mean = total / column_weight
     return mean, reduce_rows(squares, X, sample_weight, block_rows) / column_weight

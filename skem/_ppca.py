@@ -29,6 +29,7 @@ from ._base import (
     weighted_moments,
 )
 from ._covariance import COVARIANCES
+from ._missing import missing_mask  # noqa: F401 (skem._vae imports it from here)
 from ._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
@@ -44,14 +45,6 @@ def weighted_column_sums(X, sample_weight):
     if sample_weight is None:
         return X.sum(axis=0, dtype=np.float64)
     return np.einsum("n,nd->d", sample_weight, X)
-
-
-def missing_mask(X):
-    """``np.isnan(X)``, or None when X has no NaN (then found without a mask)."""
-    if not np.isnan(X.sum(dtype=np.float64)):  # NaN propagates through the sum
-        return None
-    missing = np.isnan(X)
-    return missing if missing.any() else None
 
 
 def weighted_covariance(X, sample_weight, mean):
@@ -504,8 +497,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------------ EM
 
-    #: Rows of a dask array whose SVD starts EM.
-    DASK_INIT_SIZE = 20_000
+    #: Most rows whose SVD starts EM.
+    INIT_SIZE = 20_000
 
     def _initialize(self, X, sample_weight, random_state):
         """Start from a randomized SVD of the centred data (missing values as 0).
@@ -513,19 +506,19 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         This puts EM close to the optimum, which matters because PPCA's EM
         converges linearly and slowly when eigenvalues are close. Every
         loading column keeps a positive norm: a zero column is a fixed point.
-        On a dask array the SVD is that of ``DASK_INIT_SIZE`` rows drawn at
-        random (read to the client once).
+        Beyond ``INIT_SIZE`` rows the SVD is that of ``INIT_SIZE`` rows drawn
+        at random (EM does the rest): no copy of the data is made, so a
+        memory-mapped file stays on disk, and a dask array sends only these
+        rows to the client.
         """
         mean = self._data_mean
         if self._noise_floor is None:  # deferred for the closed form, not run (max_iter=0)
             self._set_total_variance(self._total_variance_of(X, sample_weight, mean), X.shape[1])
-        if is_dask_array(X):
-            indices = np.arange(X.shape[0])
-            if X.shape[0] > self.DASK_INIT_SIZE:
-                indices = np.sort(
-                    random_state.choice(X.shape[0], size=self.DASK_INIT_SIZE, replace=False)
-                )
+        if X.shape[0] > self.INIT_SIZE:
+            indices = np.sort(random_state.choice(X.shape[0], size=self.INIT_SIZE, replace=False))
             X, sample_weight = take_rows(X, sample_weight, indices)
+        elif is_dask_array(X):
+            X, sample_weight = take_rows(X, sample_weight, np.arange(X.shape[0]))
         weights = row_weights(sample_weight, X.shape[0])
         centered = X - mean
         if self._has_missing:
