@@ -4,8 +4,11 @@ Everything that differs between 'full', 'tied', 'diag', 'spherical' and
 'tied_diag' lives here: the shapes and free parameters, the E-step terms and
 Mahalanobis distances, the sufficient statistics of a block of rows, the
 covariance update with its floor, the precision factors and their repair, the
-degeneracy test and the sampling noise. ``EMGaussianMixture`` picks one at fit
-and delegates to it; a new type is one class and one line in ``COVARIANCES``.
+degeneracy test, the sampling noise, and for rows with missing values the
+marginal terms and expected statistics (the matrix types condition through
+``skem._missing``'s pattern groups, the diagonal ones with the mask alone).
+``EMGaussianMixture`` picks one at fit and delegates to it; a new type is one
+class and one line in ``COVARIANCES``.
 
 Conventions shared by every class: rows arrive centred on ``center`` (the
 weighted mean of the current means), ``centered_means`` are the means minus
@@ -25,7 +28,7 @@ from ._linalg import (
     inverse_lower_transposed,
     precision_cholesky_from_precision,
 )
-from ._missing import DiagonalConditionals, condition_on_observed
+from ._missing import DiagonalConditionals, condition_on_observed, conditioning_row_width
 
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -158,6 +161,10 @@ class Covariance:
     def missing_terms(self, centered_means, factors):
         """What rows with missing values need from the parameters (see ``skem._missing``)."""
         raise NotImplementedError
+
+    def missing_row_width(self, n_components, missing):
+        """Extra floats per row of E-step memory on rows like ``missing`` (bool, n x d)."""
+        return 0
 
     def missing_mahalanobis(self, centered, missing, terms, missing_terms):
         """Marginal terms of rows with missing values: the observed block of each row.
@@ -324,6 +331,9 @@ class FullCovariance(_MatrixCovariance):
     def row_width(self, n_components, n_features):
         return n_components * (n_features + 1) + 3 * n_features
 
+    def missing_row_width(self, n_components, missing):
+        return conditioning_row_width(missing, n_components, n_components)
+
     def precisions(self, factors):
         return np.einsum("kij,klj->kil", factors, factors)
 
@@ -474,6 +484,9 @@ class TiedCovariance(_MatrixCovariance):
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) / 2
 
+    def missing_row_width(self, n_components, missing):
+        return conditioning_row_width(missing, n_components, 1)  # one shared precision
+
     def precisions(self, factors):
         return factors @ factors.T
 
@@ -594,8 +607,9 @@ class _VarianceCovariance(Covariance):
         mahalanobis = centered64 @ terms["linear"]  # (the -2 is in "linear")
         mahalanobis += magnitude
         far = ()
-        if magnitude.max(initial=0.0) > self.EXPANSION_LIMIT:  # rare: a full test only then
-            far = np.flatnonzero((magnitude > self.EXPANSION_LIMIT).any(axis=1))
+        # rare: a full test only then (NaN, from an overflow, counts as far)
+        if not magnitude.max(initial=0.0) <= self.EXPANSION_LIMIT:
+            far = np.flatnonzero(~(magnitude <= self.EXPANSION_LIMIT).all(axis=1))
         if len(far):
             difference = centered64[far, np.newaxis, :] - terms["centered_means"]
             if observed is not None:

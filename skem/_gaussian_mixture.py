@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import ONLINE_PARAMETER_CONSTRAINTS, weighted_moments
+from ._base import ONLINE_PARAMETER_CONSTRAINTS, is_dask_array, weighted_moments
 from ._covariance import COVARIANCES, log_normalizer
 from ._missing import DiagonalConditionals, missing_mask, observed_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
@@ -106,6 +106,21 @@ class EMGaussianMixture(BaseMixture):
       matrix product against all components, and the M-step reuses it.
     - A fifth covariance type, ``'tied_diag'``: one diagonal covariance
       shared by all components.
+    - Missing values: NaN marks a value missing at random, for every
+      covariance type. EM is exact on the observed values of each row
+      (Ghahramani & Jordan, 1994): responsibilities come from the marginal
+      Gaussian of the observed coordinates, and the statistics fill each
+      missing block with its conditional mean given the observed values and
+      add its conditional covariance, so the log-likelihood of the observed
+      values never decreases (with ``reg_covar=0``). ``score_samples``,
+      ``predict`` and ``predict_proba`` use that marginal too, and
+      ``impute`` fills the missing values from the fitted density. Rows that
+      share a missingness pattern are processed together, and rows and
+      chunks without NaN take the same path as complete data, with the same
+      numbers. k-means (and k-means++) start on the data with each NaN
+      replaced by the weighted mean of its column; the first M-step then
+      fills each component's missing values with the mean of its observed
+      ones. A row or a column without any observed value is an error.
 
     Parameters
     ----------
@@ -232,6 +247,7 @@ class EMGaussianMixture(BaseMixture):
         "_floored_columns",
         "_column_variances",
         "_initial",
+        "_missing_row_width",
     )
 
     _allow_nan = True
@@ -305,6 +321,10 @@ class EMGaussianMixture(BaseMixture):
         variances = weighted_moments(X, sample_weight)[1]
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
+        missing = None if is_dask_array(X) else missing_mask(X)
+        self._missing_row_width = (
+            0 if missing is None else self._covariance.missing_row_width(self.n_components, missing)
+        )
 
     # ------------------------------------------------------------------ init
 
@@ -358,7 +378,8 @@ class EMGaussianMixture(BaseMixture):
     # ------------------------------------------------------------------ EM
 
     def _row_width(self):
-        return self._covariance.row_width(self._fitted_components(), self.n_features_in_)
+        width = self._covariance.row_width(self._fitted_components(), self.n_features_in_)
+        return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
 
     def _component_statistics(self, X, responsibilities, workspace=None):
         """Responsibility-weighted sums of a chunk, about the current parameters.
@@ -493,7 +514,8 @@ class EMGaussianMixture(BaseMixture):
         """Log-densities of the observed values of each row (float64), and conditionals."""
         centered = np.subtract(X, self._reference["center"], dtype=np.float64)
         np.copyto(centered, 0.0, where=missing)
-        with np.errstate(over="ignore"):  # a square beyond the float range: density 0
+        # a square beyond the float range: density 0 (and inf - inf in the expansion)
+        with np.errstate(over="ignore", invalid="ignore"):
             mahalanobis, log_det, conditionals = self._covariance.missing_mahalanobis(
                 centered, missing, self._reference["terms"], self._missing_terms()
             )
@@ -571,3 +593,52 @@ class EMGaussianMixture(BaseMixture):
         n_components, n_features = self.means_.shape
         covariance_parameters = self._covariance.n_parameters(n_components, n_features)
         return int(covariance_parameters + n_features * n_components)
+
+    # ------------------------------------------------------------------ use
+
+    def impute(self, X, *, sample_posterior=False, random_state=None):
+        """Fill the missing values (NaN) of X from the fitted mixture.
+
+        Given the observed values ``x_o`` of a row, its missing values are
+        filled with their conditional mean under the mixture,
+        ``E[x_m | x_o] = sum_k p(k | x_o) (mu_m + S_mo S_oo^-1 (x_o - mu_o))``
+        (component k's mean and covariance), with ``p(k | x_o)`` from the
+        marginal density of the observed values. With
+        ``sample_posterior=True`` each row instead gets one draw from
+        ``p(x_m | x_o)``: a component from ``p(k | x_o)``, then the
+        conditional Gaussian of that component. A row without any observed
+        value gets the mean of the mixture (or a draw from it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+        sample_posterior : bool, default=False
+            If False, fill in the conditional mean; if True, one draw from the
+            conditional distribution (for multiple imputation).
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws when ``sample_posterior=True``; an int gives
+            the same draws on every call.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A copy of X, of its float dtype, with the observed values
+            unchanged and every NaN filled.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skem import EMGaussianMixture
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.multivariate_normal([0, 0], [[1, 0.9], [0.9, 1]], size=1000)
+        >>> X[::4, 1] = np.nan
+        >>> gm = EMGaussianMixture(random_state=0).fit(X)
+        >>> gm.impute([[1.0, np.nan], [np.nan, -2.0]]).round(2)
+        array([[ 1. ,  0.9],
+               [-1.8, -2. ]])
+        >>> draws = gm.impute([[1.0, np.nan]] * 2000, sample_posterior=True, random_state=0)
+        >>> round(float(draws[:, 1].mean()), 1), round(float(draws[:, 1].std()), 1)
+        (0.9, 0.4)
+        """
+        return self._impute(X, sample_posterior, random_state)

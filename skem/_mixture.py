@@ -14,15 +14,16 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import BaseEM, add_statistics, is_dask_array, take_rows
-from ._linalg import logsumexp_rows, normalize_log_rows
-from ._missing import (
-    check_missing_values,
+from ._base import (
+    BaseEM,
+    add_statistics,
+    check_missing,
     check_rows_observed,
-    fill_with_column_means,
-    impute_rows,
-    missing_mask,
+    is_dask_array,
+    take_rows,
 )
+from ._linalg import logsumexp_rows, normalize_log_rows
+from ._missing import fill_with_column_means, impute_rows, missing_mask
 from ._parallel import map_chunks
 
 #: Added to every component's total responsibility so an empty one divides safely.
@@ -193,8 +194,8 @@ class BaseMixture(BaseEM):
                 f"n_samples = {n_samples}"
                 + ("" if sample_weight is None else " (rows of positive weight)")
             )
-        if self._allow_nan and not is_dask_array(X):
-            check_missing_values(X, sample_weight)
+        if self._allow_nan:
+            check_missing(X, sample_weight)
 
     def _initialize(self, X, sample_weight, random_state):
         X, sample_weight, responsibilities = self._initial_responsibilities(
@@ -277,8 +278,12 @@ class BaseMixture(BaseEM):
         if missing is None:
             return self._log_prob_and_workspace(X)
         incomplete = missing.any(axis=1)
-        if missing[incomplete].all(axis=1).any():
-            check_rows_observed(X)
+        n_empty = np.count_nonzero(missing[incomplete].all(axis=1))
+        if n_empty:  # (arrays in memory were checked whole, naming the rows)
+            raise ValueError(
+                f"{n_empty} rows of X are entirely NaN (missing); every row needs at "
+                "least one observed value."
+            )
         log_prob = np.empty((X.shape[0], self._fitted_components()))
         complete = ~incomplete
         complete_workspace = None
@@ -455,14 +460,14 @@ class BaseMixture(BaseEM):
 
     # ------------------------------------------------------------------ missing values
 
-    def _validate_predict_data(self, X, *, rows_observed=True):
-        """Validate X; with ``rows_observed``, refuse rows without an observed value.
+    def _validate_predict_data(self, X, *, allow_unobserved_rows=False):
+        """Validate X; rows without an observed value are refused unless allowed.
 
         (Checked here, on the whole X, so the error names the rows of X; a
         dask array is checked chunk by chunk in ``_chunk_log_prob``.)
         """
         X = super()._validate_predict_data(X)
-        if rows_observed and self._allow_nan and not is_dask_array(X):
+        if not allow_unobserved_rows and self._allow_nan and not is_dask_array(X):
             if missing_mask(X) is not None:
                 check_rows_observed(X)
         return X
@@ -478,7 +483,7 @@ class BaseMixture(BaseEM):
         scheduled.
         """
         check_is_fitted(self)
-        X = self._validate_predict_data(X, rows_observed=False)
+        X = self._validate_predict_data(X, allow_unobserved_rows=True)
         imputed = X.copy()
         missing = missing_mask(X)
         if missing is None:

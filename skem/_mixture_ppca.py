@@ -6,14 +6,21 @@ M-step is exact, in closed form, up to CLOSED_FORM_MAX_FEATURES features.
 """
 
 import warnings
+from math import log, pi
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from ._base import weighted_moments
-from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
+from ._base import check_missing, is_dask_array, weighted_moments
+from ._missing import (
+    condition_on_observed,
+    conditioning_row_width,
+    missing_mask,
+    observed_moments,
+)
+from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
 from ._parallel import single_blas_thread
 from ._ppca import latent_precision_terms, ppca_log_density, principal_subspace
 from .exceptions import DegenerateComponentWarning
@@ -81,6 +88,19 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     rank plus isotropic noise in high dimension, few rows per component),
     the mixture of PPCA beats the full-covariance mixture with far fewer
     parameters: see ``benchmarks/bench_mixture_ppca.py``.
+
+    Missing values (NaN, missing at random) are integrated out exactly, as in
+    :class:`skem.EMGaussianMixture`: responsibilities and ``score_samples``
+    use the marginal Gaussian of each row's observed values, and the
+    closed-form M-step is applied to the expected scatter (each missing block
+    filled with its conditional mean, its conditional covariance added),
+    which makes it the exact M-step, so the log-likelihood of the observed
+    values never decreases. The one-step update of the M-step beyond 200
+    features has no such form here: data with NaN and more features are
+    refused with a ``ValueError`` (``ProbabilisticPCA`` takes them). The
+    start fills each component's missing values with the mean of its
+    observed ones; ``transform`` and ``impute`` use the conditional mean of
+    the missing values.
 
     Parameters
     ----------
@@ -153,6 +173,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     }
 
     _fitted_parameters = ("weights_", "means_", "components_", "noise_variance_")
+    _fit_scratch = (*BaseMixture._fit_scratch, "_missing_row_width")
+    _allow_nan = True
 
     def __init__(
         self,
@@ -191,6 +213,14 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         super()._check_parameters(X, sample_weight)
         if self.n_latent > X.shape[1]:
             raise ValueError(f"n_latent={self.n_latent} must be at most n_features={X.shape[1]}.")
+        if not self._uses_closed_form(X.shape[1]):
+            if check_missing(X, sample_weight):  # (a second pass, only in this case)
+                raise ValueError(
+                    f"MixtureOfPPCA fits data with missing values (NaN) by its exact "
+                    f"closed-form M-step, used up to {CLOSED_FORM_MAX_FEATURES} features; "
+                    f"X has {X.shape[1]} features and NaN. Impute X first (or use "
+                    "ProbabilisticPCA, whose EM takes NaN in any dimension)."
+                )
 
     def _fitted_structure(self):
         n_components, n_latent = self.components_.shape[:2]
@@ -201,6 +231,12 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         scale = float(weighted_moments(X, sample_weight)[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
         self._closed_form = self._uses_closed_form(X.shape[1])
+        missing = None if is_dask_array(X) else missing_mask(X)
+        self._missing_row_width = (
+            0
+            if missing is None
+            else conditioning_row_width(missing, self.n_components, self.n_components)
+        )
 
     def _uses_closed_form(self, n_features):
         """Whether the M-step is the exact closed form (else one PPCA EM step).
@@ -220,13 +256,23 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return n_features <= CLOSED_FORM_MAX_FEATURES
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
-        """Weights, means and, per component, the principal subspace of its rows."""
+        """Weights, means and, per component, the principal subspace of its rows.
+
+        With missing values, the means are those of the observed values, and
+        the subspace is that of the rows with each missing value at the mean
+        (as ``ProbabilisticPCA`` starts).
+        """
         weighted = responsibilities.astype(np.float64)
         if sample_weight is not None:
             weighted = weighted * sample_weight[:, np.newaxis]
         nk = weighted.sum(axis=0) + RESPONSIBILITY_FLOOR
         self.weights_ = nk / nk.sum()
-        self.means_ = (weighted.T @ X) / nk[:, np.newaxis]
+        missing = missing_mask(X)
+        if missing is None:
+            self.means_ = (weighted.T @ X) / nk[:, np.newaxis]
+        else:
+            center, means, _ = observed_moments(X, missing, weighted, sample_weight, 0.0)
+            self.means_ = center + means
         components, noise_variances = [], []
         for k in range(self.n_components):
             rows = np.flatnonzero(weighted[:, k])
@@ -239,6 +285,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 noise_variances.append(self._noise_floor)
                 continue
             centered = (X[rows] - self.means_[k]) * np.sqrt(weighted[rows, k] / nk[k])[:, None]
+            if missing is not None:
+                centered[missing[rows]] = 0.0
             total_variance = float(np.einsum("nd,nd->", centered, centered))
             loadings, noise_variance = principal_subspace(
                 centered, self.n_latent, total_variance, self._noise_floor, random_state
@@ -255,10 +303,12 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         ]
         self._precision_inverses = np.array([inverse for inverse, _ in terms])
         self._log_det_precisions = np.array([log_det for _, log_det in terms])
+        self._missing_cache = {}
 
     def _row_width(self):
         n_latent = self.components_.shape[1] if hasattr(self, "components_") else self.n_latent
-        return self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
+        width = self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
+        return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
 
     def _component_terms(self, X, k, rows=slice(None)):
         """Residuals, their squared norms and projections on W_k for component k."""
@@ -287,6 +337,56 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 residual,
             )
         return log_prob
+
+    def _missing_precisions(self):
+        """Each component's precision ``(I - W M^-1 W^T) / s`` (K, d, d), for rows with NaN.
+
+        Formed on the first chunk with NaN after each M-step (and kept until
+        ``_refresh_caches``); the value is a pure function of the parameters,
+        so chunks that meet here at once compute the same.
+        """
+        if "precisions" not in self._missing_cache:
+            components = self.components_
+            low_rank = np.einsum(
+                "kqd,kqr,kre->kde", components, self._precision_inverses, components
+            )
+            precisions = np.eye(components.shape[2]) - low_rank
+            precisions /= self.noise_variance_[:, np.newaxis, np.newaxis]
+            self._missing_cache["precisions"] = precisions
+        return self._missing_cache["precisions"]
+
+    def _missing_log_prob(self, X, missing):
+        """Log-density of the observed values of each row: the marginal Gaussian.
+
+        ``log|C_OO| = log|C| + log|P_MM|`` with ``log|C| = (d - q) log s + log|M|``.
+        """
+        means = np.asarray(self.means_, dtype=np.float64)
+        residuals = np.subtract(X[np.newaxis], means[:, np.newaxis, :], dtype=np.float64)
+        np.copyto(residuals, 0.0, where=missing)
+        with np.errstate(over="ignore"):  # a square beyond the float range: density 0
+            mahalanobis, log_det_missing, conditionals = condition_on_observed(
+                residuals, missing, self._missing_precisions(), means
+            )
+        n_features, n_latent = X.shape[1], self.components_.shape[1]
+        log_det = (n_features - n_latent) * np.log(self.noise_variance_) + self._log_det_precisions
+        n_observed = n_features - missing.sum(axis=1)
+        log_prob = mahalanobis + log_det_missing + log_det
+        log_prob += log(2 * pi) * n_observed[:, np.newaxis]
+        log_prob *= -0.5
+        return log_prob, conditionals
+
+    def _missing_statistics(self, conditionals, responsibilities, initial):
+        """The closed form's sums in expectation: filled residuals plus conditional covariances."""
+        residuals = conditionals.residuals
+        scatter = conditionals.covariance_sum(responsibilities)
+        root_responsibilities = np.sqrt(responsibilities)
+        for k in range(residuals.shape[0]):
+            weighted = residuals[k] * root_responsibilities[:, k, np.newaxis]
+            scatter[k] += weighted.T @ weighted
+        return {
+            "sum_residual": np.einsum("nk,knd->kd", responsibilities, residuals),
+            "scatter": scatter,
+        }
 
     def _component_statistics(self, X, responsibilities):
         """Per component, responsibility-weighted sums about its current mean m_k.
@@ -457,12 +557,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
         Row i gets ``E[z | x_i, k_i]`` with ``k_i = predict(X)[i]``; the
         coordinates of different components live in different subspaces, so
-        use ``predict`` alongside to read them.
+        use ``predict`` alongside to read them. A row with missing values gets
+        ``E[z | x_observed, k_i]``.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-            Data.
+            Data; NaN marks a missing value.
 
         Returns
         -------
@@ -472,15 +573,73 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         X = self._validate_predict_data(X)
 
         def latent_means(chunk):
-            labels = np.argmax(self._estimate_weighted_log_prob(chunk), axis=1)
+            log_prob, workspace = self._chunk_log_prob(chunk)
+            labels = np.argmax(log_prob + self._log_weights(log_prob.dtype), axis=1)
             latent = np.empty((chunk.shape[0], self.components_.shape[1]))
+            complete = True
+            if isinstance(workspace, MissingWorkspace):
+                # E[z | x_O, k] = M^-1 W^T E[x - m | x_O, k]: the posterior mean
+                # is linear in x, so it takes the conditional mean of the row
+                complete = ~workspace.incomplete
+                rows = np.flatnonzero(workspace.incomplete)
+                label = labels[rows]
+                filled = workspace.conditionals.residuals[label, np.arange(rows.size)]
+                projected = np.einsum("nd,nqd->nq", filled, self.components_[label])
+                latent[rows] = np.einsum("nq,nqr->nr", projected, self._precision_inverses[label])
             for k in np.unique(labels):
-                rows = np.flatnonzero(labels == k)
+                rows = np.flatnonzero((labels == k) & complete)
                 _, _, projected = self._component_terms(chunk, k, rows)
                 latent[rows] = projected @ self._precision_inverses[k]
             return latent
 
         return self._map_chunks(latent_means, X).astype(X.dtype, copy=False)
+
+    def impute(self, X, *, sample_posterior=False, random_state=None):
+        """Fill the missing values (NaN) of X from the fitted mixture.
+
+        Component k is the Gaussian ``N(means_[k], W_k W_k^T + s_k I)``, so
+        given the observed values ``x_o`` of a row the missing ones are filled
+        with ``E[x_m | x_o] = sum_k p(k | x_o) E[x_m | x_o, k]``, the
+        conditional means of the components weighted by the posterior from the
+        marginal density of the observed values. With
+        ``sample_posterior=True`` each row instead gets one draw from
+        ``p(x_m | x_o)``: a component from ``p(k | x_o)``, then its
+        conditional Gaussian. A row without any observed value gets the mean
+        of the mixture (or a draw from it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+        sample_posterior : bool, default=False
+            If False, fill in the conditional mean; if True, one draw from the
+            conditional distribution (for multiple imputation).
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws when ``sample_posterior=True``; an int gives
+            the same draws on every call.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A copy of X, of its float dtype, with the observed values
+            unchanged and every NaN filled.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from skem import MixtureOfPPCA
+        >>> rng = np.random.RandomState(0)
+        >>> centers = rng.normal(scale=5, size=(2, 6))
+        >>> X = np.vstack([c + rng.normal(size=(200, 1)) @ rng.normal(size=(1, 6))
+        ...                + 0.1 * rng.normal(size=(200, 6)) for c in centers])
+        >>> complete = X.copy()
+        >>> X[::3, 0] = np.nan
+        >>> model = MixtureOfPPCA(n_components=2, n_latent=1, random_state=0).fit(X)
+        >>> error = np.abs(model.impute(X) - complete)[::3, 0].mean()
+        >>> bool(error < 0.2)
+        True
+        """
+        return self._impute(X, sample_posterior, random_state)
 
     @property
     def _n_features_out(self):

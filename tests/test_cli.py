@@ -127,7 +127,7 @@ def test_bad_files_give_one_line_errors_and_a_non_zero_exit(
         (["fit", "gmm", "{missing}", "--out", "{out}"], "cannot read"),
         (["score", "{data}", "{data}"], "is not a model saved by 'skem fit'"),
         (["fit", "gmm", "{data}", "--out", "{missing_dir}"], "No such file or directory"),
-        (["fit", "gmm", "{nan_data}", "--out", "{out}"], "Input X contains NaN"),
+        (["fit", "gmm", "{nan_data}", "--out", "{out}"], "Columns [1] of X are entirely NaN"),
     ],
 )
 def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_path, capsys):
@@ -138,7 +138,7 @@ def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_pat
         "missing_dir": tmp_path / "no" / "such" / "m.joblib",
         "nan_data": tmp_path / "n.csv",
     }
-    paths["nan_data"].write_text("1,2\n,3\n4,5\n")
+    paths["nan_data"].write_text("1,\n2,\n4,\n")  # a column without any value
     assert main([part.format(**paths) for part in arguments]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1

@@ -406,7 +406,7 @@ def test_digits_fit_in_diag_gives_finite_scores():
 # ---------------------------------------------------------------- bad input
 
 BAD_INPUTS = {
-    "nan": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), "NaN"),
+    "nan_column": (lambda X: np.where(np.arange(X.shape[1]) == 1, np.nan, X), "entirely NaN"),
     "inf": (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), "infinity"),
     "one_dimensional": (lambda X: X[:, 0], "Expected 2D array"),
     "three_dimensional": (lambda X: X[:, :, np.newaxis], "dim 3"),

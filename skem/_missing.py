@@ -1,0 +1,421 @@
+"""Missing values (NaN, missing at random): Gaussian marginals and conditionals by pattern.
+
+Exact EM on the observed coordinates of each row (Ghahramani & Jordan, 1994)
+needs, per row and component, the log-density of the observed block and the
+conditional mean and covariance of the missing block. Rows sharing a
+missingness pattern share the conditional covariance, so the work is grouped
+by pattern; everything here is pure functions and small value objects.
+
+Conditioning through the precision
+    For ``x ~ N(mu, S)`` with precision ``P = S^-1``, observed coordinates O
+    and missing ones M, residual ``r = x - mu`` set to zero on M and
+    ``g = P r``:
+
+    - ``x_M | x_O ~ N(mu_M - P_MM^-1 g_M, P_MM^-1)``, the same as
+      ``mu_M + S_MO S_OO^-1 (x_O - mu_O)`` and ``S_MM - S_MO S_OO^-1 S_OM``;
+    - ``(x_O - mu_O)^T S_OO^-1 (x_O - mu_O) = r^T g - g_M^T P_MM^-1 g_M``;
+    - ``log|S_OO| = log|S| + log|P_MM|``.
+
+    So one product of the zero-filled residuals with each precision, over the
+    whole block (BLAS), and one factorisation of the m x m block ``P_MM`` per
+    pattern and component (m missing coordinates, usually far fewer than the
+    observed ones) give all three. Patterns with the same m are factorised in
+    one stacked call.
+"""
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ._base import CHUNK_FLOATS, row_weights
+from ._linalg import normalize_log_rows
+
+#: Floats in one stack of per-pattern matrices (the factorisations and the
+#: per-row gathers are cut into stacks of about this size).
+STACK_FLOATS = CHUNK_FLOATS // 4
+
+#: Up to this many floats of conditional covariances are kept from the E-step
+#: for the statistics of the same rows; beyond it (many distinct patterns)
+#: they are computed again there, so memory stays bounded.
+KEPT_COVARIANCE_FLOATS = 4 * CHUNK_FLOATS
+
+
+# ---------------------------------------------------------------------- masks
+
+
+def missing_mask(X):
+    """``np.isnan(X)``, or None when X has no NaN (then found without a mask)."""
+    if not np.isnan(X.sum(dtype=np.float64)):  # NaN propagates through the sum
+        return None
+    missing = np.isnan(X)
+    return missing if missing.any() else None
+
+
+def fill_with_column_means(X, sample_weight):
+    """X with every NaN replaced by the weighted mean of the observed values of its column.
+
+    X itself when it has no NaN. (For starting points only, such as k-means:
+    the filled values carry no variance.)
+    """
+    missing = missing_mask(X)
+    if missing is None:
+        return X
+    weights = row_weights(sample_weight, X.shape[0])
+    observed = ~missing
+    column_means = (weights @ np.where(missing, 0.0, X)) / np.maximum(weights @ observed, 1e-300)
+    return np.where(missing, column_means.astype(X.dtype), X)
+
+
+def observed_moments(X, missing, responsibilities, sample_weight, fallback_variances):
+    """Per-component means and variances of the observed values of each column.
+
+    What a diagonal Gaussian per component fits to the observed values alone,
+    given ``responsibilities`` (n, K) already multiplied by the sample
+    weights; ``sample_weight`` weighs the rows for the centre. Returns
+    ``(center, means, variances)``: the weighted column means (d,), and the
+    (K, d) means about them and variances. Where a component has no observed
+    value in a column, its mean there is the centre and its variance
+    ``fallback_variances``.
+    """
+    weights = row_weights(sample_weight, X.shape[0])
+    observed = (~missing).astype(np.float64)
+    centered = np.where(missing, 0.0, X).astype(np.float64)
+    center = np.zeros(X.shape[1])
+    column_weight = weights @ observed
+    np.divide(weights @ centered, column_weight, out=center, where=column_weight > 0)
+    centered -= center
+    centered *= observed
+    counts = responsibilities.T @ observed
+    seen = counts > 0
+    means = np.zeros_like(counts)
+    np.divide(responsibilities.T @ centered, counts, out=means, where=seen)
+    variances = np.array(np.broadcast_to(fallback_variances, counts.shape), dtype=np.float64)
+    np.divide(responsibilities.T @ np.square(centered), counts, out=variances, where=seen)
+    variances[seen] -= np.square(means[seen])
+    return center, means, np.maximum(variances, 0.0)
+
+
+# ---------------------------------------------------------------------- patterns
+
+
+class PatternGroup(NamedTuple):
+    """Patterns with the same number m of missing coordinates, and their rows.
+
+    ``indices[p]`` are the m missing coordinates of pattern p; ``rows`` are
+    the rows of the block with one of these patterns, sorted by pattern;
+    ``local[i]`` is the pattern of ``rows[i]``; the rows of pattern p are
+    ``rows[starts[p]:starts[p + 1]]``.
+    """
+
+    indices: np.ndarray
+    rows: np.ndarray
+    local: np.ndarray
+    starts: np.ndarray
+
+    def pattern_batches(self, n_stacked):
+        """Slices of patterns whose ``n_stacked`` m x m matrices fill about one stack."""
+        n_patterns, m = self.indices.shape
+        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
+        return [slice(a, min(a + size, n_patterns)) for a in range(0, n_patterns, size)]
+
+    def row_batches(self, patterns, n_stacked):
+        """Slices of ``rows`` of the given patterns, each gathering about one stack."""
+        first, last = self.starts[patterns.start], self.starts[patterns.stop]
+        m = self.indices.shape[1]
+        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
+        return [slice(a, min(a + size, last)) for a in range(first, last, size)]
+
+    def pattern_sums(self, values):
+        """Sum of ``values`` (one row per row of the block) over the rows of each pattern."""
+        return np.add.reduceat(values[self.rows], self.starts[:-1], axis=0)
+
+
+def pattern_groups(missing):
+    """Group the rows of a block by missingness pattern, and the patterns by size.
+
+    Rows are told apart by their packed bits (``np.unique`` on bytes, not on
+    a boolean row per row). Returns a list of :class:`PatternGroup`, one per
+    number of missing coordinates, in increasing order; complete rows (no
+    missing coordinate, nothing to condition) are in none.
+    """
+    packed = np.packbits(missing, axis=1)
+    _, first, row_pattern = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    row_pattern = row_pattern.reshape(-1)
+    patterns = missing[first]
+    sizes = patterns.sum(axis=1)
+    by_size = np.argsort(sizes, kind="stable")
+    rank = np.empty_like(by_size)
+    rank[by_size] = np.arange(by_size.size)
+    patterns, sizes, row_pattern = patterns[by_size], sizes[by_size], rank[row_pattern]
+    row_order = np.argsort(row_pattern, kind="stable")
+    sorted_patterns = row_pattern[row_order]
+    groups = []
+    for size in np.unique(sizes[sizes > 0]):
+        first_pattern, end_pattern = np.searchsorted(sizes, [size, size + 1])
+        n_patterns = end_pattern - first_pattern
+        begin, end = np.searchsorted(sorted_patterns, [first_pattern, end_pattern])
+        local = sorted_patterns[begin:end] - first_pattern
+        groups.append(
+            PatternGroup(
+                indices=np.nonzero(patterns[first_pattern:end_pattern])[1].reshape(
+                    n_patterns, size
+                ),
+                rows=row_order[begin:end],
+                local=local,
+                starts=np.searchsorted(local, np.arange(n_patterns + 1)),
+            )
+        )
+    return groups
+
+
+def conditioning_row_width(missing, n_components, n_stacked):
+    """Mean floats per row that ``condition_on_observed`` holds for rows like ``missing``.
+
+    A row with m missing values needs its residual and gradient under each of
+    the K components and, at most, its own m x m conditional covariance per
+    stacked precision (J); a complete row nothing. A model adds this to its
+    row width when it fits data with NaN, so the chunk keeps the conditional
+    covariances for its statistics within about the usual memory.
+    """
+    counts = missing.sum(axis=1, dtype=np.int64)
+    n_features = missing.shape[1]
+    width = (counts > 0) * (2 * n_components * n_features) + n_stacked * counts**2
+    return int(np.ceil(width.mean()))
+
+
+def embed_blocks(blocks, indices, n_features):
+    """Sum of m x m ``blocks`` placed at rows and columns ``indices``, as d x d matrices.
+
+    ``blocks`` has shape (n_patterns, J, m, m), ``indices`` (n_patterns, m);
+    returns (J, d, d). One ``np.bincount`` over flat indices: a vectorised
+    scatter-add.
+    """
+    n_stacked = blocks.shape[1]
+    flat = indices[:, :, np.newaxis] * n_features + indices[:, np.newaxis, :]
+    flat = flat[:, np.newaxis] + (np.arange(n_stacked) * n_features**2)[:, None, None]
+    total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_stacked * n_features**2)
+    return total.reshape(n_stacked, n_features, n_features)
+
+
+# ---------------------------------------------------------------------- Gaussians
+
+
+def factorize_missing_blocks(precisions, indices):
+    """Log-determinants and inverses of the missing blocks ``P_MM`` of stacked precisions.
+
+    ``precisions`` (J, d, d), ``indices`` (n_patterns, m). Returns
+    ``(log_det, covariance)``: ``log|P_MM|`` (n_patterns, J) from the
+    Cholesky factors, and the conditional covariances ``P_MM^-1``
+    (n_patterns, J, m, m). numpy's batched inverse of the blocks themselves
+    (LU) was faster than inverting the Cholesky factors and multiplying
+    them (measured for m = 5 to 40).
+    """
+    blocks = np.moveaxis(precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]], 0, 1)
+    cholesky = np.linalg.cholesky(blocks)
+    log_det = 2 * np.log(np.diagonal(cholesky, axis1=2, axis2=3)).sum(axis=2)
+    return log_det, np.linalg.inv(blocks)
+
+
+def condition_on_observed(residuals, missing, precisions, means):
+    """Marginals of the observed values and conditionals of the missing ones.
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (K, n, d), float64
+        ``x - mean_k`` for each component, zero where x is missing. It is
+        overwritten with the filled residuals ``E[x | x_O, k] - mean_k``
+        (unchanged on the observed coordinates).
+    missing : ndarray of shape (n, d), bool
+    precisions : ndarray of shape (J, d, d), J = K or 1 (shared)
+        The components' precision matrices.
+    means : ndarray of shape (K, d)
+        The components' means (kept with the conditionals, which are about them).
+
+    Returns
+    -------
+    mahalanobis : ndarray of shape (n, K)
+        ``(x_O - mean_O)^T S_OO^-1 (x_O - mean_O)``.
+    log_det_missing : ndarray of shape (n, J)
+        ``log|P_MM|``, so that ``log|S_OO| = log|S| + log|P_MM|``.
+    conditionals : PatternConditionals
+        The filled residuals and the conditional covariances.
+    """
+    n_samples, n_stacked = residuals.shape[1], precisions.shape[0]
+    groups = pattern_groups(missing)
+    kept_floats = sum(g.indices.shape[0] * n_stacked * g.indices.shape[1] ** 2 for g in groups)
+    keep = kept_floats <= KEPT_COVARIANCE_FLOATS
+    covariances = []
+    log_det_missing = np.zeros((n_samples, n_stacked))
+    # a row so far out that its terms overflow (inf - inf) has density 0 either way
+    with np.errstate(over="ignore", invalid="ignore"):
+        gradients = np.matmul(residuals, precisions)
+        mahalanobis = np.einsum("knd,knd->nk", residuals, gradients)
+        for group in groups:
+            kept = []
+            for patterns in group.pattern_batches(n_stacked):
+                log_det, covariance = factorize_missing_blocks(precisions, group.indices[patterns])
+                if keep:
+                    kept.append(covariance)
+                for batch in group.row_batches(patterns, n_stacked):
+                    rows = group.rows[batch]
+                    local = group.local[batch] - patterns.start
+                    columns = group.indices[patterns][local]
+                    gradient = np.moveaxis(gradients[:, rows[:, None], columns], 0, 1)
+                    # P_MM^-1 g_M, row by row, with each row's own (symmetric) block
+                    solved = np.matmul(gradient[:, :, np.newaxis, :], covariance[local])[:, :, 0]
+                    mahalanobis[rows] -= np.einsum("nkm,nkm->nk", gradient, solved)
+                    residuals[:, rows[:, None], columns] = -np.moveaxis(solved, 1, 0)
+                    log_det_missing[rows] = log_det[local]
+            covariances.append(np.concatenate(kept) if keep else None)
+    mahalanobis[np.isnan(mahalanobis)] = np.inf
+    np.maximum(mahalanobis, 0.0, out=mahalanobis)  # (a difference: rounding may cross zero)
+    return (
+        mahalanobis,
+        log_det_missing,
+        PatternConditionals(residuals, means, groups, precisions, covariances),
+    )
+
+
+class PatternConditionals:
+    """Conditional moments of the missing values of a block, by pattern.
+
+    ``residuals`` (K, n, d) are ``E[x | x_O, k] - means[k]``; the conditional
+    covariance of pattern p under component k is ``P_MM^-1`` of that
+    component's precision (shared by all components when J = 1).
+    """
+
+    def __init__(self, residuals, means, groups, precisions, covariances):
+        self.residuals = residuals
+        self.means = means
+        self._groups = groups
+        self._precisions = precisions
+        self._covariances = covariances
+
+    def _covariance_batches(self, group, kept):
+        """``(patterns, covariances)`` of a group, kept or computed again."""
+        n_stacked = self._precisions.shape[0]
+        if kept is not None:
+            yield slice(0, group.indices.shape[0]), kept
+            return
+        for patterns in group.pattern_batches(n_stacked):
+            yield patterns, factorize_missing_blocks(self._precisions, group.indices[patterns])[1]
+
+    def mean_sum(self, responsibilities):
+        """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
+        total = np.einsum("nk,knd->kd", responsibilities, self.residuals)
+        return total + responsibilities.sum(axis=0)[:, np.newaxis] * self.means
+
+    def covariance_sum(self, responsibilities, pooled=False):
+        """``sum_n r_nk Cov[x | x_O(n), k]``, zero outside each row's missing block.
+
+        Returns (K, d, d), or (d, d) summed over the components if ``pooled``.
+        """
+        n_components, _, n_features = self.residuals.shape
+        n_stacked = self._precisions.shape[0]
+        total = np.zeros((1 if pooled else n_components, n_features, n_features))
+        for group, kept in zip(self._groups, self._covariances):
+            pattern_weights = group.pattern_sums(responsibilities)
+            for patterns, covariance in self._covariance_batches(group, kept):
+                weights = pattern_weights[patterns]
+                if pooled and n_stacked == 1:
+                    weighted = covariance * weights.sum(axis=1)[:, None, None, None]
+                elif pooled:
+                    weighted = np.einsum("pk,pkij->pij", weights, covariance)[:, np.newaxis]
+                else:
+                    weighted = covariance * weights[:, :, None, None]
+                total += embed_blocks(weighted, group.indices[patterns], n_features)
+        return total[0] if pooled else total
+
+    def noise(self, labels, standard_normal):
+        """Draws of ``x_M - E[x_M | x_O, k]`` for component ``labels[i]`` of each row.
+
+        ``standard_normal`` (n, d) is read on each row's missing coordinates;
+        the result is zero elsewhere.
+        """
+        noise = np.zeros_like(standard_normal)
+        n_stacked = self._precisions.shape[0]
+        for group, kept in zip(self._groups, self._covariances):
+            for patterns, covariance in self._covariance_batches(group, kept):
+                factors = np.linalg.cholesky(covariance)
+                start, stop = group.starts[patterns.start], group.starts[patterns.stop]
+                rows = group.rows[start:stop]
+                local = group.local[start:stop] - patterns.start
+                columns = group.indices[patterns][local]
+                stacked = 0 if n_stacked == 1 else labels[rows]
+                noise[rows[:, None], columns] = np.einsum(
+                    "nij,nj->ni", factors[local, stacked], standard_normal[rows[:, None], columns]
+                )
+        return noise
+
+
+class DiagonalConditionals:
+    """Conditional moments when coordinates are independent given the component.
+
+    The conditional of the missing values is then their marginal: mean
+    ``means[k]`` and variance ``variances[k]`` on each missing coordinate.
+    Every sum is a product over the whole block, with the mask, and no
+    pattern is looked at. ``centered`` holds the rows with zeros where
+    missing, in the coordinates of ``means``.
+    """
+
+    def __init__(self, centered, missing, means, variances):
+        self.centered = centered
+        self.missing = missing
+        self.means = means
+        self.variances = variances
+        self._missing_float = missing.astype(np.float64)
+
+    def _missing_weights(self, responsibilities):
+        return responsibilities.T @ self._missing_float
+
+    def mean_sum(self, responsibilities):
+        """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
+        return responsibilities.T @ self.centered + self._missing_weights(responsibilities) * (
+            self.means
+        )
+
+    def second_moment_sum(self, responsibilities):
+        """``sum_n r_nk E[x_n ** 2 | x_O, k]`` (elementwise), shape (K, d)."""
+        observed = responsibilities.T @ np.square(self.centered)
+        return observed + self._missing_weights(responsibilities) * (
+            np.square(self.means) + self.variances
+        )
+
+    @property
+    def residuals(self):
+        """``E[x | x_O, k] - means[k]``, shape (K, n, d): zero on the missing coordinates."""
+        observed = ~self.missing
+        return (self.centered[np.newaxis] - self.means[:, np.newaxis, :]) * observed
+
+    def covariance_sum(self, responsibilities, pooled=False):
+        """``sum_n r_nk Cov[x | x_O(n), k]`` as diagonal matrices, (K, d, d) or (d, d)."""
+        variances = self._missing_weights(responsibilities) * self.variances
+        if pooled:
+            return np.diag(variances.sum(axis=0))
+        return variances[:, :, np.newaxis] * np.eye(variances.shape[1])
+
+    def noise(self, labels, standard_normal):
+        """Draws of ``x_M - means[labels]`` on the missing coordinates (zero elsewhere)."""
+        return np.sqrt(self.variances[labels]) * standard_normal * self._missing_float
+
+
+def impute_rows(log_prob, log_weights, conditionals, means, uniform=None, standard_normal=None):
+    """Imputed rows of a block: the conditional mean or one conditional draw.
+
+    ``log_prob`` (n, K) are the log-densities of the observed values under
+    each component, ``means`` (K, d) the means the conditionals' residuals
+    are about. Without ``uniform`` each row is ``sum_k p(k | x_O) E[x | x_O, k]``;
+    with ``uniform`` (n,) and ``standard_normal`` (n, d), row i draws
+    ``k ~ p(k | x_O)`` by inverting the cumulative sum at ``uniform[i]``,
+    then ``x_M ~ p(x_M | x_O, k)``. Observed coordinates come back as the
+    conditional mean has them (the caller keeps the observed values).
+    """
+    posterior = normalize_log_rows(log_prob + log_weights)[1]
+    residuals = conditionals.residuals
+    if uniform is None:
+        return np.einsum("nk,knd->nd", posterior, residuals) + posterior @ means
+    cumulative = np.cumsum(posterior, axis=1)
+    labels = (cumulative < uniform[:, np.newaxis] * cumulative[:, -1:]).sum(axis=1)
+    labels = np.minimum(labels, posterior.shape[1] - 1)
+    rows = np.arange(labels.size)
+    return residuals[labels, rows] + means[labels] + conditionals.noise(labels, standard_normal)
