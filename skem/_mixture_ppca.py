@@ -13,7 +13,8 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from ._base import check_missing, is_dask_array, weighted_moments
+from ._base import ONLINE_PARAMETER_CONSTRAINTS, check_missing, is_dask_array, weighted_moments
+from ._covariance import COVARIANCES
 from ._missing import (
     condition_on_observed,
     conditioning_row_width,
@@ -136,6 +137,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         Verbosity of the fit loop.
     verbose_interval : int, default=10
         Iterations between progress lines.
+    learning_decay : float, default=0.7
+        Online EM (``partial_fit``): the step size of batch ``t`` is
+        ``(learning_offset + t) ** -learning_decay``; in (0.5, 1]. Online EM
+        averages each component's weight, mean and covariance, and takes the
+        closed-form M-step at every size (K d x d scatters per batch).
+    learning_offset : float, default=10.0
+        Online EM: at least 1; larger values make the early steps smaller.
 
     Attributes
     ----------
@@ -168,6 +176,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     _parameter_constraints: dict = {
         **BaseMixture._parameter_constraints,
+        **ONLINE_PARAMETER_CONSTRAINTS,
         "n_latent": [Interval(Integral, 1, None, closed="left")],
         "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
     }
@@ -191,6 +200,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         super().__init__(
             n_components=n_components,
@@ -204,6 +215,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             verbose=verbose,
             verbose_interval=verbose_interval,
         )
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
         self.n_latent = n_latent
         self.noise_variance_floor = noise_variance_floor
 
@@ -483,9 +496,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         floor above that mean is the best admissible s), so the bound never
         decreases.
         """
+        means, covariances = self._local_covariances(statistics)
+        self._set_from_covariances(means, covariances)
+
+    def _local_covariances(self, statistics):
+        """Each component's weighted mean and covariance about it (float64)."""
         counts = statistics["nk"]
         nk = counts + RESPONSIBILITY_FLOOR
-        n_features, n_latent = self.means_.shape[1], self.n_latent
         residual_sums = statistics["sum_residual"]
         shifts = residual_sums / nk[:, np.newaxis]
         # sum r (x - m - shift)(x - m - shift)^T from the sums about the old
@@ -499,6 +516,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             shifts[:, :, np.newaxis] * shifts[:, np.newaxis, :]
         )
         covariances /= nk[:, np.newaxis, np.newaxis]
+        return self.means_ + shifts, covariances
+
+    def _set_from_covariances(self, means, covariances):
+        """PPCA's closed form per component, from its mean and covariance."""
+        n_features, n_latent = means.shape[1], self.n_latent
         # numpy's LAPACK, one d x d problem per component, outside the row
         # loop, on one BLAS thread: for d <= CLOSED_FORM_MAX_FEATURES two
         # threads were at best 20% faster than one (fastest of 40 calls, on
@@ -514,10 +536,42 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         leading = eigenvalues[:, ::-1][:, :n_latent]
         scales = np.sqrt(np.maximum(leading - noise_variances[:, np.newaxis], 0.0))
         directions = np.swapaxes(eigenvectors[:, :, ::-1][:, :, :n_latent], 1, 2)
-        self.means_ = self.means_ + shifts
+        self.means_ = means
         self.components_ = np.ascontiguousarray(directions * scales[:, :, np.newaxis])
         self.noise_variance_ = noise_variances
         self._refresh_caches()
+
+    # ------------------------------------------------------------------ online
+
+    def _batch_moments(self, X, sample_weight):
+        """Each component's share, mean and covariance in the batch.
+
+        Online EM takes the closed-form M-step at every size (the one-step
+        update's statistics are projected on the current loadings, which
+        cannot be averaged across steps): K d x d scatters per batch.
+        """
+        self._closed_form = True
+        bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
+        means, covariances = self._local_covariances(statistics)
+        moments = {"n": statistics["nk"] / weight, "means": means, "covariances": covariances}
+        return bound / weight, moments
+
+    def _combine_moments(self, running, batch, step):
+        return COVARIANCES["full"].combine(running, batch, step)
+
+    def _m_step_from_moments(self, moments):
+        n = moments["n"] + RESPONSIBILITY_FLOOR
+        self.weights_ = n / n.sum()
+        self._set_from_covariances(moments["means"], moments["covariances"].copy())
+
+    def _moments_of_parameters(self):
+        covariances = np.einsum("kqd,kqe->kde", self.components_, self.components_)
+        covariances += self.noise_variance_[:, None, None] * np.eye(self.means_.shape[1])
+        return {
+            "n": np.asarray(self.weights_, dtype=np.float64),
+            "means": np.asarray(self.means_, dtype=np.float64),
+            "covariances": covariances,
+        }
 
     def _set_parameters(self, parameters):
         super()._set_parameters(parameters)

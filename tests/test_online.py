@@ -163,5 +163,25 @@ def test_partial_fit_is_reproducible_and_keeps_float32():
     assert_allclose(first.lower_bounds_, second.lower_bounds_, rtol=0)
 
 
-def test_mixture_of_ppca_has_no_partial_fit():
-    assert not hasattr(MixtureOfPPCA(), "partial_fit")
+def test_online_mixture_of_ppca_comes_close_to_full_em():
+    """One pass of MixtureOfPPCA.partial_fit against full EM, on 40k rows."""
+    X, held_out = draw_mixture(40_000, 1), draw_mixture(10_000, 2)
+    full = MixtureOfPPCA(8, n_latent=4, random_state=0).fit(X)
+    online = MixtureOfPPCA(8, n_latent=4, n_init=5, random_state=0)
+    for start in range(0, len(X), 2000):
+        online.partial_fit(X[start : start + 2000])
+    assert online.n_steps_ == 20
+    assert full.score(held_out) - online.score(held_out) < 0.05
+
+
+def test_mixture_of_ppca_steps_from_the_moments_of_its_parameters_give_them_back():
+    """partial_fit after fit continues from the model's own moments: W W^T + s I."""
+    rng = np.random.RandomState(1)
+    X = np.vstack([rng.randn(200, 5) @ rng.randn(5, 5), rng.randn(200, 5) + 6])
+    model = MixtureOfPPCA(2, n_latent=2, random_state=0).fit(X)
+    means, weights = model.means_.copy(), model.weights_.copy()
+    covariances = model._moments_of_parameters()["covariances"]
+    model._m_step_from_moments(model._moments_of_parameters())
+    assert_allclose(model.means_, means, rtol=1e-12)
+    assert_allclose(model.weights_, weights, rtol=1e-12)
+    assert_allclose(model._moments_of_parameters()["covariances"], covariances, rtol=1e-10)
