@@ -29,7 +29,7 @@ from ._base import (
     weighted_moments,
 )
 from ._covariance import COVARIANCES
-from ._missing import missing_mask  # noqa: F401 (skem._vae imports it from here)
+from ._missing import condition_on_observed
 from ._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
@@ -461,19 +461,39 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _batch_moments(self, X, sample_weight):
         """The batch's mean and covariance, and its mean log-likelihood before the step.
 
-        They are the sufficient statistics of PPCA on complete rows, and the
-        closed form is their M-step, so online EM here is a running mean and
-        covariance followed by the eigen-solution.
+        They are the sufficient statistics of PPCA, and the closed form is
+        their M-step, so online EM here is a running mean and covariance
+        followed by the eigen-solution. With missing values they are
+        expected under the current parameters: each missing block filled
+        with its conditional mean, its conditional covariance added (the
+        E-step of exact EM for a Gaussian, ``skem._missing``).
         """
-        if check_missing(X, sample_weight):
-            raise ValueError(
-                "ProbabilisticPCA.partial_fit needs complete rows; X has missing values "
-                "(NaN). fit(X) handles them by exact EM."
-            )
         bound = self._mean_log_likelihood(X, sample_weight)
-        mean = weighted_moments(X, sample_weight)[0]
-        covariance = weighted_covariance(X, sample_weight, mean)
+        if check_missing(X, sample_weight):
+            mean, covariance = self._expected_moments(X, sample_weight)
+        else:
+            mean = weighted_moments(X, sample_weight)[0]
+            covariance = weighted_covariance(X, sample_weight, mean)
         return bound, {"n": np.ones(1), "means": mean[np.newaxis], "covariances": covariance[None]}
+
+    def _expected_moments(self, X, sample_weight):
+        """Mean and covariance of the rows completed by the current model, in expectation."""
+        precision = self.get_precision()[np.newaxis]
+        center = self.mean_
+
+        def sums(block, weights):
+            weights = row_weights(weights, block.shape[0])
+            missing = np.isnan(block)
+            residuals = np.where(missing, 0.0, block - center)[np.newaxis]
+            conditionals = condition_on_observed(residuals, missing, precision, center[None])[2]
+            filled = conditionals.residuals[0]  # E[x | x_observed] - center
+            scatter = (filled * weights[:, np.newaxis]).T @ filled
+            scatter += conditionals.covariance_sum(weights[:, np.newaxis])[0]
+            return weights.sum(), weights @ filled, scatter
+
+        weight, residual_sum, scatter = self._reduce(sums, X, sample_weight)
+        shift = residual_sum / weight
+        return center + shift, scatter / weight - np.outer(shift, shift)
 
     def _first_moments(self, X, sample_weight, random_state):
         # the batch's own mean and covariance (not those of the fitted model,

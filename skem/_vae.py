@@ -26,6 +26,7 @@ from ._base import (
     row_weights,
     weighted_moments,
 )
+from ._missing import missing_mask
 from ._mlp import (
     ACTIVATIONS,
     Adam,
@@ -39,7 +40,6 @@ from ._mlp import (
 from ._mlp import n_parameters as count_parameters
 from ._monitor import EarlyStoppingMonitor
 from ._parallel import map_chunks
-from ._ppca import missing_mask
 
 LOG_2PI = log(2 * pi)
 #: The encoder's log-variance is clipped to this range (its gradient is zero outside).
