@@ -16,6 +16,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.random import sample_without_replacement
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
@@ -223,10 +224,7 @@ def check_missing(X, sample_weight, block_rows=2**16):
     n_missing, n_empty_rows, column_weight = reduce_rows(counts, X, sample_weight, block_rows)
     if n_empty_rows:
         if is_dask_array(X):
-            raise ValueError(
-                f"{int(n_empty_rows)} rows of X are entirely NaN (missing); every row needs "
-                "at least one observed value."
-            )
+            raise ValueError(empty_rows_message(int(n_empty_rows)))
         check_rows_observed(X)
     columns = np.flatnonzero(column_weight == 0)
     if columns.size:
@@ -238,14 +236,43 @@ def check_missing(X, sample_weight, block_rows=2**16):
     return n_missing > 0
 
 
-def check_rows_observed(X):
-    """Raise ValueError naming the rows of X (in memory) that are entirely NaN."""
+def check_rows_observed(X, block=False):
+    """Raise ValueError naming the rows of X (in memory) that are entirely NaN.
+
+    For a ``block`` of a larger array, whose place in it is not known, the
+    message counts the rows instead.
+    """
     rows = np.flatnonzero(np.isnan(X).all(axis=1))
+    if rows.size and block:
+        raise ValueError(empty_rows_message(rows.size))
     if rows.size:
         raise ValueError(
             f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
             "every row needs at least one observed value."
         )
+
+
+def empty_rows_message(count):
+    """The error for rows with no observed value, counted (for a dask array)."""
+    rows = "1 row of X is" if count == 1 else f"{count} rows of X are"
+    return f"{rows} entirely NaN (missing); every row needs at least one observed value."
+
+
+def sample_rows(n_samples, size, sample_weight, random_state):
+    """``size`` distinct rows drawn at random, in order, among those of positive weight.
+
+    Drawn with O(size) memory when unweighted (``RandomState.choice`` without
+    replacement permutes all rows: 8 bytes per row); the weights, if any, are
+    read whole (to the client, for a dask array). Rows of zero weight would add
+    nothing to a start computed from the sample.
+    """
+    if sample_weight is None:
+        return np.sort(sample_without_replacement(n_samples, size, random_state=random_state))
+    positive = np.flatnonzero(np.asarray(sample_weight) > 0)
+    if size >= positive.size:
+        return positive
+    drawn = sample_without_replacement(positive.size, size, random_state=random_state)
+    return positive[np.sort(drawn)]
 
 
 def take_rows(X, sample_weight, indices):
@@ -390,6 +417,14 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+
+    def __getstate__(self):
+        # The fit's scratch (the monitor holds the training data) is never
+        # pickled: a dask cluster receives the estimator with every pass.
+        state = dict(super().__getstate__())
+        for name in self._fit_scratch:
+            state.pop(name, None)
+        return state
 
     # ------------------------------------------------------------------ hooks
 
@@ -554,7 +589,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         return self
 
     #: What ``partial_fit`` keeps between calls, and ``fit`` removes.
-    _ONLINE_STATE = ("_online_moments", "n_steps_", "n_samples_seen_")
+    _ONLINE_STATE = ("_online_moments", "_online_weight", "n_steps_", "n_samples_seen_")
 
     #: What scikit-learn's callback machinery keeps on the estimator during fit
     #: and removes after it, also after a failed fit: kept when fit restores.
@@ -681,6 +716,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
     # ------------------------------------------------------------------ online
 
     @available_if(_supports_partial_fit)
+    @with_callbacks
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of online (stepwise) EM on a batch of rows.
 
@@ -705,8 +741,11 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         y : Ignored
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each row within the batch. Every batch makes one step,
-            whatever its size or total weight.
+            Weight of each row. Weights keep their meaning across calls: the
+            step of a batch is scaled by its total weight (its row count when
+            unweighted) relative to the mean over the calls so far, so a
+            batch of half the usual weight moves the model half as far (and a
+            step is at most 1).
 
         Returns
         -------
@@ -723,33 +762,55 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             fitted = hasattr(self, "converged_")
             if not fitted:
                 self._validate_params()
-            X, sample_weight = self._validate_fit_data(X, sample_weight, reset=not fitted)
+            X, weights = self._validate_fit_data(X, sample_weight, reset=not fitted)
+            # the batch's total weight, before validation scaled it to mean one
+            batch_weight = X.shape[0] * (1.0 if weights is None else np.mean(sample_weight))
+            n_steps = getattr(self, "n_steps_", 0) if fitted else 0
+            mean_weight = (
+                getattr(self, "_online_weight", batch_weight) * n_steps + batch_weight
+            ) / (n_steps + 1)
+            step = 1.0
             try:
                 if fitted:
-                    n_steps = getattr(self, "n_steps_", 0)
                     running = getattr(self, "_online_moments", None)
                     if running is None:
                         running = self._moments_of_parameters()
-                    bound, moments = self._batch_moments(X, sample_weight)
+                    monitor = self._monitor = self._make_monitor(X, weights, 1)
+                    monitor.begin_restart(0, getattr(self, "lower_bound_", -np.inf))
+                    monitor.begin_iteration()
+                    bound, moments = self._batch_moments(X, weights)
                     step = (self.learning_offset + n_steps) ** -self.learning_decay
+                    step = min(1.0, step * batch_weight / mean_weight)
                     moments = self._combine_moments(running, moments, step)
+                    monitor.record(bound)
+                    monitor.end_restart()
                 else:
-                    n_steps = 0
-                    self._check_parameters(X, sample_weight)
+                    self._check_parameters(X, weights)
                     random_state = check_random_state(self.random_state)
-                    self._prepare_fit(X, sample_weight, random_state)
-                    bound, moments = self._first_moments(X, sample_weight, random_state)
+                    self._prepare_fit(X, weights, random_state)
+                    bound, moments = self._first_moments(X, weights, random_state)
+                    if not hasattr(self, "_sampling_seed"):
+                        self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
+                        self._sampling_state = None
                 self._m_step_from_moments(moments)
+                self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
+                if fitted:
+                    monitor.end_fit()
             finally:
                 for name in self._fit_scratch:
                     self.__dict__.pop(name, None)
-            self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
             self._online_moments = moments
+            self._online_weight = mean_weight
             self.lower_bounds_ = np.append(getattr(self, "lower_bounds_", [])[:n_steps], bound)
             self.lower_bound_ = float(bound)
             self.n_steps_ = self.n_iter_ = n_steps + 1
             self.n_samples_seen_ = getattr(self, "n_samples_seen_", 0) + X.shape[0]
             self.converged_ = False
+            if self.verbose:
+                print(
+                    f"partial_fit step {self.n_steps_}: batch of {X.shape[0]} rows, "
+                    f"bound {bound:.5f} before the step, step size {step:.4g}"
+                )
         return self
 
     def _get_parameters(self):

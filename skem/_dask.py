@@ -18,6 +18,7 @@ worker processes with one BLAS thread).
 
 from uuid import uuid4
 
+import cloudpickle
 import dask
 import dask.array as da
 import numpy as np
@@ -76,28 +77,42 @@ def reduce_blocks(function, X, sample_weight):
 def map_blocks(function, X):
     """``function`` applied to each row block of ``X``, as a lazy dask array.
 
-    The shape of its result (one value per row, or a row of values per row)
-    is read off a call on one row of zeros.
+    The function, and the estimator it holds, are copied now, so the result
+    is that of the model as it is at this call, whatever happens to the
+    estimator before the result is computed (as for a numpy array). The shape
+    of its result (one value per row, or a row of values per row) is read off
+    a call on one row of zeros.
     """
+    function = cloudpickle.loads(cloudpickle.dumps(function))  # a snapshot
     probe = function(np.zeros((1, X.shape[1]), dtype=X.dtype))
+
+    def apply(block):
+        if block.shape[0] == 0:  # (a filtered array can have empty blocks)
+            return np.empty((0, *probe.shape[1:]), dtype=probe.dtype)
+        return function(block)
+
     if probe.ndim == 1:
-        return X.map_blocks(function, drop_axis=1, dtype=probe.dtype, meta=np.empty(0, probe.dtype))
+        return X.map_blocks(apply, drop_axis=1, dtype=probe.dtype, meta=np.empty(0, probe.dtype))
     return X.map_blocks(
-        function,
+        apply,
         chunks=(X.chunks[0], (probe.shape[1],)),
         dtype=probe.dtype,
         meta=np.empty((0, 0), probe.dtype),
     )
 
 
-def _as_float_array(estimator, X):
-    """A 2-d float dask array with one block of columns, checked without reading it."""
+def _as_float_array(estimator, X, known_rows=True):
+    """A 2-d float dask array with one block of columns, checked without reading it.
+
+    A fit needs the number of rows of each block (``known_rows``); predictions
+    map over the blocks and do not.
+    """
     name = type(estimator).__name__
     if X.ndim != 2:
         raise ValueError(
             f"Expected a 2-dimensional dask array, got {X.ndim} dimensions (shape {X.shape})."
         )
-    if any(np.isnan(size) for size in X.chunks[0]) or np.isnan(X.shape[1]):
+    if (known_rows and any(np.isnan(size) for size in X.chunks[0])) or np.isnan(X.shape[1]):
         raise ValueError(
             f"{name} needs the number of rows of each block of X, which dask does not "
             "know for this array (its chunks are unknown); call X.compute_chunk_sizes() "
@@ -126,9 +141,9 @@ def validate_fit_data(estimator, X, sample_weight):
     """The dask twin of ``BaseEM._validate_fit_data``: same checks, same messages.
 
     One pass over the blocks checks the data (finite, or NaN where the model
-    takes missing values; magnitude) and the weights (finite, non-negative)
-    and sums what normalising the weights needs; the weights are then scaled
-    with the global maximum and mean, exactly as in memory. Returns the float
+    takes missing values; magnitude) and the weights (finite, non-negative);
+    the weights are then scaled by their global maximum and mean, as in
+    memory (to rounding: the mean is summed in another order). Returns the float
     array and the normalised weights (a dask array with the blocks of X, or
     None).
     """
@@ -145,20 +160,22 @@ def validate_fit_data(estimator, X, sample_weight):
 
     def check(block, block_weights):
         _check_block(block, allow_nan, name)
-        if block_weights is None:
-            return np.zeros(2)
-        check_weight_values(block_weights)
-        return np.array([block_weights.max(initial=0.0), np.count_nonzero(block_weights)])
+        if block_weights is not None:
+            check_weight_values(block_weights)
+        return 0.0
 
     _check_n_features(estimator, X, reset=True)
     _check_feature_names(estimator, X, reset=True)
-    largest, positive = reduce_blocks(check, X, weights)
+    reduce_blocks(check, X, weights)
     if weights is None:
         return X, None
-    if positive == 0:
+    # the weights alone from here (no pass over X): scaled by their largest
+    # (so their sum stays finite), then to mean one, as in memory
+    largest = float(_compute(weights.max())[0])
+    if largest == 0:
         raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
     scaled = weights / largest
-    mean = reduce_blocks(lambda block, w: w.sum(), X, scaled) / n_samples
+    mean = float(_compute(scaled.sum())[0]) / n_samples
     return X, scaled / mean
 
 
@@ -189,7 +206,7 @@ def _as_weight_array(sample_weight, X):
 def validate_predict_data(estimator, X):
     """A float dask array checked like ``BaseEM._validate_predict_data``, lazily per block."""
     name = type(estimator).__name__
-    X = _as_float_array(estimator, X)
+    X = _as_float_array(estimator, X, known_rows=False)
     _check_n_features(estimator, X, reset=False)
     _check_feature_names(estimator, X, reset=False)
     allow_nan = estimator._allow_nan
@@ -213,6 +230,12 @@ def weighted_mean(values, sample_weight):
     if sample_weight is None:
         return float(_compute(values.mean())[0])
     weights = _as_weight_array(sample_weight, values[:, None])
+
+    def checked(block_weights):
+        check_weight_values(block_weights)  # the in-memory messages
+        return block_weights
+
+    weights = weights.map_blocks(checked, dtype=weights.dtype)
     total, weight = _compute((values * weights).sum(), weights.sum())
     if not weight > 0:
         raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")

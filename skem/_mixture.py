@@ -19,7 +19,9 @@ from ._base import (
     add_statistics,
     check_missing,
     check_rows_observed,
+    empty_rows_message,
     is_dask_array,
+    sample_rows,
     take_rows,
 )
 from ._linalg import logsumexp_rows, normalize_log_rows
@@ -238,9 +240,9 @@ class BaseMixture(BaseEM):
         if size is None and is_dask_array(X):
             size = max(self.DASK_INIT_SIZE, 50 * n_components)
         if size is not None and size < n_samples:
-            indices = np.sort(random_state.choice(n_samples, size=size, replace=False))
+            indices = sample_rows(n_samples, size, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight, indices)
-            n_samples = size
+            n_samples = indices.shape[0]
         elif is_dask_array(X):  # init_size >= n_samples: every row, on the client
             X, sample_weight = take_rows(X, sample_weight, np.arange(n_samples))
         if self.init_params == "random":
@@ -280,10 +282,7 @@ class BaseMixture(BaseEM):
         incomplete = missing.any(axis=1)
         n_empty = np.count_nonzero(missing[incomplete].all(axis=1))
         if n_empty:  # (arrays in memory were checked whole, naming the rows)
-            raise ValueError(
-                f"{n_empty} rows of X are entirely NaN (missing); every row needs at "
-                "least one observed value."
-            )
+            raise ValueError(empty_rows_message(n_empty))
         log_prob = np.empty((X.shape[0], self._fitted_components()))
         complete = ~incomplete
         complete_workspace = None

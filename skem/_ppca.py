@@ -25,6 +25,7 @@ from ._base import (
     is_dask_array,
     reduce_rows,
     row_weights,
+    sample_rows,
     take_rows,
     weighted_moments,
 )
@@ -496,8 +497,18 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         return center + shift, scatter / weight - np.outer(shift, shift)
 
     def _first_moments(self, X, sample_weight, random_state):
-        # the batch's own mean and covariance (not those of the fitted model,
-        # which keeps only q directions of it)
+        """The batch's own mean and covariance (not the fitted model's, which
+        keeps q directions of it). Complete rows need no EM: the closed form of
+        their moments is the fit; rows with missing values need EM first."""
+        if not self._has_missing:
+            mean = weighted_moments(X, sample_weight)[0]
+            moments = {
+                "n": np.ones(1),
+                "means": mean[np.newaxis],
+                "covariances": weighted_covariance(X, sample_weight, mean)[np.newaxis],
+            }
+            self._m_step_from_moments(moments)
+            return self._mean_log_likelihood(X, sample_weight), moments
         self._run_em(X, sample_weight, random_state)
         return self._batch_moments(X, sample_weight)
 
@@ -535,7 +546,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if self._noise_floor is None:  # deferred for the closed form, not run (max_iter=0)
             self._set_total_variance(self._total_variance_of(X, sample_weight, mean), X.shape[1])
         if X.shape[0] > self.INIT_SIZE:
-            indices = np.sort(random_state.choice(X.shape[0], size=self.INIT_SIZE, replace=False))
+            indices = sample_rows(X.shape[0], self.INIT_SIZE, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight, indices)
         elif is_dask_array(X):
             X, sample_weight = take_rows(X, sample_weight, np.arange(X.shape[0]))
@@ -779,7 +790,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         def chunk_values(chunk):
             log_density, posterior = self._posterior(chunk, precision_terms)
             if not posterior["n_observed"].all():
-                check_rows_observed(chunk if is_dask_array(X) else X)
+                if is_dask_array(X):  # (a block, whose place in X is not known here)
+                    check_rows_observed(chunk, block=True)
+                check_rows_observed(X)
             return extract(log_density, posterior)
 
         return self._map_chunks(chunk_values, X)

@@ -15,6 +15,9 @@ from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA  # noqa: E40
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
 
+# (short fits from fixed starts: not converging is expected)
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 @pytest.fixture(scope="module")
 def data():
@@ -220,6 +223,68 @@ def test_partial_fit_refuses_a_dask_array_and_a_loop_over_its_blocks_works(data)
     assert by_block.n_steps_ == 6 and by_block.n_samples_seen_ == len(X)
     assert_allclose(by_block.means_, by_array.means_, rtol=1e-12)
     assert_allclose(by_block.lower_bounds_, by_array.lower_bounds_, rtol=1e-12)
+
+
+def test_lazy_predictions_are_those_of_the_model_when_they_were_asked_for(data):
+    X, _ = data
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    expected = model.score_samples(X), model.predict(X)
+    scores, labels = model.score_samples(dask_of(X)), model.predict(dask_of(X))
+    model.set_params(n_components=3).fit(X[:, ::-1] * 2)  # the estimator changes meanwhile
+    assert_allclose(scores.compute(), expected[0], rtol=1e-12)
+    assert_allclose(labels.compute(), expected[1])
+
+
+def test_predictions_on_blocks_without_rows(data):
+    X, _ = data
+    model = ProbabilisticPCA(2).fit(X)
+    keep = (np.arange(len(X)) >= 700) & (X[:, 0] > 0)  # the first block ends up empty
+    filtered = dask_of(X)[da.from_array(keep, chunks=700)]
+    filtered.compute_chunk_sizes()
+    assert filtered.chunks[0][0] == 0
+    kept = X[keep]
+    assert_allclose(model.score_samples(filtered).compute(), model.score_samples(kept))
+    assert_allclose(model.transform(filtered).compute(), model.transform(kept))
+    mixture = EMGaussianMixture(2, random_state=0).fit(X)
+    assert_allclose(mixture.predict_proba(filtered).compute(), mixture.predict_proba(kept))
+
+
+def test_score_on_dask_checks_the_weights(data):
+    X, weights = data
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    negative = weights.copy()
+    negative[10] = -1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        model.score(dask_of(X), sample_weight=negative)
+    with pytest.raises(ValueError, match="finite"):
+        model.score(dask_of(X), sample_weight=np.full(len(X), np.nan))
+    assert_allclose(
+        model.score(dask_of(X), sample_weight=weights), model.score(X, sample_weight=weights)
+    )
+
+
+def test_the_fit_scratch_is_not_pickled_so_passes_do_not_ship_the_data(data):
+    """A cluster receives the estimator with every pass: the monitor (which holds
+    X) and the rest of the fit's scratch stay behind."""
+    import pickle
+
+    X, _ = data
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    model._monitor = np.zeros(10**6)  # as during a fit
+    shipped = pickle.loads(pickle.dumps(model))
+    assert not hasattr(shipped, "_monitor") and hasattr(model, "_monitor")
+    assert len(pickle.dumps(model)) < 10**5
+
+
+def test_the_dask_start_samples_rows_of_positive_weight(data):
+    """With few rows of positive weight the sampled start still sees them."""
+    X, _ = data
+    weights = np.zeros(len(X))
+    weights[np.random.RandomState(0).choice(len(X), 40, replace=False)] = 1.0
+    kwargs = dict(n_components=3, random_state=0, init_size=500, tol=1e-8)
+    lazy = EMGaussianMixture(**kwargs).fit(dask_of(X), sample_weight=weights)
+    memory = EMGaussianMixture(**kwargs).fit(X[weights > 0])
+    assert_allclose(np.sort(lazy.weights_), np.sort(memory.weights_), atol=1e-6)
 
 
 # ---------------------------------------------------------------------- a cluster

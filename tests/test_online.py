@@ -64,15 +64,20 @@ def test_combined_moments_are_the_weighted_moments_of_the_union(covariance_type)
         assert_allclose(combined[name], union[name], rtol=1e-12, atol=1e-12)
 
 
-def test_online_ppca_is_the_closed_form_of_the_weighted_union():
+@pytest.mark.parametrize("weight", [None, 0.25])
+def test_online_ppca_is_the_closed_form_of_the_weighted_union(weight):
     """PPCA's statistics do not depend on the parameters: two steps of online EM
-    equal the closed form on both batches with weights (1 - eta) / n_A, eta / n_B."""
+    equal the closed form on both batches with weights (1 - eta) / n_A, eta / n_B.
+    The second step is eta = (offset + 1) ** -decay times the batch's weight over
+    the mean batch weight: weights keep their meaning across calls."""
     rng = np.random.RandomState(0)
     mixing = rng.randn(5, 5)
     first, second = rng.randn(300, 5) @ mixing, rng.randn(200, 5) @ mixing + 1.0
     online = ProbabilisticPCA(2, learning_decay=0.6, learning_offset=4.0)
-    online.partial_fit(first).partial_fit(second)
-    step = (4.0 + 1) ** -0.6
+    second_weight = None if weight is None else np.full(200, weight)
+    online.partial_fit(first).partial_fit(second, sample_weight=second_weight)
+    batch_weight = 200 * (1.0 if weight is None else weight)
+    step = (4.0 + 1) ** -0.6 * batch_weight / ((300 + batch_weight) / 2)
     weights = np.concatenate([np.full(300, (1 - step) / 300), np.full(200, step / 200)])
     batch = ProbabilisticPCA(2).fit(np.vstack([first, second]), sample_weight=weights)
     assert_allclose(online.components_, batch.components_, rtol=1e-10, atol=1e-12)
@@ -217,3 +222,21 @@ def test_online_em_with_missing_values_comes_close_to_exact_em(make_model):
         online.partial_fit(X[start : start + 1000])
     assert np.isfinite(online.lower_bounds_).all()
     assert full.score(held_out) - online.score(held_out) < 0.05
+
+
+def test_partial_fit_reports_to_the_callbacks_and_tears_them_down():
+    """Every call is a fit task of one iteration; nothing is left on the estimator."""
+    pytest.importorskip("sklearn.callback")
+    from test_monitor import Recorder
+
+    X = draw_mixture(3000, 4)
+    recorder = Recorder()
+    model = EMGaussianMixture(4, random_state=0).set_callbacks(recorder)
+    for start in range(0, len(X), 1000):
+        model.partial_fit(X[start : start + 1000])
+    assert recorder.events.count(("setup", "EMGaussianMixture")) == 3
+    assert recorder.events.count(("teardown", "EMGaussianMixture")) == 3
+    iterations = [event for event in recorder.events if event[-1] == "iteration"]
+    assert len(iterations) >= 2 * 3  # the first call's fit, then one per later call
+    assert not hasattr(model, "_callback_fit_ctx")
+    assert not hasattr(model, "_monitor")
