@@ -149,7 +149,8 @@ class EMGaussianMixture(BaseMixture):
         Initialisation of the responsibilities (see :class:`skem.BaseMixture`).
     init_size : int, default=None
         Rows drawn at random to compute the start on; None uses all rows in
-        memory and 20 000 rows of a dask array (see :class:`skem.BaseMixture`).
+        memory and ``max(20_000, 50 * n_components)`` rows of a dask array (see
+        :class:`skem.BaseMixture`).
     weights_init : array-like of shape (n_components,), default=None
         Initial mixing weights.
     means_init : array-like of shape (n_components, n_features), default=None
@@ -198,6 +199,15 @@ class EMGaussianMixture(BaseMixture):
         The bound at each iteration of the kept restart.
     n_features_in_ : int
         Number of features seen during fit.
+    n_steps_ : int
+        Number of ``partial_fit`` calls since the model was created or last
+        fitted by ``fit`` (absent after ``fit``). After ``partial_fit``,
+        ``n_iter_`` equals it, ``converged_`` is False, ``lower_bounds_``
+        holds the bound of each call's batch before its step (a noisy
+        progress signal, not monotone), and ``lower_bound_`` the last one.
+    n_samples_seen_ : int
+        Rows passed to ``partial_fit`` (the rows of a ``fit`` before it are
+        not counted).
     feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Feature names seen during fit, if they were all strings.
 

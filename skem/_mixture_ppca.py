@@ -128,7 +128,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         principal subspace of its rows.
     init_size : int, default=None
         Rows drawn at random to compute the start on; None uses all rows in
-        memory and 20 000 rows of a dask array (see :class:`skem.BaseMixture`).
+        memory and ``max(20_000, 50 * n_components)`` rows of a dask array (see
+        :class:`skem.BaseMixture`).
     random_state : int, RandomState instance or None, default=None
         Controls the initialisation and seeds ``sample``.
     warm_start : bool, default=False
@@ -158,6 +159,15 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     lower_bounds_, lower_bound_, n_iter_, converged_, n_features_in_
         As in :class:`skem.BaseEM`: the mean log-likelihood before each
         M-step; it never decreases.
+    n_steps_ : int
+        Number of ``partial_fit`` calls since the model was created or last
+        fitted by ``fit`` (absent after ``fit``). After ``partial_fit``,
+        ``n_iter_`` equals it, ``converged_`` is False, ``lower_bounds_``
+        holds the bound of each call's batch before its step (a noisy
+        progress signal, not monotone), and ``lower_bound_`` the last one.
+    n_samples_seen_ : int
+        Rows passed to ``partial_fit`` (the rows of a ``fit`` before it are
+        not counted).
 
     Examples
     --------

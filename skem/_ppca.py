@@ -234,6 +234,15 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Whether EM converged.
     n_features_in_ : int
         Number of features seen during fit.
+    n_steps_ : int
+        Number of ``partial_fit`` calls since the model was created or last
+        fitted by ``fit`` (absent after ``fit``). After ``partial_fit``,
+        ``n_iter_`` equals it, ``converged_`` is False, ``lower_bounds_``
+        holds the bound of each call's batch before its step (a noisy
+        progress signal, not monotone), and ``lower_bound_`` the last one.
+    n_samples_seen_ : int
+        Rows passed to ``partial_fit`` (the rows of a ``fit`` before it are
+        not counted).
     feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Feature names seen during fit, if they were all strings.
 
