@@ -813,6 +813,24 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 )
         return self
 
+    def _impute_blocks(self, X, sample_posterior):
+        """``impute`` of a dask array: the conditional means, block by block, lazily.
+
+        Draws are refused: reproducible draws need one generator over all the
+        rows, which the blocks, computed anywhere in any order, do not share.
+        """
+        if sample_posterior:
+            raise ValueError(
+                "impute(sample_posterior=True) takes arrays in memory; for a dask array, "
+                "impute each block: [model.impute(block.compute(), sample_posterior=True, "
+                "random_state=seed + i) for i, block in enumerate(X.blocks)]."
+            )
+        check_is_fitted(self)
+        from ._dask import validate_predict_data
+
+        X = validate_predict_data(self, X)
+        return self._map_chunks(lambda chunk: self.impute(chunk), X)
+
     def _get_parameters(self):
         return {name: deepcopy(getattr(self, name)) for name in self._fitted_parameters}
 

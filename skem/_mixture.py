@@ -482,6 +482,8 @@ class BaseMixture(BaseEM):
         scheduled.
         """
         check_is_fitted(self)
+        if is_dask_array(X):
+            return self._impute_blocks(X, sample_posterior)
         X = self._validate_predict_data(X, allow_unobserved_rows=True)
         imputed = X.copy()
         missing = missing_mask(X)

@@ -881,6 +881,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         X_imputed : ndarray of shape (n_samples, n_features)
             A float copy of X with its observed values unchanged.
         """
+        if is_dask_array(X):
+            return self._impute_blocks(X, sample_posterior)
         X = self._validate_predict_data(X)
         imputed = X.copy()
         missing = np.isnan(imputed)

@@ -1362,6 +1362,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         >>> bool((draws == vae.impute(X, sample_posterior=True, random_state=0)).all())
         True
         """
+        if is_dask_array(X):
+            return self._impute_blocks(X, sample_posterior)
         X = self._validate_predict_data(X, allow_unobserved_rows=True)
         imputed = X.copy()
         missing = missing_mask(X)

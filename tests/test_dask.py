@@ -287,6 +287,27 @@ def test_the_dask_start_samples_rows_of_positive_weight(data):
     assert_allclose(np.sort(lazy.weights_), np.sort(memory.weights_), atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "model",
+    [
+        EMGaussianMixture(3, random_state=0),
+        ProbabilisticPCA(2, random_state=0),
+        MixtureOfPPCA(3, n_latent=2, random_state=0),
+    ],
+    ids=["gmm", "ppca", "mppca"],
+)
+def test_impute_on_dask_is_lazy_and_equals_the_impute_in_memory(data, model):
+    X = data[0].copy()
+    X[np.random.RandomState(2).rand(*X.shape) < 0.2] = np.nan
+    X[np.isnan(X).all(axis=1), 0] = 1.0
+    model.fit(X)
+    imputed = model.impute(dask_of(X))
+    assert isinstance(imputed, da.Array)
+    assert_allclose(imputed.compute(), model.impute(X), rtol=1e-12)
+    with pytest.raises(ValueError, match="each block"):
+        model.impute(dask_of(X), sample_posterior=True)
+
+
 # ---------------------------------------------------------------------- a cluster
 
 
