@@ -175,7 +175,8 @@ def cluster_memory_mb(client):
     return max_rss_mb() + sum(workers.values())
 
 
-def route_cluster(args):
+def fit_on_local_cluster(n_samples, iterations):
+    """Generate the data on 2 worker processes, keep them there, and time the fit."""
     from distributed import Client, LocalCluster, wait
 
     with (
@@ -184,15 +185,19 @@ def route_cluster(args):
         ) as cluster,
         Client(cluster) as client,
     ):
-        X = dask_data(args.n_samples).persist()
+        X = dask_data(n_samples).persist()
         wait(X)
-        per_iteration, total, fitted = timed_fit(model, X, args.iterations)
+        per_iteration, total, fitted = timed_fit(model, X, iterations)
         return {
             "per_iteration": per_iteration,
             "total": total,
             "bound": fitted.lower_bound_,
             "memory_mb": cluster_memory_mb(client),
         }
+
+
+def route_cluster(args):
+    return fit_on_local_cluster(args.n_samples, args.iterations)
 
 
 #: partial_fit's batch here: a full covariance in 50-d has 1275 parameters per
@@ -255,24 +260,7 @@ def route_quality(args):
 
 
 def route_big_cluster(args):
-    from distributed import Client, LocalCluster, wait
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        X = dask_data(args.big).persist()
-        wait(X)
-        per_iteration, total, fitted = timed_fit(model, X, 1)
-        return {
-            "per_iteration": per_iteration,
-            "total": total,
-            "bound": fitted.lower_bound_,
-            "memory_mb": cluster_memory_mb(client),
-            "gflops": gemm_gflops(),
-        }
+    return {**fit_on_local_cluster(args.big, 1), "gflops": gemm_gflops()}
 
 
 def route_big_memmap(args):
