@@ -16,6 +16,7 @@ _MODULES = {
     "BaseMixture": "._mixture",
     "DegenerateComponentWarning": ".exceptions",
     "EMGaussianMixture": "._gaussian_mixture",
+    "EMImputer": ".impute",
     "MixtureOfPPCA": "._mixture_ppca",
     "ProbabilisticPCA": "._ppca",
     "VarianceFloorWarning": ".exceptions",

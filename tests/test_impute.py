@@ -1,0 +1,341 @@
+"""Imputation: the models' impute against Gaussian conditioning, and EMImputer."""
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
+from sklearn.experimental import enable_iterative_imputer  # noqa: F401
+from sklearn.impute import IterativeImputer, MissingIndicator
+from sklearn.linear_model import BayesianRidge, LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
+
+from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
+
+
+def correlated_data(n_samples=600, n_features=5, seed=0):
+    """Correlated Gaussian rows, with columns on very different scales."""
+    rng = np.random.RandomState(seed)
+    factors = rng.normal(size=(n_features, n_features))
+    scales = np.logspace(-2, 3, n_features)
+    X = rng.normal(size=(n_samples, n_features)) @ factors.T
+    return X * scales + rng.normal(scale=scales, size=n_features)
+
+
+def with_holes(X, fraction, seed=0):
+    """X with a fraction of its cells NaN, at random."""
+    rng = np.random.RandomState(seed)
+    return np.where(rng.uniform(size=X.shape) < fraction, np.nan, X)
+
+
+def conditional_gaussian(mean, covariance, row):
+    """Mean and covariance of the missing values of ``row`` given its observed ones."""
+    missing = np.isnan(row)
+    observed = ~missing
+    if not observed.any():
+        return mean, covariance
+    gain = np.linalg.solve(
+        covariance[np.ix_(observed, observed)], covariance[np.ix_(observed, missing)]
+    ).T
+    conditional_mean = mean[missing] + gain @ (row[observed] - mean[observed])
+    conditional_covariance = (
+        covariance[np.ix_(missing, missing)] - gain @ (covariance[np.ix_(observed, missing)])
+    )
+    return conditional_mean, conditional_covariance
+
+
+def assert_conditional_means(imputed, X_holes, mean, covariance, rtol=1e-9):
+    for row, filled in zip(X_holes, imputed):
+        missing = np.isnan(row)
+        if missing.any():
+            expected, _ = conditional_gaussian(mean, covariance, row)
+            assert_allclose(filled[missing], expected, rtol=rtol, atol=rtol * np.abs(mean).max())
+
+
+def assert_draws_follow(draws, mean, covariance, row):
+    """Sample mean and covariance of draws of a row's missing values, within 5 standard errors."""
+    missing = np.isnan(row)
+    expected_mean, expected_covariance = conditional_gaussian(mean, covariance, row)
+    sample = draws[:, missing]
+    n_draws = sample.shape[0]
+    standard_deviations = np.sqrt(np.diag(expected_covariance))
+    assert_allclose(sample.mean(axis=0), expected_mean, atol=5 * standard_deviations.max() / 30)
+    assert np.all(
+        np.abs(sample.mean(axis=0) - expected_mean) < 5 * standard_deviations / np.sqrt(n_draws)
+    )
+    # Var of a sample covariance entry: (s_ii s_jj + s_ij^2) / n for Gaussian draws
+    tolerance = 5 * np.sqrt(
+        (np.outer(standard_deviations**2, standard_deviations**2) + expected_covariance**2)
+        / n_draws
+    )
+    assert np.all(np.abs(np.cov(sample.T) - expected_covariance) < tolerance)
+
+
+def rescaled_gaussian(imputer):
+    """Mean and covariance of a one-component imputer's model in the data's units."""
+    model = imputer.estimator_
+    scale = imputer.scale_
+    mean = imputer.mean_ + scale * model.means_[0]
+    return mean, model.covariances_[0] * np.outer(scale, scale)
+
+
+# ---------------------------------------------------------------- ProbabilisticPCA.impute
+
+
+@pytest.fixture(scope="module")
+def fitted_ppca():
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(500, 2)) @ rng.normal(size=(2, 6)) + 0.3 * rng.normal(size=(500, 6)) + 3
+    X_holes = with_holes(X, 0.2)
+    X_holes[np.isnan(X_holes).all(axis=1), 0] = 1.0
+    return ProbabilisticPCA(n_components=2, random_state=0).fit(X_holes), X_holes
+
+
+def test_ppca_impute_is_the_conditional_mean_of_its_gaussian(fitted_ppca):
+    model, X_holes = fitted_ppca
+    imputed = model.impute(X_holes)
+    assert_conditional_means(imputed, X_holes, model.mean_, model.get_covariance())
+    observed = ~np.isnan(X_holes)
+    assert_array_equal(imputed[observed], X_holes[observed])
+
+
+def test_ppca_impute_fills_a_row_without_observed_values_with_the_mean(fitted_ppca):
+    model, _ = fitted_ppca
+    assert_allclose(model.impute(np.full((2, 6), np.nan)), [model.mean_] * 2, rtol=1e-12)
+
+
+def test_ppca_impute_draws_follow_the_conditional_gaussian(fitted_ppca):
+    model, X_holes = fitted_ppca
+    row = X_holes[0].copy()
+    row[[1, 3, 4]] = np.nan
+    draws = model.impute(np.tile(row, (20000, 1)), sample_posterior=True, random_state=0)
+    assert_draws_follow(draws, model.mean_, model.get_covariance(), row)
+    assert_array_equal(draws[:, ~np.isnan(row)], np.tile(row[~np.isnan(row)], (20000, 1)))
+
+
+def test_ppca_impute_draws_are_reproducible(fitted_ppca):
+    model, X_holes = fitted_ppca
+    first = model.impute(X_holes, sample_posterior=True, random_state=3)
+    assert_array_equal(first, model.impute(X_holes, sample_posterior=True, random_state=3))
+    assert not np.array_equal(first, model.impute(X_holes, sample_posterior=True, random_state=4))
+
+
+# ---------------------------------------------------------------- EMImputer and its model
+
+
+def test_imputer_equals_the_models_impute():
+    X_holes = with_holes(correlated_data(), 0.2)
+    model = ProbabilisticPCA(n_components=2, tol=1e-4, random_state=0)
+    imputer = EMImputer(model, standardize=False).fit(X_holes)
+    expected = clone(model).fit(X_holes).impute(X_holes)
+    assert_allclose(imputer.transform(X_holes), expected, rtol=1e-10)
+
+
+def test_imputer_standardizes_then_maps_back():
+    X_holes = with_holes(correlated_data(), 0.2)
+    imputer = EMImputer(ProbabilisticPCA(n_components=2, random_state=0)).fit(X_holes)
+    mean, scale = np.nanmean(X_holes, axis=0), np.nanstd(X_holes, axis=0)
+    assert_allclose(imputer.mean_, mean, rtol=1e-12)
+    assert_allclose(imputer.scale_, scale, rtol=1e-12)
+    model = ProbabilisticPCA(n_components=2, random_state=0).fit((X_holes - mean) / scale)
+    expected = model.impute((X_holes - mean) / scale) * scale + mean
+    observed = ~np.isnan(X_holes)
+    assert_allclose(imputer.transform(X_holes)[~observed], expected[~observed], rtol=1e-10)
+
+
+def test_imputer_with_one_gaussian_imputes_its_conditional_means():
+    X_holes = with_holes(correlated_data(), 0.3)
+    imputer = one_gaussian().fit(X_holes)
+    mean, covariance = rescaled_gaussian(imputer)
+    assert_conditional_means(imputer.transform(X_holes), X_holes, mean, covariance, rtol=1e-8)
+
+
+def one_gaussian(**params):
+    """An imputer with a one-component mixture (no choice of the number of components)."""
+    return EMImputer(EMGaussianMixture(random_state=0), **params)
+
+
+def test_observed_values_come_back_bitwise_and_float32_stays_float32(global_dtype):
+    X_holes = with_holes(correlated_data(), 0.2).astype(global_dtype)
+    imputed = one_gaussian().fit_transform(X_holes)
+    assert imputed.dtype == global_dtype
+    observed = ~np.isnan(X_holes)
+    assert_array_equal(imputed[observed], X_holes[observed])
+    assert np.isfinite(imputed).all()
+
+
+def test_a_placeholder_other_than_nan_marks_the_missing_values():
+    X_holes = with_holes(correlated_data(), 0.2)
+    X_marked = np.where(np.isnan(X_holes), -1.0, X_holes)
+    by_nan = one_gaussian().fit_transform(X_holes)
+    by_marker = one_gaussian(missing_values=-1).fit_transform(X_marked)
+    assert_allclose(by_marker, by_nan, rtol=1e-12)
+
+
+def test_rows_without_observed_values_get_the_mean_of_the_model():
+    X_holes = with_holes(correlated_data(), 0.3)
+    X_holes[:5] = np.nan
+    imputer = one_gaussian().fit(X_holes)
+    mean, _ = rescaled_gaussian(imputer)
+    assert_allclose(imputer.transform(X_holes[:5]), [mean] * 5, rtol=1e-10)
+
+
+def test_draws_are_reproducible_and_have_the_conditional_spread():
+    X_holes = with_holes(correlated_data(), 0.3)
+    imputer = one_gaussian(sample_posterior=True, random_state=0).fit(X_holes)
+    row = X_holes[0].copy()
+    row[[1, 3]] = np.nan
+    draws = imputer.transform(np.tile(row, (20000, 1)))
+    mean, covariance = rescaled_gaussian(imputer)
+    assert_draws_follow(draws, mean, covariance, row)
+    assert_array_equal(draws, imputer.transform(np.tile(row, (20000, 1))))
+    other_seed = imputer.set_params(random_state=1).transform(np.tile(row, (20000, 1)))
+    assert not np.array_equal(draws, other_seed)
+
+
+# ---------------------------------------------------------------- the default model
+
+
+def two_lines(seed=0):
+    """Two clusters, on each of which the second coordinate is a line in the first."""
+    rng = np.random.RandomState(seed)
+    t = rng.uniform(-1, 1, size=(300, 1))
+    first = np.hstack([t, t])
+    second = np.hstack([t + 4, -t])
+    return np.vstack([first, second]) + 0.05 * rng.normal(size=(600, 2))
+
+
+def test_default_model_finds_clusters_where_they_help():
+    X = two_lines()
+    X_holes = X.copy()
+    X_holes[::10, 1] = np.nan
+    imputer = EMImputer(random_state=0).fit(X_holes)
+    assert imputer.estimator_.n_components > 1
+    imputed = imputer.transform(X_holes)[::10, 1]
+    # within the noise of the lines (one Gaussian would give about 0 to every row)
+    assert np.sqrt(np.mean((imputed - X[::10, 1]) ** 2)) < 0.15
+
+
+def test_default_model_is_one_gaussian_on_gaussian_data():
+    imputer = EMImputer(random_state=0).fit(with_holes(correlated_data(n_samples=1000), 0.2))
+    assert imputer.estimator_.n_components == 1
+
+
+def test_constant_and_empty_features():
+    X_holes = with_holes(correlated_data(), 0.2)
+    X_holes[:, 1] = np.nan
+    X_holes[::2, 3] = 7.0
+    X_holes[1::2, 3] = np.nan
+    dropped = one_gaussian().fit(X_holes)
+    imputed = dropped.transform(X_holes)
+    assert imputed.shape == (X_holes.shape[0], X_holes.shape[1] - 1)
+    assert_array_equal(imputed[:, 2], np.full(X_holes.shape[0], 7.0))
+    assert dropped.estimator_.n_features_in_ == 3
+    assert_array_equal(dropped.get_feature_names_out(), ["x0", "x2", "x3", "x4"])
+    kept = one_gaussian(keep_empty_features=True).fit(X_holes)
+    imputed_kept = kept.transform(X_holes)
+    assert_array_equal(imputed_kept[:, 1], np.zeros(X_holes.shape[0]))
+    assert_array_equal(np.delete(imputed_kept, 1, axis=1), imputed)
+    assert_array_equal(kept.get_feature_names_out(), ["x0", "x1", "x2", "x3", "x4"])
+
+
+def test_features_that_do_not_vary_need_no_model():
+    X_holes = np.array([[1.0, np.nan], [1.0, 2.0], [np.nan, 2.0]])
+    imputer = EMImputer().fit(X_holes)
+    assert imputer.estimator_ is None
+    assert_array_equal(imputer.transform(X_holes), [[1.0, 2.0]] * 3)
+
+
+def test_add_indicator_appends_sklearns_missing_indicator():
+    X_holes = with_holes(correlated_data(), 0.2)
+    X_holes[:, 2] = np.abs(X_holes[:, 2])  # (no missing value in column 2 at fit)
+    X_holes[np.isnan(X_holes[:, 2]), 2] = 1.0
+    imputer = one_gaussian(add_indicator=True).fit(X_holes)
+    plain = one_gaussian().fit(X_holes)
+    X_new = with_holes(correlated_data(seed=1), 0.2)
+    indicator = MissingIndicator(error_on_new=False).fit(X_holes)
+    assert_array_equal(
+        imputer.transform(X_new), np.hstack([plain.transform(X_new), indicator.transform(X_new)])
+    )
+    assert_array_equal(
+        imputer.get_feature_names_out(),
+        ["x0", "x1", "x2", "x3", "x4"] + [f"missingindicator_x{j}" for j in (0, 1, 3, 4)],
+    )
+
+
+def test_set_output_gives_a_dataframe_with_the_feature_names():
+    pandas = pytest.importorskip("pandas")
+    X_holes = pandas.DataFrame(with_holes(correlated_data(), 0.2), columns=list("abcde"))
+    imputed = one_gaussian().set_output(transform="pandas").fit_transform(X_holes)
+    assert list(imputed.columns) == list("abcde")
+    assert_array_equal(imputed.to_numpy(), one_gaussian().fit_transform(X_holes))
+
+
+# ---------------------------------------------------------------- in a pipeline
+
+
+def test_pipeline_with_a_classifier_scores_at_least_as_well_as_iterative_imputer():
+    X, y = load_breast_cancer(return_X_y=True)
+    X_holes = with_holes(X, 0.3, seed=0)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+
+    def log_loss_of(imputer):
+        pipeline = make_pipeline(imputer, StandardScaler(), LogisticRegression())
+        return cross_val_score(pipeline, X_holes, y, cv=folds, scoring="neg_log_loss").mean()
+
+    # BayesianRidge alternates numpy's and scipy's BLAS pools, which on a busy
+    # machine made it ten times slower; the comparison is of scores, not times
+    with threadpool_limits(limits=1, user_api="blas"):
+        ours = log_loss_of(EMImputer(random_state=0))
+        theirs = log_loss_of(IterativeImputer(estimator=BayesianRidge(), random_state=0))
+    assert ours >= theirs
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    "X, params, message",
+    [
+        (np.array([[1.0, np.inf], [2.0, 1.0], [3.0, 2.0]]), {}, "infinity"),
+        (np.full((3, 2), np.nan), {}, "no observed value"),
+        (np.array([[1.0, np.nan], [2.0, 1.0], [-1.0, 2.0]]), {"missing_values": -1}, "NaN"),
+        (np.ones((3, 2)), {"estimator": StandardScaler()}, "impute"),
+    ],
+)
+def test_bad_input_is_refused_with_a_clear_message(X, params, message):
+    with pytest.raises(ValueError, match=message):
+        EMImputer(**params).fit(X)
+
+
+def test_a_failed_fit_leaves_the_fitted_imputer_unchanged():
+    X_holes = with_holes(correlated_data(), 0.2)
+    imputer = one_gaussian().fit(X_holes)
+    before = imputer.transform(X_holes)
+    state = dict(imputer.__dict__)
+    with pytest.raises(ValueError, match="infinity"):
+        imputer.fit(np.where(np.isnan(X_holes), np.inf, X_holes)[:, :3])
+    assert imputer.__dict__.keys() == state.keys()
+    assert all(imputer.__dict__[name] is value for name, value in state.items())
+    assert_array_equal(imputer.transform(X_holes), before)
+    with pytest.raises(ValueError, match="features"):
+        imputer.transform(X_holes[:, :3])
+
+
+@parametrize_with_checks(
+    [
+        EMImputer(random_state=0),
+        EMImputer(
+            ProbabilisticPCA(n_components=1, random_state=0),
+            add_indicator=True,
+            keep_empty_features=True,
+        ),
+        EMImputer(missing_values=-1, standardize=False, random_state=0),
+    ]
+)
+def test_sklearn_compatible_imputer(estimator, check):
+    check(estimator)
