@@ -224,11 +224,11 @@ class EMImputer(TransformerMixin, BaseEstimator):
         the features whose observed values are not all equal, in
         standardised units if ``standardize=True``; None if there is no such
         feature.
-    mean_ : ndarray of shape (n_features_in_,)
+    mean_ : ndarray of shape ``(n_features_in_,)``
         Mean of the observed values of each feature (0 for a feature without
         any): the value of a constant feature, and what the modelled features
         are centred by if ``standardize=True``.
-    scale_ : ndarray of shape (n_features_in_,)
+    scale_ : ndarray of shape ``(n_features_in_,)``
         Standard deviation of the observed values of each feature (1 where it
         is 0 or undefined): what the modelled features are divided by if
         ``standardize=True``.
@@ -236,7 +236,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
         The indicator of missing values if ``add_indicator=True``.
     n_features_in_ : int
         Number of features seen during fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
         Feature names seen during fit, if they were all strings.
 
     See Also

@@ -15,6 +15,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
+from skem.impute import huber_loss
 
 
 def correlated_data(n_samples=600, n_features=5, seed=0):
@@ -197,7 +198,28 @@ def test_draws_are_reproducible_and_have_the_conditional_spread():
     assert not np.array_equal(draws, other_seed)
 
 
+def test_clip_keeps_conditional_means_within_the_observed_range_but_not_draws():
+    rng = np.random.RandomState(0)
+    x = rng.uniform(0, 1, size=300)
+    X = np.column_stack([x, 2 * x + 0.01 * rng.normal(size=300)])
+    far_row = np.array([[5.0, np.nan]])  # the line puts its second value near 10
+    free = one_gaussian().fit(X)
+    assert free.transform(far_row)[0, 1] == pytest.approx(10, rel=0.01)
+    clipped = one_gaussian(clip=True).fit(X)
+    assert clipped.transform(far_row)[0, 1] == X[:, 1].max()
+    draws = one_gaussian(clip=True, sample_posterior=True, random_state=0).fit(X)
+    assert draws.transform(far_row)[0, 1] > X[:, 1].max()
+
+
 # ---------------------------------------------------------------- the default model
+
+
+def test_huber_loss_is_squared_up_to_the_threshold_then_linear_with_the_same_slope():
+    errors = np.array([0.0, 1.0, 3.0, 4.0, 10.0])
+    assert_allclose(huber_loss(errors, 3.0), [0.0, 1.0, 9.0, 15.0, 51.0])
+    step = 1e-6  # continuous, with a continuous derivative, at the threshold
+    below, above = huber_loss(np.array([3.0 - step, 3.0 + step]), 3.0)
+    assert (above - below) / (2 * step) == pytest.approx(6.0, rel=1e-6)
 
 
 def two_lines(seed=0):
