@@ -49,6 +49,21 @@ def objective(vae, parameters, X, weights, noise, kl_weight):
     return np.sum(weights * (reconstruction - kl_weight * kl)) / weights.sum()
 
 
+def assert_gradient_matches_central_differences(vae, gradient, objective_at, parameters):
+    """Central differences (step 1e-6) of ``objective_at`` agree with ``gradient``
+    in every weight and bias block of the encoder and decoder."""
+    numeric = np.empty_like(parameters)
+    for i in range(parameters.size):
+        step = np.zeros_like(parameters)
+        step[i] = 1e-6
+        numeric[i] = (objective_at(parameters + step) - objective_at(parameters - step)) / 2e-6
+    encoder, decoder = vae._networks(np.arange(parameters.size))
+    for weight, bias in encoder + decoder:
+        for block in (weight.ravel(), bias):
+            error = np.abs(numeric[block] - gradient[block]).max()
+            assert error <= 1e-6 * np.abs(gradient).max()
+
+
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_gradients_match_finite_differences_in_every_parameter_block(likelihood, activation):
@@ -57,19 +72,9 @@ def test_gradients_match_finite_differences_in_every_parameter_block(likelihood,
     parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
     noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
     _, gradient = vae._objective_and_gradient(parameters, X, weights, noise, 0.7)
-    numeric = np.empty_like(parameters)
-    for i in range(parameters.size):
-        step = np.zeros_like(parameters)
-        step[i] = 1e-6
-        numeric[i] = (
-            objective(vae, parameters + step, X, weights, noise, 0.7)
-            - objective(vae, parameters - step, X, weights, noise, 0.7)
-        ) / 2e-6
-    encoder, decoder = vae._networks(np.arange(parameters.size))
-    for weight, bias in encoder + decoder:
-        for block in (weight.ravel(), bias):
-            error = np.abs(numeric[block] - gradient[block]).max()
-            assert error <= 1e-6 * np.abs(gradient).max()
+    assert_gradient_matches_central_differences(
+        vae, gradient, lambda point: objective(vae, point, X, weights, noise, 0.7), parameters
+    )
 
 
 def linear_gaussian_vae():

@@ -13,6 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.stats import multivariate_normal, norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import estimator_checks
+from test_vae import assert_gradient_matches_central_differences
 
 from skem import AmortizedVAE, ProbabilisticPCA
 from skem._mlp import forward
@@ -182,19 +183,12 @@ def test_masked_gradients_match_finite_differences(likelihood, activation, missi
         masked_objective(vae, parameters, X, weights, noise, 1.0),
         rtol=1e-12,
     )
-    numeric = np.empty_like(parameters)
-    for i in range(parameters.size):
-        step = np.zeros_like(parameters)
-        step[i] = 1e-6
-        numeric[i] = (
-            masked_objective(vae, parameters + step, X, weights, noise, 0.7)
-            - masked_objective(vae, parameters - step, X, weights, noise, 0.7)
-        ) / 2e-6
-    encoder, decoder = vae._networks(np.arange(parameters.size))
-    for weight, bias in encoder + decoder:
-        for block in (weight.ravel(), bias):
-            error = np.abs(numeric[block] - gradient[block]).max()
-            assert error <= 1e-6 * np.abs(gradient).max()
+    assert_gradient_matches_central_differences(
+        vae,
+        gradient,
+        lambda point: masked_objective(vae, point, X, weights, noise, 0.7),
+        parameters,
+    )
 
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
