@@ -332,7 +332,7 @@ class FullCovariance(_MatrixCovariance):
         return n_components * (n_features + 1) + 3 * n_features
 
     def missing_row_width(self, n_components, missing):
-        return conditioning_row_width(missing, n_components, n_components)
+        return conditioning_row_width(missing, n_components)
 
     def precisions(self, factors):
         return np.einsum("kij,klj->kil", factors, factors)
@@ -485,7 +485,7 @@ class TiedCovariance(_MatrixCovariance):
         return n_features * (n_features + 1) / 2
 
     def missing_row_width(self, n_components, missing):
-        return conditioning_row_width(missing, n_components, 1)  # one shared precision
+        return conditioning_row_width(missing, n_components)
 
     def precisions(self, factors):
         return factors @ factors.T

@@ -28,16 +28,11 @@ from typing import NamedTuple
 import numpy as np
 
 from ._base import CHUNK_FLOATS, row_weights
-from ._linalg import normalize_log_rows
+from ._linalg import cholesky_substitutions, normalize_log_rows
 
 #: Floats in one stack of per-pattern matrices (the factorisations and the
 #: per-row gathers are cut into stacks of about this size).
 STACK_FLOATS = CHUNK_FLOATS // 4
-
-#: Up to this many floats of conditional covariances are kept from the E-step
-#: for the statistics of the same rows; beyond it (many distinct patterns)
-#: they are computed again there, so memory stays bounded.
-KEPT_COVARIANCE_FLOATS = 4 * CHUNK_FLOATS
 
 
 # ---------------------------------------------------------------------- masks
@@ -168,52 +163,45 @@ def pattern_groups(missing):
     return groups
 
 
-def conditioning_row_width(missing, n_components, n_stacked):
+def conditioning_row_width(missing, n_components):
     """Mean floats per row that ``condition_on_observed`` holds for rows like ``missing``.
 
-    A row with m missing values needs its residual and gradient under each of
-    the K components and, at most, its own m x m conditional covariance per
-    stacked precision (J); a complete row nothing. A model adds this to its
-    row width when it fits data with NaN, so the chunk keeps the conditional
-    covariances for its statistics within about the usual memory.
+    A row with missing values needs its residual and gradient under each of
+    the K components; a complete row nothing. (The m x m factors are
+    gathered a stack at a time, within ``STACK_FLOATS``.) A model adds this
+    to its row width when it fits data with NaN.
     """
-    counts = missing.sum(axis=1, dtype=np.int64)
-    n_features = missing.shape[1]
-    width = (counts > 0) * (2 * n_components * n_features) + n_stacked * counts**2
-    return int(np.ceil(width.mean()))
+    n_incomplete = np.count_nonzero(missing.any(axis=1))
+    return int(np.ceil(2 * n_components * missing.shape[1] * n_incomplete / max(1, len(missing))))
 
 
-def embed_blocks(blocks, indices, n_features):
-    """Sum of m x m ``blocks`` placed at rows and columns ``indices``, as d x d matrices.
+def embed_blocks(blocks, indices, targets, n_targets, n_features):
+    """Sum of m x m ``blocks`` placed at rows and columns ``indices`` of d x d matrices.
 
-    ``blocks`` has shape (n_patterns, J, m, m), ``indices`` (n_patterns, m);
-    returns (J, d, d). One ``np.bincount`` over flat indices: a vectorised
-    scatter-add.
+    ``blocks`` has shape (n, m, m), ``indices`` (n, m) and ``targets`` (n,):
+    block i is added to matrix ``targets[i]`` of the (n_targets, d, d)
+    result. One ``np.bincount`` over flat indices: a vectorised scatter-add.
     """
-    n_stacked = blocks.shape[1]
     flat = indices[:, :, np.newaxis] * n_features + indices[:, np.newaxis, :]
-    flat = flat[:, np.newaxis] + (np.arange(n_stacked) * n_features**2)[:, None, None]
-    total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_stacked * n_features**2)
-    return total.reshape(n_stacked, n_features, n_features)
+    flat = flat + (targets * n_features**2)[:, np.newaxis, np.newaxis]
+    total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_targets * n_features**2)
+    return total.reshape(n_targets, n_features, n_features)
 
 
 # ---------------------------------------------------------------------- Gaussians
 
+#: A (pattern, component) pair whose responsibility is below this share of
+#: the component's mean over the patterns adds nothing but rounding to the
+#: conditional covariances (their sum moves by less than this share of the
+#: component's weight times a variance), and is skipped.
+NEGLIGIBLE_WEIGHT = 1e-14
 
-def factorize_missing_blocks(precisions, indices):
-    """Log-determinants and inverses of the missing blocks ``P_MM`` of stacked precisions.
 
-    ``precisions`` (J, d, d), ``indices`` (n_patterns, m). Returns
-    ``(log_det, covariance)``: ``log|P_MM|`` (n_patterns, J) from the
-    Cholesky factors, and the conditional covariances ``P_MM^-1``
-    (n_patterns, J, m, m). numpy's batched inverse of the blocks themselves
-    (LU) was faster than inverting the Cholesky factors and multiplying
-    them (measured for m = 5 to 40).
-    """
-    blocks = np.moveaxis(precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]], 0, 1)
-    cholesky = np.linalg.cholesky(blocks)
-    log_det = 2 * np.log(np.diagonal(cholesky, axis1=2, axis2=3)).sum(axis=2)
-    return log_det, np.linalg.inv(blocks)
+def missing_blocks(precisions, stacked, indices):
+    """The blocks ``P_MM`` of precisions ``stacked`` (n,) at ``indices`` (n, m): (n, m, m)."""
+    return precisions[
+        stacked[:, np.newaxis, np.newaxis], indices[:, :, np.newaxis], indices[:, np.newaxis, :]
+    ]
 
 
 def condition_on_observed(residuals, missing, precisions, means):
@@ -239,40 +227,45 @@ def condition_on_observed(residuals, missing, precisions, means):
         ``log|P_MM|``, so that ``log|S_OO| = log|S| + log|P_MM|``.
     conditionals : PatternConditionals
         The filled residuals and the conditional covariances.
+
+    Notes
+    -----
+    One Cholesky factor ``L`` of each pattern's block ``P_MM`` per component
+    gives ``log|P_MM|``, and substitutions with it give, row by row,
+    ``g_M^T P_MM^-1 g_M = |L^-1 g_M|^2`` and ``P_MM^-1 g_M``; no inverse is
+    formed here. The conditional covariances ``P_MM^-1`` are formed later,
+    and only where the statistics weigh them (``covariance_sum``).
     """
     n_samples, n_stacked = residuals.shape[1], precisions.shape[0]
     groups = pattern_groups(missing)
-    kept_floats = sum(g.indices.shape[0] * n_stacked * g.indices.shape[1] ** 2 for g in groups)
-    keep = kept_floats <= KEPT_COVARIANCE_FLOATS
-    covariances = []
     log_det_missing = np.zeros((n_samples, n_stacked))
     # a row so far out that its terms overflow (inf - inf) has density 0 either way
     with np.errstate(over="ignore", invalid="ignore"):
         gradients = np.matmul(residuals, precisions)
         mahalanobis = np.einsum("knd,knd->nk", residuals, gradients)
         for group in groups:
-            kept = []
             for patterns in group.pattern_batches(n_stacked):
-                log_det, covariance = factorize_missing_blocks(precisions, group.indices[patterns])
-                if keep:
-                    kept.append(covariance)
+                indices = group.indices[patterns]
+                blocks = np.moveaxis(
+                    precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]], 0, 1
+                )
+                factors = np.linalg.cholesky(blocks)
+                log_det = 2 * np.log(np.diagonal(factors, axis1=2, axis2=3)).sum(axis=2)
                 for batch in group.row_batches(patterns, n_stacked):
                     rows = group.rows[batch]
                     local = group.local[batch] - patterns.start
-                    columns = group.indices[patterns][local]
+                    columns = indices[local]
                     gradient = np.moveaxis(gradients[:, rows[:, None], columns], 0, 1)
-                    # P_MM^-1 g_M, row by row, with each row's own (symmetric) block
-                    solved = np.matmul(gradient[:, :, np.newaxis, :], covariance[local])[:, :, 0]
-                    mahalanobis[rows] -= np.einsum("nkm,nkm->nk", gradient, solved)
+                    whitened, solved = cholesky_substitutions(factors[local], gradient)
+                    mahalanobis[rows] -= np.einsum("nkm,nkm->nk", whitened, whitened)
                     residuals[:, rows[:, None], columns] = -np.moveaxis(solved, 1, 0)
                     log_det_missing[rows] = log_det[local]
-            covariances.append(np.concatenate(kept) if keep else None)
     mahalanobis[np.isnan(mahalanobis)] = np.inf
     np.maximum(mahalanobis, 0.0, out=mahalanobis)  # (a difference: rounding may cross zero)
     return (
         mahalanobis,
         log_det_missing,
-        PatternConditionals(residuals, means, groups, precisions, covariances),
+        PatternConditionals(residuals, means, groups, precisions),
     )
 
 
@@ -284,21 +277,11 @@ class PatternConditionals:
     component's precision (shared by all components when J = 1).
     """
 
-    def __init__(self, residuals, means, groups, precisions, covariances):
+    def __init__(self, residuals, means, groups, precisions):
         self.residuals = residuals
         self.means = means
         self._groups = groups
         self._precisions = precisions
-        self._covariances = covariances
-
-    def _covariance_batches(self, group, kept):
-        """``(patterns, covariances)`` of a group, kept or computed again."""
-        n_stacked = self._precisions.shape[0]
-        if kept is not None:
-            yield slice(0, group.indices.shape[0]), kept
-            return
-        for patterns in group.pattern_batches(n_stacked):
-            yield patterns, factorize_missing_blocks(self._precisions, group.indices[patterns])[1]
 
     def mean_sum(self, responsibilities):
         """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
@@ -309,21 +292,40 @@ class PatternConditionals:
         """``sum_n r_nk Cov[x | x_O(n), k]``, zero outside each row's missing block.
 
         Returns (K, d, d), or (d, d) summed over the components if ``pooled``.
+        The covariance of a (pattern, component) pair of negligible weight
+        (``NEGLIGIBLE_WEIGHT``) is not formed: with well-separated
+        components, most pairs.
         """
         n_components, _, n_features = self.residuals.shape
-        n_stacked = self._precisions.shape[0]
-        total = np.zeros((1 if pooled else n_components, n_features, n_features))
-        for group, kept in zip(self._groups, self._covariances):
-            pattern_weights = group.pattern_sums(responsibilities)
-            for patterns, covariance in self._covariance_batches(group, kept):
-                weights = pattern_weights[patterns]
-                if pooled and n_stacked == 1:
-                    weighted = covariance * weights.sum(axis=1)[:, None, None, None]
-                elif pooled:
-                    weighted = np.einsum("pk,pkij->pij", weights, covariance)[:, np.newaxis]
-                else:
-                    weighted = covariance * weights[:, :, None, None]
-                total += embed_blocks(weighted, group.indices[patterns], n_features)
+        shared = self._precisions.shape[0] == 1
+        n_targets = 1 if pooled else n_components
+        total = np.zeros((n_targets, n_features, n_features))
+        for group in self._groups:
+            weights = group.pattern_sums(responsibilities)
+            if shared:  # one covariance per pattern, weighted for each component
+                pattern_weights = weights.sum(axis=1, keepdims=True)
+            else:
+                pattern_weights = weights
+            mean_weight = pattern_weights.mean(axis=0)
+            pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
+            m = group.indices.shape[1]
+            size = max(1, STACK_FLOATS // (n_components * m * m))
+            for start in range(0, pattern.size, size):
+                batch = slice(start, start + size)
+                indices = group.indices[pattern[batch]]
+                covariance = np.linalg.inv(
+                    missing_blocks(self._precisions, stacked[batch], indices)
+                )
+                if pooled or not shared:
+                    targets = np.zeros_like(stacked[batch]) if pooled else stacked[batch]
+                    scale = pattern_weights[pattern[batch], stacked[batch]]
+                else:  # each shared covariance, once per component
+                    covariance = np.repeat(covariance, n_components, axis=0)
+                    indices = np.repeat(indices, n_components, axis=0)
+                    targets = np.tile(np.arange(n_components), len(pattern[batch]))
+                    scale = weights[pattern[batch]].ravel()
+                covariance *= scale[:, np.newaxis, np.newaxis]
+                total += embed_blocks(covariance, indices, targets, n_targets, n_features)
         return total[0] if pooled else total
 
     def noise(self, labels, standard_normal):
@@ -333,17 +335,19 @@ class PatternConditionals:
         the result is zero elsewhere.
         """
         noise = np.zeros_like(standard_normal)
-        n_stacked = self._precisions.shape[0]
-        for group, kept in zip(self._groups, self._covariances):
-            for patterns, covariance in self._covariance_batches(group, kept):
-                factors = np.linalg.cholesky(covariance)
-                start, stop = group.starts[patterns.start], group.starts[patterns.stop]
-                rows = group.rows[start:stop]
-                local = group.local[start:stop] - patterns.start
-                columns = group.indices[patterns][local]
-                stacked = 0 if n_stacked == 1 else labels[rows]
+        shared = self._precisions.shape[0] == 1
+        for group in self._groups:
+            m = group.indices.shape[1]
+            size = max(1, STACK_FLOATS // (m * m))
+            for start in range(0, group.rows.size, size):
+                rows = group.rows[start : start + size]
+                columns = group.indices[group.local[start : start + size]]
+                stacked = np.zeros_like(rows) if shared else labels[rows]
+                covariance = np.linalg.inv(missing_blocks(self._precisions, stacked, columns))
                 noise[rows[:, None], columns] = np.einsum(
-                    "nij,nj->ni", factors[local, stacked], standard_normal[rows[:, None], columns]
+                    "nij,nj->ni",
+                    np.linalg.cholesky(covariance),
+                    standard_normal[rows[:, None], columns],
                 )
         return noise
 

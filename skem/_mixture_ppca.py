@@ -256,9 +256,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self._closed_form = self._uses_closed_form(X.shape[1])
         missing = None if is_dask_array(X) else missing_mask(X)
         self._missing_row_width = (
-            0
-            if missing is None
-            else conditioning_row_width(missing, self.n_components, self.n_components)
+            0 if missing is None else conditioning_row_width(missing, self.n_components)
         )
 
     def _uses_closed_form(self, n_features):

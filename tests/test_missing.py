@@ -352,7 +352,6 @@ def test_chunks_with_and_without_nan_add_up_to_the_one_block_fit(
     whole = fit_quietly(EMGaussianMixture(3, **params), X)
     monkeypatch.setattr(_base, "CHUNK_FLOATS", 25 * whole._row_width())
     monkeypatch.setattr(_missing, "STACK_FLOATS", 40)  # many stacks of patterns
-    monkeypatch.setattr(_missing, "KEPT_COVARIANCE_FLOATS", 0)  # covariances formed twice
     chunked = fit_quietly(EMGaussianMixture(3, **params), X)
     assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-11)
     assert_allclose(chunked.means_, whole.means_, rtol=1e-10, atol=1e-11)
