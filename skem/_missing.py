@@ -23,6 +23,7 @@ Conditioning through the precision
     one stacked call.
 """
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -125,18 +126,37 @@ class PatternGroup(NamedTuple):
         return np.add.reduceat(values[self.rows], self.starts[:-1], axis=0)
 
 
+#: Pattern groupings of the last blocks seen, by their packed mask: the
+#: E-step of every EM iteration sees the same blocks again.
+GROUP_CACHE_SIZE = 16
+
+
 def pattern_groups(missing):
     """Group the rows of a block by missingness pattern, and the patterns by size.
 
-    Rows are told apart by their packed bits (``np.unique`` on bytes, not on
-    a boolean row per row). Returns a list of :class:`PatternGroup`, one per
-    number of missing coordinates, in increasing order; complete rows (no
-    missing coordinate, nothing to condition) are in none.
+    Rows are told apart by their packed bits (as integers when a row fits
+    in 64 bits, else ``np.unique`` on bytes). Returns a list of
+    :class:`PatternGroup`, one per number of missing coordinates, in
+    increasing order; complete rows (no missing coordinate, nothing to
+    condition) are in none. The groupings of the last ``GROUP_CACHE_SIZE``
+    masks are kept (read-only arrays).
     """
     packed = np.packbits(missing, axis=1)
-    _, first, row_pattern = np.unique(packed, axis=0, return_index=True, return_inverse=True)
+    return _pattern_groups(packed.tobytes(), *packed.shape, missing.shape[1])
+
+
+@functools.lru_cache(maxsize=GROUP_CACHE_SIZE)
+def _pattern_groups(packed_bytes, n_rows, n_bytes, n_features):
+    packed = np.frombuffer(packed_bytes, dtype=np.uint8).reshape(n_rows, n_bytes)
+    if n_bytes <= 8:
+        keys = np.zeros((n_rows, 8), dtype=np.uint8)
+        keys[:, :n_bytes] = packed
+        keys = keys.view(np.uint64)[:, 0]
+        _, first, row_pattern = np.unique(keys, return_index=True, return_inverse=True)
+    else:
+        _, first, row_pattern = np.unique(packed, axis=0, return_index=True, return_inverse=True)
     row_pattern = row_pattern.reshape(-1)
-    patterns = missing[first]
+    patterns = np.unpackbits(packed[first], axis=1, count=n_features).astype(bool)
     sizes = patterns.sum(axis=1)
     by_size = np.argsort(sizes, kind="stable")
     rank = np.empty_like(by_size)
@@ -150,16 +170,15 @@ def pattern_groups(missing):
         n_patterns = end_pattern - first_pattern
         begin, end = np.searchsorted(sorted_patterns, [first_pattern, end_pattern])
         local = sorted_patterns[begin:end] - first_pattern
-        groups.append(
-            PatternGroup(
-                indices=np.nonzero(patterns[first_pattern:end_pattern])[1].reshape(
-                    n_patterns, size
-                ),
-                rows=row_order[begin:end],
-                local=local,
-                starts=np.searchsorted(local, np.arange(n_patterns + 1)),
-            )
+        group = PatternGroup(
+            indices=np.nonzero(patterns[first_pattern:end_pattern])[1].reshape(n_patterns, size),
+            rows=row_order[begin:end],
+            local=local,
+            starts=np.searchsorted(local, np.arange(n_patterns + 1)),
         )
+        for array in group:
+            array.setflags(write=False)
+        groups.append(group)
     return groups
 
 

@@ -483,3 +483,54 @@ def test_mixture_of_ppca_scores_transform_and_imputes_the_observed_marginal():
         assert_allclose(latent[i], expected, rtol=1e-9, atol=1e-12)
         means = [conditional_mean(x, m, c)[0] for m, c in zip(model.means_, covariances)]
         assert_allclose(imputed[i], posterior[i] @ np.array(means), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_stacked", [1, 3])
+def test_conditioning_by_pattern_stacks_equals_row_by_row_formulas(n_stacked):
+    """Patterns of 1 to 29 missing values of 30, in stacks, against numpy row by row."""
+    rng = np.random.RandomState(0)
+    n_samples, n_features, n_components = 120, 30, 3
+    factors = rng.normal(size=(n_stacked, n_features, n_features))
+    precisions = factors @ factors.transpose(0, 2, 1) + n_features * np.eye(n_features)
+    means = rng.normal(size=(n_components, n_features))
+    X = rng.normal(size=(n_samples, n_features))
+    missing = rng.uniform(size=X.shape) < np.linspace(0.02, 0.97, n_samples)[:, None]
+    missing[missing.all(axis=1), 0] = False
+    residuals = np.where(missing, 0.0, X[np.newaxis] - means[:, np.newaxis])
+    mahalanobis, log_det, conditionals = _missing.condition_on_observed(
+        residuals, missing, precisions, means
+    )
+    responsibilities = rng.dirichlet(np.ones(n_components), size=n_samples)
+    expected_sum = np.zeros((n_components, n_features, n_features))
+    standard_normal = rng.normal(size=X.shape)
+    labels = rng.randint(n_components, size=n_samples)
+    noise = conditionals.noise(labels, standard_normal)
+    for i in range(n_samples):
+        o, m = ~missing[i], missing[i]
+        for k in range(n_components):
+            covariance = np.linalg.inv(precisions[k % n_stacked])
+            residual = X[i] - means[k]
+            solved = np.linalg.solve(covariance[np.ix_(o, o)], residual[o])
+            assert_allclose(mahalanobis[i, k], residual[o] @ solved, rtol=1e-10)
+            filled = residual.copy()
+            filled[m] = covariance[np.ix_(m, o)] @ solved
+            assert_allclose(conditionals.residuals[k, i], filled, rtol=1e-10, atol=1e-12)
+            conditional = covariance[np.ix_(m, m)] - covariance[np.ix_(m, o)] @ np.linalg.solve(
+                covariance[np.ix_(o, o)], covariance[np.ix_(o, m)]
+            )
+            expected_sum[k][np.ix_(m, m)] += responsibilities[i, k] * conditional
+            if k % n_stacked == k:
+                log_det_mm = np.linalg.slogdet(precisions[k][np.ix_(m, m)])[1]
+                assert_allclose(log_det[i, k], log_det_mm, rtol=1e-10)
+            if k == labels[i]:
+                draw = np.linalg.cholesky(conditional) @ standard_normal[i, m]
+                assert_allclose(noise[i, m], draw, rtol=1e-9, atol=1e-12)
+                assert_array_equal(noise[i, o], 0.0)
+    total = conditionals.covariance_sum(responsibilities)
+    assert_allclose(total, expected_sum, rtol=1e-9, atol=1e-12)
+    assert_allclose(
+        conditionals.covariance_sum(responsibilities, pooled=True),
+        expected_sum.sum(axis=0),
+        rtol=1e-9,
+        atol=1e-12,
+    )
