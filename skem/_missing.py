@@ -209,6 +209,12 @@ def embed_blocks(blocks, indices, targets, n_targets, n_features):
 
 # ---------------------------------------------------------------------- Gaussians
 
+#: A stack of missing blocks of at most this many floats is inverted
+#: outright: for small blocks and few patterns, one batched inverse costs
+#: less than the numpy calls of the substitutions, and serves the
+#: conditional covariances too.
+SMALL_STACK_FLOATS = 20000
+
 #: A (pattern, component) pair whose responsibility is below this share of
 #: the component's mean over the patterns adds nothing but rounding to the
 #: conditional covariances (their sum moves by less than this share of the
@@ -258,25 +264,36 @@ def condition_on_observed(residuals, missing, precisions, means):
     n_samples, n_stacked = residuals.shape[1], precisions.shape[0]
     groups = pattern_groups(missing)
     log_det_missing = np.zeros((n_samples, n_stacked))
+    kept = {}  # the inverses of small groups (one stack each), by group number
     # a row so far out that its terms overflow (inf - inf) has density 0 either way
     with np.errstate(over="ignore", invalid="ignore"):
         gradients = np.matmul(residuals, precisions)
         mahalanobis = np.einsum("knd,knd->nk", residuals, gradients)
-        for group in groups:
-            for patterns in group.pattern_batches(n_stacked):
+        for number, group in enumerate(groups):
+            batches = group.pattern_batches(n_stacked)
+            for patterns in batches:
                 indices = group.indices[patterns]
                 blocks = np.moveaxis(
                     precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]], 0, 1
                 )
                 factors = np.linalg.cholesky(blocks)
                 log_det = 2 * np.log(np.diagonal(factors, axis1=2, axis2=3)).sum(axis=2)
+                # a small stack: its inverses cost less than the substitutions' numpy calls
+                small = len(batches) == 1 and blocks.size <= SMALL_STACK_FLOATS
+                inverses = np.linalg.inv(blocks) if small else None
+                if small:
+                    kept[number] = inverses
                 for batch in group.row_batches(patterns, n_stacked):
                     rows = group.rows[batch]
                     local = group.local[batch] - patterns.start
                     columns = indices[local]
                     gradient = np.moveaxis(gradients[:, rows[:, None], columns], 0, 1)
-                    whitened, solved = cholesky_substitutions(factors[local], gradient)
-                    mahalanobis[rows] -= np.einsum("nkm,nkm->nk", whitened, whitened)
+                    if inverses is None:
+                        whitened, solved = cholesky_substitutions(factors[local], gradient)
+                        mahalanobis[rows] -= np.einsum("nkm,nkm->nk", whitened, whitened)
+                    else:
+                        solved = np.matmul(gradient[:, :, np.newaxis], inverses[local])[:, :, 0]
+                        mahalanobis[rows] -= np.einsum("nkm,nkm->nk", gradient, solved)
                     residuals[:, rows[:, None], columns] = -np.moveaxis(solved, 1, 0)
                     log_det_missing[rows] = log_det[local]
     mahalanobis[np.isnan(mahalanobis)] = np.inf
@@ -284,7 +301,7 @@ def condition_on_observed(residuals, missing, precisions, means):
     return (
         mahalanobis,
         log_det_missing,
-        PatternConditionals(residuals, means, groups, precisions),
+        PatternConditionals(residuals, means, groups, precisions, kept),
     )
 
 
@@ -296,11 +313,12 @@ class PatternConditionals:
     component's precision (shared by all components when J = 1).
     """
 
-    def __init__(self, residuals, means, groups, precisions):
+    def __init__(self, residuals, means, groups, precisions, inverses=None):
         self.residuals = residuals
         self.means = means
         self._groups = groups
         self._precisions = precisions
+        self._inverses = inverses or {}
 
     def mean_sum(self, responsibilities):
         """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
@@ -319,22 +337,29 @@ class PatternConditionals:
         shared = self._precisions.shape[0] == 1
         n_targets = 1 if pooled else n_components
         total = np.zeros((n_targets, n_features, n_features))
-        for group in self._groups:
+        for number, group in enumerate(self._groups):
             weights = group.pattern_sums(responsibilities)
             if shared:  # one covariance per pattern, weighted for each component
                 pattern_weights = weights.sum(axis=1, keepdims=True)
             else:
                 pattern_weights = weights
-            mean_weight = pattern_weights.mean(axis=0)
-            pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
+            inverses = self._inverses.get(number)
+            if inverses is None:
+                mean_weight = pattern_weights.mean(axis=0)
+                pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
+            else:  # all of them, formed in the E-step
+                pattern, stacked = np.indices(pattern_weights.shape).reshape(2, -1)
             m = group.indices.shape[1]
             size = max(1, STACK_FLOATS // (n_components * m * m))
             for start in range(0, pattern.size, size):
                 batch = slice(start, start + size)
                 indices = group.indices[pattern[batch]]
-                covariance = np.linalg.inv(
-                    missing_blocks(self._precisions, stacked[batch], indices)
-                )
+                if inverses is None:
+                    covariance = np.linalg.inv(
+                        missing_blocks(self._precisions, stacked[batch], indices)
+                    )
+                else:
+                    covariance = inverses[pattern[batch], stacked[batch]]
                 if pooled or not shared:
                     targets = np.zeros_like(stacked[batch]) if pooled else stacked[batch]
                     scale = pattern_weights[pattern[batch], stacked[batch]]

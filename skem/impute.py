@@ -26,8 +26,8 @@ from ._base import weighted_moments
 from ._gaussian_mixture import EMGaussianMixture
 from .exceptions import DegenerateComponentWarning
 
-#: Numbers of components the default model chooses from: a half-decade grid.
-COMPONENT_GRID = (1, 3, 10, 30, 100)
+#: Numbers of components the default model chooses from.
+COMPONENT_GRID = (1, 2, 3, 5, 10, 20, 30, 50, 100)
 
 #: ``reg_covar`` of the default model, per feature and per average row of a
 #: component, in units of the mean variance of the features (see
@@ -38,10 +38,25 @@ REG_COVAR_PER_DIMENSION = 0.3
 #: rounds of hiding spent to get them, the largest share of the observed
 #: values hidden in one round, and the fewest cells worth a comparison (with
 #: fewer, the choice would be noise: the default is then one component).
-VALIDATION_CELLS = 1000
+VALIDATION_CELLS = 500
 MAX_VALIDATION_ROUNDS = 5
 VALIDATION_SHARE = 0.1
 MIN_VALIDATION_CELLS = 200
+
+#: A candidate is dropped (and not averaged) once its mean error on the
+#: hidden cells exceeds the best candidate's on the same cells by this many
+#: standard errors.
+RACING_STANDARD_ERRORS = 2.0
+
+#: EM iterations of a candidate on the data with hidden values, then of a
+#: kept candidate on all the data. The imputations settle within a few
+#: iterations while the likelihood keeps rising, and later iterations of a
+#: mixture of many components fit the observed values more closely than
+#: they impute the missing ones (on the digits with 30% missing, three
+#: components imputed with an error of 0.58 after 3 iterations and 0.68
+#: after 30).
+VALIDATION_ITERATIONS = 8
+REFIT_ITERATIONS = 2
 
 #: Errors on held-out cells count squared up to this many standard deviations
 #: of their feature and linearly beyond (see ``huber_loss``).
@@ -107,8 +122,61 @@ def hide_validation_cells(X, random_state):
     return np.where(hidden, np.nan, X), hidden
 
 
-def select_mixture(X, random_state):
-    """Fit the default mixture to X, choosing its number of components.
+def validation_losses(model, X_hidden, hidden, X, variances):
+    """``huber_loss`` of the model's conditional means on each hidden cell of X."""
+    rows = np.flatnonzero(hidden.any(axis=1))
+    imputed = model.impute(X_hidden[rows])
+    errors = np.abs(imputed[hidden[rows]] - X[rows][hidden[rows]])
+    thresholds = HUBER_THRESHOLD * np.sqrt(variances[np.nonzero(hidden[rows])[1]])
+    return huber_loss(errors, thresholds)
+
+
+def clearly_worse(losses, best_losses):
+    """Whether per-cell ``losses`` exceed ``best_losses`` on the same cells beyond noise.
+
+    The mean paired difference is more than ``RACING_STANDARD_ERRORS``
+    standard errors above zero.
+    """
+    differences = losses - best_losses
+    error = differences.std() / np.sqrt(differences.size)
+    return differences.mean() > RACING_STANDARD_ERRORS * error
+
+
+class ImputationAverage:
+    """The average of the imputations of several fitted models: the default of EMImputer.
+
+    ``impute`` returns the mean of the models' conditional means; with
+    ``sample_posterior=True`` each row is a draw from one model picked at
+    random, so the draws follow the equal mixture of the models' conditional
+    distributions, whose mean is that average.
+
+    Attributes
+    ----------
+    estimators_ : list of fitted estimators
+        The models averaged, each with an ``impute`` method.
+    """
+
+    def __init__(self, estimators):
+        self.estimators_ = list(estimators)
+
+    def impute(self, X, *, sample_posterior=False, random_state=None):
+        """X with its missing values replaced by the average of the models' imputations."""
+        if not sample_posterior:
+            return np.mean([model.impute(X) for model in self.estimators_], axis=0)
+        random_state = check_random_state(random_state)
+        members = random_state.randint(len(self.estimators_), size=X.shape[0])
+        imputed = np.array(X, copy=True)
+        for member, model in enumerate(self.estimators_):
+            rows = members == member
+            if rows.any():
+                imputed[rows] = model.impute(
+                    X[rows], sample_posterior=True, random_state=random_state
+                )
+        return imputed
+
+
+def select_mixtures(X, random_state):
+    """Fit the default mixtures to X: the numbers of components that impute best.
 
     The candidates are the numbers of ``COMPONENT_GRID`` that leave every
     component at least two rows per feature on average, tried in increasing
@@ -116,11 +184,16 @@ def select_mixture(X, random_state):
     (``hide_validation_cells``: the comparison is made at nearly the data's
     own missing share), on fresh cells in each round until about
     ``VALIDATION_CELLS`` are hidden, and scored by the ``huber_loss`` of its
-    conditional means on the hidden cells. The search stops after two
-    candidates in a row that do no better than the best so far (the loss
-    need not fall steadily: three components may not beat one where ten
-    do); the best is then fitted to all of X, starting from its validation
-    fit.
+    conditional means on the hidden cells. A candidate is dropped after the
+    round where it becomes ``clearly_worse`` than the best so far on the
+    same cells (a race: most candidates are settled in one round). The
+    search stops after two candidates in a row that do no better than the
+    best (the loss need not fall steadily: three components may not beat
+    one where ten do). Every candidate that is not clearly worse than the
+    best is kept and fitted to all of X, starting from its validation fit:
+    where the data cannot tell them apart (a few hundred rows), their
+    average imputes better than any one of them. Returns an
+    :class:`ImputationAverage`.
     """
     n_samples, n_features = X.shape
     seed = random_state.randint(np.iinfo(np.int32).max)
@@ -130,29 +203,45 @@ def select_mixture(X, random_state):
     validation = [hide_validation_cells(X, random_state)] if len(candidates) > 1 else []
     n_hidden = int(validation[0][1].sum()) if validation else 0
     if n_hidden * MAX_VALIDATION_ROUNDS < MIN_VALIDATION_CELLS:
-        return default_mixture(1, X.shape, variance, seed).fit(X)
+        return ImputationAverage([default_mixture(1, X.shape, variance, seed).fit(X)])
     rounds = min(MAX_VALIDATION_ROUNDS, -(-VALIDATION_CELLS // n_hidden))
     validation += [hide_validation_cells(X, random_state) for _ in range(rounds - 1)]
-    best, best_loss, failures = None, np.inf, 0
+    n_cells = sum(int(hidden.sum()) for _, hidden in validation)
+    scored, best_losses, failures = [], None, 0
     for n_components in candidates:
-        loss, start = 0.0, None
+        losses, start = np.empty(0), None
         for X_hidden, hidden in validation:
             model = default_mixture(n_components, X.shape, variance, seed)
-            with warnings.catch_warnings():  # the kept model's own fit will say what matters
+            model.set_params(max_iter=VALIDATION_ITERATIONS)
+            with warnings.catch_warnings():  # the kept models' own fits will say what matters
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", DegenerateComponentWarning)
                 model.fit(X_hidden)
-            errors = np.abs(model.impute(X_hidden)[hidden] - X[hidden])
-            thresholds = HUBER_THRESHOLD * np.sqrt(variances[np.nonzero(hidden)[1]])
-            loss += float(huber_loss(errors, thresholds).sum())
+            losses = np.concatenate(
+                [losses, validation_losses(model, X_hidden, hidden, X, variances)]
+            )
             start = model if start is None else start
-        if loss < best_loss:
-            best, best_loss, failures = start, loss, 0
+            if best_losses is not None and clearly_worse(losses, best_losses[: losses.size]):
+                break
+        if losses.size == n_cells:
+            scored.append((start, losses))
+        if losses.size == n_cells and (best_losses is None or losses.sum() < best_losses.sum()):
+            best_losses, failures = losses, 0
         else:
             failures += 1
             if failures == 2:
                 break
-    return best.set_params(warm_start=True).fit(X).set_params(warm_start=False)
+    kept = [model for model, losses in scored if not clearly_worse(losses, best_losses)]
+    return ImputationAverage(refit(model, X) for model in kept)
+
+
+def refit(model, X):
+    """A validation fit, continued by ``REFIT_ITERATIONS`` EM iterations on all of X."""
+    model.set_params(warm_start=True, max_iter=REFIT_ITERATIONS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # stopped early on purpose
+        model.fit(X)
+    return model.set_params(warm_start=False, max_iter=VALIDATION_ITERATIONS)
 
 
 class EMImputer(TransformerMixin, BaseEstimator):
@@ -493,7 +582,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
     def _fit_estimator(self, X):
         if self.estimator is not None:
             return clone(self.estimator).fit(X)
-        return select_mixture(X, check_random_state(self.random_state))
+        return select_mixtures(X, check_random_state(self.random_state))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
