@@ -401,3 +401,19 @@ def test_a_failed_fit_leaves_the_fitted_imputer_unchanged():
 )
 def test_sklearn_compatible_imputer(estimator, check):
     check(estimator)
+
+
+def test_a_feature_with_a_few_rare_values_is_imputed_with_its_most_common_value():
+    """One stroke among 600 observed values: a Gaussian would extrapolate from it."""
+    X = correlated_data(n_samples=800)
+    X[:, 2] = 0.0
+    X[7, 2] = 40.0  # observed, rare (1 in about 640 observed values)
+    X_holes = with_holes(X, 0.2)
+    X_holes[7, 2] = 40.0
+    imputer = EMImputer(random_state=0).fit(X_holes)
+    assert imputer.estimator_.estimators_[0].n_features_in_ == X.shape[1] - 1
+    imputed = imputer.transform(X_holes)
+    assert_array_equal(imputed[np.isnan(X_holes[:, 2]), 2], 0.0)
+    # with 2% of them rare, the feature is modelled again
+    X_holes[np.flatnonzero(~np.isnan(X_holes[:, 2]))[:13], 2] = 40.0
+    assert EMImputer(random_state=0).fit(X_holes).estimator_.estimators_[0].n_features_in_ == 5
