@@ -257,9 +257,11 @@ def condition_on_observed(residuals, missing, precisions, means):
     -----
     One Cholesky factor ``L`` of each pattern's block ``P_MM`` per component
     gives ``log|P_MM|``, and substitutions with it give, row by row,
-    ``g_M^T P_MM^-1 g_M = |L^-1 g_M|^2`` and ``P_MM^-1 g_M``; no inverse is
-    formed here. The conditional covariances ``P_MM^-1`` are formed later,
-    and only where the statistics weigh them (``covariance_sum``).
+    ``g_M^T P_MM^-1 g_M = |L^-1 g_M|^2`` and ``P_MM^-1 g_M``. Only a small
+    group (one stack of at most ``SMALL_STACK_FLOATS``) is inverted here,
+    its inverses kept for the statistics; elsewhere the conditional
+    covariances ``P_MM^-1`` are formed later, and only where the statistics
+    weigh them (``covariance_sum``).
     """
     n_samples, n_stacked = residuals.shape[1], precisions.shape[0]
     groups = pattern_groups(missing)

@@ -131,6 +131,8 @@ def hide_validation_cells(X, random_state):
 def validation_losses(model, X_hidden, hidden, X, variances):
     """``huber_loss`` of the model's conditional means on each hidden cell of X."""
     rows = np.flatnonzero(hidden.any(axis=1))
+    if not rows.size:
+        return np.empty(0)
     imputed = model.impute(X_hidden[rows])
     errors = np.abs(imputed[hidden[rows]] - X[rows][hidden[rows]])
     thresholds = HUBER_THRESHOLD * np.sqrt(variances[np.nonzero(hidden[rows])[1]])
@@ -224,13 +226,15 @@ def select_mixtures(X, random_state):
     (``hide_validation_cells``: the comparison is made at nearly the data's
     own missing share), on fresh cells in each round until about
     ``VALIDATION_CELLS`` are hidden, and scored by the ``huber_loss`` of its
-    conditional means on the hidden cells. A candidate is dropped after the
+    conditional means on the hidden cells after ``VALIDATION_ITERATIONS`` EM
+    iterations. A candidate is dropped after the
     round where it becomes ``clearly_worse`` than the best so far on the
     same cells (a race: most candidates are settled in one round). The
     search stops after two candidates in a row that do no better than the
     best (the loss need not fall steadily: three components may not beat
     one where ten do). Every candidate that is not clearly worse than the
-    best is kept and fitted to all of X, starting from its validation fit:
+    best is kept and continued on all of X (``refit``) from its first
+    validation fit:
     where the data cannot tell them apart (a few hundred rows), their
     average imputes better than any one of them. Returns an
     :class:`ImputationAverage`.
