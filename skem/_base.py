@@ -418,6 +418,14 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         self.verbose = verbose
         self.verbose_interval = verbose_interval
 
+    def _drop_fit_scratch(self):
+        """Forget what only a fit needs: its scratch, and the pattern groupings of its data."""
+        for name in self._fit_scratch:
+            self.__dict__.pop(name, None)
+        from ._missing import clear_pattern_cache  # (skem._missing imports this module)
+
+        clear_pattern_cache()
+
     def __getstate__(self):
         # The fit's scratch (the monitor holds the training data) is never
         # pickled: a dask cluster receives the estimator with every pass.
@@ -584,8 +592,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._prepare_fit(X, sample_weight, random_state)
                 self._run_em(X, sample_weight, random_state)
             finally:
-                for name in self._fit_scratch:
-                    self.__dict__.pop(name, None)
+                self._drop_fit_scratch()
         return self
 
     #: What ``partial_fit`` keeps between calls, and ``fit`` removes.
@@ -797,8 +804,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 if fitted:
                     monitor.end_fit()
             finally:
-                for name in self._fit_scratch:
-                    self.__dict__.pop(name, None)
+                self._drop_fit_scratch()
             self._online_moments = moments
             self._online_weight = mean_weight
             self.lower_bounds_ = np.append(getattr(self, "lower_bounds_", [])[:n_steps], bound)

@@ -145,6 +145,11 @@ def pattern_groups(missing):
     return _pattern_groups(packed.tobytes(), *packed.shape, missing.shape[1])
 
 
+def clear_pattern_cache():
+    """Forget the cached groupings (a fit's end: they hold rows of its data)."""
+    _pattern_groups.cache_clear()
+
+
 @functools.lru_cache(maxsize=GROUP_CACHE_SIZE)
 def _pattern_groups(packed_bytes, n_rows, n_bytes, n_features):
     packed = np.frombuffer(packed_bytes, dtype=np.uint8).reshape(n_rows, n_bytes)
@@ -215,8 +220,14 @@ def embed_blocks(blocks, indices, targets, n_targets, n_features):
 #: conditional covariances too.
 SMALL_STACK_FLOATS = 20000
 
+#: Patterns with at least this many rows each on average are also inverted:
+#: one inverse per pattern then serves many rows, where the substitutions
+#: would run once per row.
+ROWS_PER_PATTERN = 2
+
 #: A (pattern, component) pair whose responsibility is below this share of
-#: the component's mean over the patterns adds nothing but rounding to the
+#: the component's mean over the patterns of the same size (summed over the
+#: components when they share a precision) adds nothing but rounding to the
 #: conditional covariances (their sum moves by less than this share of the
 #: component's weight times a variance), and is skipped.
 NEGLIGIBLE_WEIGHT = 1e-14
@@ -280,9 +291,12 @@ def condition_on_observed(residuals, missing, precisions, means):
                 )
                 factors = np.linalg.cholesky(blocks)
                 log_det = 2 * np.log(np.diagonal(factors, axis1=2, axis2=3)).sum(axis=2)
-                # a small stack: its inverses cost less than the substitutions' numpy calls
+                # inverses where they cost less than the substitutions' numpy calls: a
+                # small stack (kept for the statistics), or many rows per pattern
                 small = len(batches) == 1 and blocks.size <= SMALL_STACK_FLOATS
-                inverses = np.linalg.inv(blocks) if small else None
+                n_rows = group.starts[patterns.stop] - group.starts[patterns.start]
+                shared_rows = n_rows >= ROWS_PER_PATTERN * blocks.shape[0]
+                inverses = np.linalg.inv(blocks) if small or shared_rows else None
                 if small:
                     kept[number] = inverses
                 for batch in group.row_batches(patterns, n_stacked):
@@ -381,18 +395,26 @@ class PatternConditionals:
         the result is zero elsewhere.
         """
         noise = np.zeros_like(standard_normal)
-        shared = self._precisions.shape[0] == 1
+        n_stacked = self._precisions.shape[0]
         for group in self._groups:
             m = group.indices.shape[1]
             size = max(1, STACK_FLOATS // (m * m))
             for start in range(0, group.rows.size, size):
                 rows = group.rows[start : start + size]
+                stacked = np.zeros_like(rows) if n_stacked == 1 else labels[rows]
+                # one factor per (pattern, component) drawn from, not per row
+                pairs, pair = np.unique(
+                    group.local[start : start + size] * n_stacked + stacked, return_inverse=True
+                )
+                covariance = np.linalg.inv(
+                    missing_blocks(
+                        self._precisions, pairs % n_stacked, group.indices[pairs // n_stacked]
+                    )
+                )
                 columns = group.indices[group.local[start : start + size]]
-                stacked = np.zeros_like(rows) if shared else labels[rows]
-                covariance = np.linalg.inv(missing_blocks(self._precisions, stacked, columns))
                 noise[rows[:, None], columns] = np.einsum(
                     "nij,nj->ni",
-                    np.linalg.cholesky(covariance),
+                    np.linalg.cholesky(covariance)[pair.reshape(-1)],
                     standard_normal[rows[:, None], columns],
                 )
         return noise

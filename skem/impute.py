@@ -82,8 +82,10 @@ def default_mixture(n_components, X_shape, variance, random_state):
     row per dimension): the variance floor is a fixed fraction of it, in
     units of the mean ``variance`` of the features (1 once standardised),
     so small components are held closer to spherical. The loose ``tol``
-    stops EM once the imputations, not the last digits of the likelihood,
-    settle.
+    ends a fit to convergence (one component, when there are too few values
+    to hide) once the imputations, not the last digits of the likelihood,
+    settle; the candidates of ``select_mixtures`` stop after
+    ``VALIDATION_ITERATIONS``.
     """
     n_samples, n_features = X_shape
     relative_floor = REG_COVAR_PER_DIMENSION * n_features * n_components / n_samples
@@ -146,7 +148,7 @@ def clearly_worse(losses, best_losses):
     standard errors above zero.
     """
     differences = losses - best_losses
-    error = differences.std() / np.sqrt(differences.size)
+    error = differences.std(ddof=1) / np.sqrt(differences.size)
     return differences.mean() > RACING_STANDARD_ERRORS * error
 
 
@@ -305,7 +307,7 @@ class EMImputer(TransformerMixin, BaseEstimator):
         A skem model with an ``impute`` method (:class:`~skem.EMGaussianMixture`,
         :class:`~skem.ProbabilisticPCA`, :class:`~skem.MixtureOfPPCA`,
         :class:`~skem.AmortizedVAE`); it is cloned and fitted to the features
-        that vary. None fits the Gaussian mixtures described in the Notes.
+        it models (see ``keep_empty_features``). None fits the Gaussian mixtures described in the Notes.
     missing_values : int or float, default=np.nan
         The placeholder of a missing value. With a value other than NaN, X
         must not contain NaN.
@@ -313,7 +315,8 @@ class EMImputer(TransformerMixin, BaseEstimator):
         If False, fill in conditional means; if True, one draw from the
         conditional distribution of the missing values given the observed
         ones (the imputed values then vary as much as the model says they
-        could).
+        could; a feature that is not modelled, see ``keep_empty_features``,
+        always gets its most common value).
     standardize : bool, default=True
         Fit the estimator on the features centred and divided by the mean and
         standard deviation of their observed values, and map its imputations
@@ -358,16 +361,17 @@ class EMImputer(TransformerMixin, BaseEstimator):
     estimator_ : estimator object, ImputationAverage or None
         The fitted clone of ``estimator`` (for the default, the
         :class:`~skem.impute.ImputationAverage` of the mixtures kept; see the
-        Notes), fitted to the features whose observed values are not all
-        equal, in standardised units if ``standardize=True``; None if there
-        is no such feature.
+        Notes), fitted to the features it models (those whose observed values
+        are not all equal, or all equal but for fewer than 1% of them), in
+        standardised units if ``standardize=True``; None if there is no such
+        feature.
     mean_ : ndarray of shape ``(n_features_in_,)``
         Mean of the observed values of each feature (0 for a feature without
         any): the value of a constant feature, and what the modelled features
         are centred by if ``standardize=True``.
     scale_ : ndarray of shape ``(n_features_in_,)``
-        Standard deviation of the observed values of each feature (1 where it
-        is 0 or undefined): what the modelled features are divided by if
+        Standard deviation of the observed values of each modelled feature (1
+        for the others): what the modelled features are divided by if
         ``standardize=True``.
     indicator_ : sklearn.impute.MissingIndicator or None
         The indicator of missing values if ``add_indicator=True``.
@@ -411,12 +415,13 @@ class EMImputer(TransformerMixin, BaseEstimator):
       imputes better than either (on wine with 10% missing, 0.686 standard
       deviations against 0.715 for the best single choice, over three masks
       not in the benchmark). With fewer than 200 values to hide, the
-      comparison would be noise, and one component is fitted. The
+      comparison would be noise, and one component is fitted, to
+      convergence. The
       likelihood (BIC) picks worse: on the diabetes data it prefers three
       components, which split the binary feature, and impute worse than
       one or two.
-    - EM is stopped early: 6 iterations on the data with hidden values, then
-      2 more on all the data for each kept mixture. The imputations settle
+    - Otherwise EM is stopped early: 6 iterations on the data with hidden
+      values, then 2 more on all the data for each kept mixture. The imputations settle
       within a few iterations while the likelihood keeps rising, and the
       later iterations of a mixture of many components fit the observed
       values more closely than they impute the missing ones.
@@ -581,7 +586,8 @@ class EMImputer(TransformerMixin, BaseEstimator):
         data = validate_data(self, X, reset=False, **self._array_checks())
         missing = self._missing_mask(data)
         # features not modelled take their most common value, empty ones 0
-        imputed = np.where(missing, self._fill_values, data).astype(data.dtype, copy=False)
+        fill = getattr(self, "_fill_values", self.mean_)  # (an imputer pickled before it)
+        imputed = np.where(missing, fill, data).astype(data.dtype, copy=False)
         modelled = self._modelled_features
         rows = np.flatnonzero(missing[:, modelled].any(axis=1))
         if rows.size:

@@ -485,9 +485,20 @@ def test_mixture_of_ppca_scores_transform_and_imputes_the_observed_marginal():
         assert_allclose(imputed[i], posterior[i] @ np.array(means), rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("path", ["small stacks", "substitutions", "rows sharing patterns"])
 @pytest.mark.parametrize("n_stacked", [1, 3])
-def test_conditioning_by_pattern_stacks_equals_row_by_row_formulas(n_stacked):
-    """Patterns of 1 to 29 missing values of 30, in stacks, against numpy row by row."""
+def test_conditioning_by_pattern_stacks_equals_row_by_row_formulas(n_stacked, path, monkeypatch):
+    """Patterns of 1 to 29 missing values of 30, in stacks, against numpy row by row.
+
+    Each path of ``condition_on_observed``: small stacks inverted outright,
+    Cholesky substitutions row by row, inverses shared by the rows of a
+    pattern; some responsibilities are negligible (skipped in the sums).
+    """
+    if path != "small stacks":
+        monkeypatch.setattr(_missing, "SMALL_STACK_FLOATS", 0)
+    if path == "substitutions":
+        monkeypatch.setattr(_missing, "ROWS_PER_PATTERN", 10**9)
+    _missing.clear_pattern_cache()
     rng = np.random.RandomState(0)
     n_samples, n_features, n_components = 120, 30, 3
     factors = rng.normal(size=(n_stacked, n_features, n_features))
@@ -496,11 +507,14 @@ def test_conditioning_by_pattern_stacks_equals_row_by_row_formulas(n_stacked):
     X = rng.normal(size=(n_samples, n_features))
     missing = rng.uniform(size=X.shape) < np.linspace(0.02, 0.97, n_samples)[:, None]
     missing[missing.all(axis=1), 0] = False
+    if path == "rows sharing patterns":
+        missing = missing[np.arange(n_samples) // 4 * 4]
     residuals = np.where(missing, 0.0, X[np.newaxis] - means[:, np.newaxis])
     mahalanobis, log_det, conditionals = _missing.condition_on_observed(
         residuals, missing, precisions, means
     )
     responsibilities = rng.dirichlet(np.ones(n_components), size=n_samples)
+    responsibilities[::3, 0] = 1e-30  # negligible pairs
     expected_sum = np.zeros((n_components, n_features, n_features))
     standard_normal = rng.normal(size=X.shape)
     labels = rng.randint(n_components, size=n_samples)
