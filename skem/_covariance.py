@@ -230,6 +230,9 @@ class _MatrixCovariance(Covariance):
             "precisions": np.reshape(self.precisions(factors), (-1, n_features, n_features)),
         }
 
+    def missing_row_width(self, n_components, missing):
+        return conditioning_row_width(missing, n_components)
+
     def missing_mahalanobis(self, centered, missing, terms, missing_terms):
         means = missing_terms["centered_means"]
         residuals = centered[np.newaxis] - means[:, np.newaxis, :]
@@ -330,9 +333,6 @@ class FullCovariance(_MatrixCovariance):
 
     def row_width(self, n_components, n_features):
         return n_components * (n_features + 1) + 3 * n_features
-
-    def missing_row_width(self, n_components, missing):
-        return conditioning_row_width(missing, n_components)
 
     def precisions(self, factors):
         return np.einsum("kij,klj->kil", factors, factors)
@@ -483,9 +483,6 @@ class TiedCovariance(_MatrixCovariance):
 
     def n_parameters(self, n_components, n_features):
         return n_features * (n_features + 1) / 2
-
-    def missing_row_width(self, n_components, missing):
-        return conditioning_row_width(missing, n_components)
 
     def precisions(self, factors):
         return factors @ factors.T
