@@ -269,9 +269,10 @@ def select_mixtures(X, random_state):
             start = model if start is None else start
             if best_losses is not None and clearly_worse(losses, best_losses[: losses.size]):
                 break
-        if losses.size == n_cells:
+        complete = losses.size == n_cells  # (not dropped by the race)
+        if complete:
             scored.append((start, losses))
-        if losses.size == n_cells and (best_losses is None or losses.sum() < best_losses.sum()):
+        if complete and (best_losses is None or losses.sum() < best_losses.sum()):
             best_losses, failures = losses, 0
         else:
             failures += 1
@@ -307,7 +308,8 @@ class EMImputer(TransformerMixin, BaseEstimator):
         A skem model with an ``impute`` method (:class:`~skem.EMGaussianMixture`,
         :class:`~skem.ProbabilisticPCA`, :class:`~skem.MixtureOfPPCA`,
         :class:`~skem.AmortizedVAE`); it is cloned and fitted to the features
-        it models (see ``keep_empty_features``). None fits the Gaussian mixtures described in the Notes.
+        it models (see ``keep_empty_features``). None fits the Gaussian
+        mixtures described in the Notes.
     missing_values : int or float, default=np.nan
         The placeholder of a missing value. With a value other than NaN, X
         must not contain NaN.
@@ -416,13 +418,13 @@ class EMImputer(TransformerMixin, BaseEstimator):
       deviations against 0.715 for the best single choice, over three masks
       not in the benchmark). With fewer than 200 values to hide, the
       comparison would be noise, and one component is fitted, to
-      convergence. The
-      likelihood (BIC) picks worse: on the diabetes data it prefers three
-      components, which split the binary feature, and impute worse than
-      one or two.
+      convergence. The likelihood (BIC) picks worse: on the diabetes data
+      it prefers three components, which split the binary feature, and
+      impute worse than one or two.
     - Otherwise EM is stopped early: 6 iterations on the data with hidden
-      values, then 2 more on all the data for each kept mixture. The imputations settle
-      within a few iterations while the likelihood keeps rising, and the
+      values, then 2 more on all the data for each kept mixture. The
+      imputations settle within a few iterations while the likelihood keeps
+      rising, and the
       later iterations of a mixture of many components fit the observed
       values more closely than they impute the missing ones.
     - ``reg_covar`` is ``0.3 * n_features * n_components / n_samples`` times
