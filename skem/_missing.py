@@ -212,6 +212,19 @@ def embed_blocks(blocks, indices, targets, n_targets, n_features):
     return total.reshape(n_targets, n_features, n_features)
 
 
+def embed_pattern_blocks(blocks, indices, n_features):
+    """Sums over patterns of ``blocks`` (P, T, m, m) placed at ``indices`` (P, m): (T, d, d).
+
+    Block ``[p, t]`` is added to the rows and columns ``indices[p]`` of
+    matrix t (``embed_blocks`` with every pattern for every target).
+    """
+    n_targets = blocks.shape[1]
+    flat = indices[:, :, np.newaxis] * n_features + indices[:, np.newaxis, :]
+    flat = flat[:, np.newaxis] + (np.arange(n_targets) * n_features**2)[:, np.newaxis, np.newaxis]
+    total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_targets * n_features**2)
+    return total.reshape(n_targets, n_features, n_features)
+
+
 # ---------------------------------------------------------------------- Gaussians
 
 #: A stack of missing blocks of at most this many floats is inverted
@@ -286,9 +299,8 @@ def condition_on_observed(residuals, missing, precisions, means):
             batches = group.pattern_batches(n_stacked)
             for patterns in batches:
                 indices = group.indices[patterns]
-                blocks = np.moveaxis(
-                    precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]], 0, 1
-                )
+                blocks = precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]]
+                blocks = blocks.transpose(1, 0, 2, 3)  # (patterns, J, m, m)
                 factors = np.linalg.cholesky(blocks)
                 log_det = 2 * np.log(np.diagonal(factors, axis1=2, axis2=3)).sum(axis=2)
                 # inverses where they cost less than the substitutions' numpy calls: a
@@ -303,14 +315,14 @@ def condition_on_observed(residuals, missing, precisions, means):
                     rows = group.rows[batch]
                     local = group.local[batch] - patterns.start
                     columns = indices[local]
-                    gradient = np.moveaxis(gradients[:, rows[:, None], columns], 0, 1)
+                    gradient = gradients[:, rows[:, None], columns].transpose(1, 0, 2)
                     if inverses is None:
                         whitened, solved = cholesky_substitutions(factors[local], gradient)
                         mahalanobis[rows] -= np.einsum("nkm,nkm->nk", whitened, whitened)
                     else:
                         solved = np.matmul(gradient[:, :, np.newaxis], inverses[local])[:, :, 0]
                         mahalanobis[rows] -= np.einsum("nkm,nkm->nk", gradient, solved)
-                    residuals[:, rows[:, None], columns] = -np.moveaxis(solved, 1, 0)
+                    residuals[:, rows[:, None], columns] = -solved.transpose(1, 0, 2)
                     log_det_missing[rows] = log_det[local]
     mahalanobis[np.isnan(mahalanobis)] = np.inf
     np.maximum(mahalanobis, 0.0, out=mahalanobis)  # (a difference: rounding may cross zero)
@@ -360,22 +372,23 @@ class PatternConditionals:
             else:
                 pattern_weights = weights
             inverses = self._inverses.get(number)
-            if inverses is None:
-                mean_weight = pattern_weights.mean(axis=0)
-                pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
-            else:  # all of them, formed in the E-step
-                pattern, stacked = np.indices(pattern_weights.shape).reshape(2, -1)
+            if inverses is not None:  # every pair's, formed in the E-step
+                scale = weights if shared and not pooled else pattern_weights
+                blocks = inverses * scale[:, :, np.newaxis, np.newaxis]
+                if pooled:
+                    blocks = blocks.sum(axis=1, keepdims=True)
+                total += embed_pattern_blocks(blocks, group.indices, n_features)
+                continue
+            mean_weight = pattern_weights.mean(axis=0)
+            pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
             m = group.indices.shape[1]
             size = max(1, STACK_FLOATS // (n_components * m * m))
             for start in range(0, pattern.size, size):
                 batch = slice(start, start + size)
                 indices = group.indices[pattern[batch]]
-                if inverses is None:
-                    covariance = np.linalg.inv(
-                        missing_blocks(self._precisions, stacked[batch], indices)
-                    )
-                else:
-                    covariance = inverses[pattern[batch], stacked[batch]]
+                covariance = np.linalg.inv(
+                    missing_blocks(self._precisions, stacked[batch], indices)
+                )
                 if pooled or not shared:
                     targets = np.zeros_like(stacked[batch]) if pooled else stacked[batch]
                     scale = pattern_weights[pattern[batch], stacked[batch]]

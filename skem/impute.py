@@ -73,7 +73,7 @@ def _is_nan(value):
     return isinstance(value, Real) and math.isnan(value)
 
 
-def default_mixture(n_components, X_shape, variance, random_state):
+def default_mixture(n_components, X_shape, variance, random_state, max_iter=100):
     """The Gaussian mixture the default imputer fits to data of a given shape.
 
     A covariance estimated from about ``n_samples / n_components`` rows in
@@ -94,6 +94,7 @@ def default_mixture(n_components, X_shape, variance, random_state):
         covariance_type="full",
         reg_covar=variance * max(relative_floor, 1e-6),
         tol=1e-2,
+        max_iter=max_iter,
         # one component starts from all rows alike: no k-means to run
         init_params="kmeans" if n_components > 1 else "random",
         random_state=random_state,
@@ -257,8 +258,7 @@ def select_mixtures(X, random_state):
     for n_components in candidates:
         losses, start = np.empty(0), None
         for X_hidden, hidden in validation:
-            model = default_mixture(n_components, X.shape, variance, seed)
-            model.set_params(max_iter=VALIDATION_ITERATIONS)
+            model = default_mixture(n_components, X.shape, variance, seed, VALIDATION_ITERATIONS)
             with warnings.catch_warnings():  # the kept models' own fits will say what matters
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 warnings.simplefilter("ignore", DegenerateComponentWarning)
