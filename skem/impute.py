@@ -6,9 +6,11 @@ missing values out) and fills each hole with its conditional mean, or a draw.
 
 import math
 import warnings
+from contextlib import contextmanager
 from numbers import Real
 
 import numpy as np
+from scipy import optimize
 from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.impute import MissingIndicator
@@ -131,15 +133,38 @@ def hide_validation_cells(X, random_state):
     return np.where(hidden, np.nan, X), hidden
 
 
-def validation_losses(model, X_hidden, hidden, X, variances):
-    """``huber_loss`` of the model's conditional means on each hidden cell of X."""
+def validation_errors(model, X_hidden, hidden, X, variances):
+    """The model's conditional means minus X on each hidden cell, and the cells' Huber thresholds.
+
+    The thresholds are ``HUBER_THRESHOLD`` standard deviations of each
+    cell's feature (see ``huber_loss``).
+    """
     rows = np.flatnonzero(hidden.any(axis=1))
     if not rows.size:
-        return np.empty(0)
+        return np.empty(0), np.empty(0)
     imputed = model.impute(X_hidden[rows])
-    errors = np.abs(imputed[hidden[rows]] - X[rows][hidden[rows]])
+    errors = imputed[hidden[rows]] - X[rows][hidden[rows]]
     thresholds = HUBER_THRESHOLD * np.sqrt(variances[np.nonzero(hidden[rows])[1]])
-    return huber_loss(errors, thresholds)
+    return errors, thresholds
+
+
+def stacking_weights(errors):
+    """Convex weights of models that minimise the squared error of their weighted average.
+
+    ``errors`` (n_cells, n_models) are each model's errors on the same
+    held-out cells; the weights w (non-negative, summing to one) minimise
+    ``|errors @ w|^2``: stacking (Breiman, 1996, "Stacked regressions").
+    One non-negative least-squares problem solves it exactly: v >= 0
+    minimising ``|errors @ v|^2 + (sum(v) - 1)^2`` satisfies the optimality
+    conditions of the constrained problem once divided by ``sum(v)`` (the
+    problem is convex, and the extra term only sets its multiplier).
+    """
+    n_cells, n_models = errors.shape
+    design = np.vstack([errors, np.ones((1, n_models))])
+    target = np.zeros(n_cells + 1)
+    target[-1] = 1.0
+    weights = optimize.nnls(design, target)[0]
+    return weights / weights.sum()
 
 
 def clearly_worse(losses, best_losses):
@@ -154,23 +179,28 @@ def clearly_worse(losses, best_losses):
 
 
 class ImputationAverage:
-    """The average of the imputations of several fitted models: the default of EMImputer.
+    """A weighted average of the imputations of several fitted models: the default of EMImputer.
 
-    ``impute`` returns the mean of the models' conditional means; with
-    ``sample_posterior=True`` each row is a draw from one model picked at
-    random, so the draws follow the equal mixture of the models' conditional
-    distributions, whose mean is that average.
+    ``impute`` returns the weighted mean of the models' conditional means;
+    with ``sample_posterior=True`` each row is a draw from one model picked
+    at random with probability its weight, so the draws follow the mixture
+    of the models' conditional distributions, whose mean is that average.
 
     Parameters
     ----------
     estimators : iterable of fitted estimators
         The models to average, each with an ``impute`` method, fitted to the
         same features.
+    weights : array-like of shape (n_estimators,), default=None
+        Non-negative weights of the models (divided by their sum); None
+        weighs them equally.
 
     Attributes
     ----------
     estimators_ : list of fitted estimators
         The models averaged.
+    weights_ : ndarray of shape (n_estimators,)
+        Their weights, summing to one.
 
     Examples
     --------
@@ -183,13 +213,29 @@ class ImputationAverage:
     [3.027, 3.033]
     >>> float(ImputationAverage(models).impute(X)[3, 1].round(3))
     3.03
+    >>> float(ImputationAverage(models, weights=[3, 1]).impute(X)[3, 1].round(3))
+    3.028
     """
 
-    def __init__(self, estimators):
+    def __init__(self, estimators, weights=None):
         self.estimators_ = list(estimators)
+        n_estimators = len(self.estimators_)
+        if not n_estimators:
+            raise ValueError("ImputationAverage needs at least one estimator.")
+        if weights is None:
+            weights = np.ones(n_estimators)
+        weights = np.asarray(weights, dtype=np.float64)
+        if weights.shape != (n_estimators,):
+            raise ValueError(
+                f"weights must have one value per estimator ({n_estimators}), "
+                f"got shape {weights.shape}."
+            )
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0) or not weights.sum() > 0:
+            raise ValueError("weights must be finite, non-negative and not all zero.")
+        self.weights_ = weights / weights.sum()
 
     def impute(self, X, *, sample_posterior=False, random_state=None):
-        """X with its missing values replaced by the average of the models' imputations.
+        """X with its missing values replaced by the weighted average of the models' imputations.
 
         Parameters
         ----------
@@ -197,7 +243,8 @@ class ImputationAverage:
             Data with NaN where values are missing.
         sample_posterior : bool, default=False
             If True, each row is one draw from the conditional distribution
-            of one model picked at random (for multiple imputation).
+            of one model picked at random with probability its weight (for
+            multiple imputation).
         random_state : int, RandomState instance or None, default=None
             Seeds the draws when ``sample_posterior=True``.
 
@@ -206,13 +253,18 @@ class ImputationAverage:
         X_imputed : ndarray of shape (n_samples, n_features)
             X with its missing values filled.
         """
-        if not sample_posterior:
-            return np.mean([model.impute(X) for model in self.estimators_], axis=0)
-        random_state = check_random_state(random_state)
-        members = random_state.randint(len(self.estimators_), size=X.shape[0])
         imputed = np.array(X, copy=True)
+        if not sample_posterior:
+            average = sum(
+                w * model.impute(X) for w, model in zip(self.weights_, self.estimators_) if w > 0
+            )
+            missing = np.isnan(imputed)
+            imputed[missing] = average[missing]  # (observed values exactly as given)
+            return imputed
+        random_state = check_random_state(random_state)
+        picked = random_state.choice(len(self.estimators_), size=X.shape[0], p=self.weights_)
         for member, model in enumerate(self.estimators_):
-            rows = members == member
+            rows = picked == member
             if rows.any():
                 imputed[rows] = model.impute(
                     X[rows], sample_posterior=True, random_state=random_state
@@ -235,12 +287,13 @@ def select_mixtures(X, random_state):
     same cells (a race: most candidates are settled in one round). The
     search stops after two candidates in a row that do no better than the
     best (the loss need not fall steadily: three components may not beat
-    one where ten do). Every candidate that is not clearly worse than the
-    best is kept and continued on all of X (``refit``) from its first
-    validation fit:
-    where the data cannot tell them apart (a few hundred rows), their
-    average imputes better than any one of them. Returns an
-    :class:`ImputationAverage`.
+    one where ten do). The candidates that are not clearly worse than the
+    best are then averaged, with the ``stacking_weights`` that minimise the
+    squared error of the average on the hidden cells (each error clipped at
+    the Huber threshold), and those of positive weight are continued on all
+    of X (``refit``) from their first validation fit: where the data cannot
+    tell the sizes apart (a few hundred rows), an average imputes better
+    than any one of them. Returns an :class:`ImputationAverage`.
     """
     n_samples, n_features = X.shape
     seed = random_state.randint(np.iinfo(np.int32).max)
@@ -256,39 +309,60 @@ def select_mixtures(X, random_state):
     n_cells = sum(int(hidden.sum()) for _, hidden in validation)
     scored, best_losses, failures = [], None, 0
     for n_components in candidates:
-        losses, start = np.empty(0), None
+        losses, clipped, start = np.empty(0), [], None
         for X_hidden, hidden in validation:
             model = default_mixture(n_components, X.shape, variance, seed, VALIDATION_ITERATIONS)
-            with warnings.catch_warnings():  # the kept models' own fits will say what matters
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                warnings.simplefilter("ignore", DegenerateComponentWarning)
+            with quiet_default_fit():
                 model.fit(X_hidden)
-            losses = np.concatenate(
-                [losses, validation_losses(model, X_hidden, hidden, X, variances)]
-            )
+            errors, thresholds = validation_errors(model, X_hidden, hidden, X, variances)
+            losses = np.concatenate([losses, huber_loss(np.abs(errors), thresholds)])
+            clipped.append(np.clip(errors, -thresholds, thresholds))
             start = model if start is None else start
             if best_losses is not None and clearly_worse(losses, best_losses[: losses.size]):
                 break
         complete = losses.size == n_cells  # (not dropped by the race)
         if complete:
-            scored.append((start, losses))
+            scored.append((start, losses, np.concatenate(clipped)))
         if complete and (best_losses is None or losses.sum() < best_losses.sum()):
             best_losses, failures = losses, 0
         else:
             failures += 1
             if failures == 2:
                 break
-    kept = [model for model, losses in scored if not clearly_worse(losses, best_losses)]
-    return ImputationAverage(refit(model, X) for model in kept)
+    left = [
+        (model, errors)
+        for model, losses, errors in scored
+        if not clearly_worse(losses, best_losses)
+    ]
+    weights = stacking_weights(np.column_stack([errors for _, errors in left]))
+    kept = weights > 0
+    models = [refit(model, X) for (model, _), keep in zip(left, kept) if keep]
+    return ImputationAverage(models, weights[kept])
 
 
 def refit(model, X):
     """A validation fit, continued by ``REFIT_ITERATIONS`` EM iterations on all of X."""
     model.set_params(warm_start=True, max_iter=REFIT_ITERATIONS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)  # stopped early on purpose
+    with quiet_default_fit():
         model.fit(X)
     return model.set_params(warm_start=False, max_iter=VALIDATION_ITERATIONS)
+
+
+@contextmanager
+def quiet_default_fit():
+    """Silence what a default mixture's fit would warn about, and the user cannot act on.
+
+    Its EM is stopped early on purpose (``ConvergenceWarning``), and a
+    component held at its variance floor in some directions
+    (``DegenerateComponentWarning``: the constant border pixels of one
+    digit's cluster) is one the default chose, by its error on held-out
+    values, and whose floor it set; the advice to use fewer components or
+    a larger ``reg_covar`` is for a user's own model.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", DegenerateComponentWarning)
+        yield
 
 
 class EMImputer(TransformerMixin, BaseEstimator):
@@ -411,12 +485,21 @@ class EMImputer(TransformerMixin, BaseEstimator):
       mean error exceeds the best's on the same cells by two standard
       errors of their difference is dropped, in the round where that shows
       (a race); the search stops after two candidates in a row that do not
-      improve on the best. Every candidate left is kept, and ``transform``
-      averages their imputations: on a few hundred rows the hidden values
-      cannot tell, say, two components from three, and the average of both
-      imputes better than either (on wine with 10% missing, 0.686 standard
-      deviations against 0.715 for the best single choice, over three masks
-      not in the benchmark). With fewer than 200 values to hide, the
+      improve on the best. The candidates left (not clearly worse than the
+      best) are averaged: ``transform`` returns a weighted mean of their
+      imputations, with the weights (non-negative, summing to one) that
+      minimise the squared error of that mean on the hidden values, each
+      error clipped at 3 standard deviations (stacking); a candidate of
+      weight zero is dropped. On a few hundred rows the hidden values
+      cannot tell, say, two components from three, and a mean of both
+      imputes better than either. Over 12 masks per data set and pattern
+      that are not in the benchmark (the 12 cells of four data sets and
+      three patterns), the stacked mean beat the single size of least
+      error on the hidden values in every cell (wine with 10% missing:
+      0.666 standard deviations against 0.690), and their equal mean in 7
+      cells, losing in 4 by at most 0.003 (breast cancer with values
+      missing at random: 0.383 against 0.388; wine with 10% missing: 0.666
+      against 0.663). With fewer than 200 values to hide, the
       comparison would be noise, and one component is fitted, to
       convergence. The likelihood (BIC) picks worse: on the diabetes data
       it prefers three components, which split the binary feature, and

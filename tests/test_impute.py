@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy import optimize
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
@@ -15,7 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from threadpoolctl import threadpool_limits
 
 from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
-from skem.impute import ImputationAverage, huber_loss
+from skem.impute import ImputationAverage, huber_loss, stacking_weights
 
 
 def correlated_data(n_samples=600, n_features=5, seed=0):
@@ -259,32 +260,98 @@ def test_default_model_imputes_gaussian_data_as_the_true_gaussian_does():
     oracle_error = np.sqrt(np.mean((truth[holes] - X[holes]) ** 2))
     error = np.sqrt(np.mean((imputed[holes] - X[holes]) ** 2))
     # 1000 rows estimate the 20 parameters well: within 2% of the true model's error
-    # (measured: 0.7% above; one fitted Gaussian, 0.5%), and the imputations
-    # differ from the true ones by a small share of that error (measured:
-    # 11% with the default, which averages one and two components; 7.4% for
-    # one fitted Gaussian)
+    # (measured: 0.8% above; one Gaussian fitted to convergence, 0.5%), and the
+    # imputations differ from the true ones by a small share of that error
+    # (measured: 12% with the default, whose stacking keeps one component
+    # stopped early; 7.4% for one Gaussian fitted to convergence)
     assert error < 1.02 * oracle_error
     assert np.sqrt(np.mean((imputed[holes] - truth[holes]) ** 2)) < 0.15 * oracle_error
 
 
-def test_imputation_average_averages_means_and_mixes_draws():
+@pytest.mark.parametrize("weights", [None, [1.0, 3.0]])
+def test_imputation_average_averages_means_and_mixes_draws(weights):
     X = two_lines()
     X_holes = X.copy()
     X_holes[::10, 1] = np.nan
     models = [EMGaussianMixture(k, random_state=0).fit(X_holes) for k in (1, 2)]
-    average = ImputationAverage(models)
-    assert_allclose(
-        average.impute(X_holes), (models[0].impute(X_holes) + models[1].impute(X_holes)) / 2
-    )
-    # a draw of a row comes from one model, picked with probability 1/2
+    average = ImputationAverage(models, weights)
+    p = 0.5 if weights is None else 0.25  # the first model's share
+    assert_allclose(average.weights_, [p, 1 - p])
+    imputed = average.impute(X_holes)
+    assert_allclose(imputed, p * models[0].impute(X_holes) + (1 - p) * models[1].impute(X_holes))
+    assert_array_equal(imputed[::2, 0], X_holes[::2, 0])  # observed values exactly
+    # a draw of a row comes from one model, picked with probability p
     row = np.tile([[0.5, np.nan]], (4000, 1))
     draws = average.impute(row, sample_posterior=True, random_state=0)[:, 1]
     one = models[0].impute(row, sample_posterior=True, random_state=1)[:, 1]
     two = models[1].impute(row, sample_posterior=True, random_state=2)[:, 1]
-    assert_allclose(draws.mean(), (one.mean() + two.mean()) / 2, atol=0.05)
-    assert_allclose(
-        draws.var(), (one.var() + two.var()) / 2 + (one.mean() - two.mean()) ** 2 / 4, rtol=0.1
+    assert_allclose(draws.mean(), p * one.mean() + (1 - p) * two.mean(), atol=0.05)
+    mixture_variance = (
+        p * one.var() + (1 - p) * two.var() + p * (1 - p) * (one.mean() - two.mean()) ** 2
     )
+    assert_allclose(draws.var(), mixture_variance, rtol=0.1)
+
+
+@pytest.mark.parametrize(
+    "weights, message",
+    [
+        ([1.0], "one value per estimator"),
+        ([1.0, -1.0], "non-negative"),
+        ([0.0, 0.0], "not all zero"),
+    ],
+)
+def test_imputation_average_refuses_bad_weights(weights, message):
+    models = [EMGaussianMixture(1).fit(two_lines()) for _ in range(2)]
+    with pytest.raises(ValueError, match=message):
+        ImputationAverage(models, weights)
+
+
+def test_stacking_weights_of_two_models_are_the_closed_form():
+    """For two models, w minimises |w e1 + (1 - w) e2|^2: w = e2.(e2 - e1) / |e2 - e1|^2 in [0, 1]."""
+    rng = np.random.RandomState(0)
+    for _ in range(20):
+        errors = rng.normal(size=(50, 2)) + rng.normal(size=(1, 2))
+        e1, e2 = errors.T
+        expected = np.clip(e2 @ (e2 - e1) / np.sum((e2 - e1) ** 2), 0, 1)
+        assert_allclose(stacking_weights(errors), [expected, 1 - expected], atol=1e-12)
+
+
+def test_stacking_weights_minimise_the_squared_error_on_the_simplex():
+    """The optimality conditions of the convex problem hold, and SLSQP finds no better point.
+
+    With G = E^T E and g = G w, a w on the simplex is optimal when every
+    ``g_i`` equals ``w^T G w`` where ``w_i > 0`` and is at least that where
+    ``w_i = 0`` (the multiplier of ``sum(w) = 1``).
+    """
+    rng = np.random.RandomState(1)
+    # five models with correlated errors: one biased, one much worse
+    noise = rng.normal(size=(200, 5)) @ (np.eye(5) + 0.5)
+    errors = 0.5 * noise + np.array([0.0, 0.0, 0.3, 0.0, 0.0])
+    errors[:, 4] *= 5
+    weights = stacking_weights(errors)
+    assert_allclose(weights.sum(), 1.0, rtol=1e-14)
+    assert np.all(weights >= 0) and weights[4] == 0.0  # the worst model is dropped
+    assert np.count_nonzero(weights) >= 2
+    gradient = errors.T @ (errors @ weights)
+    multiplier = weights @ gradient
+    positive = weights > 0
+    assert_allclose(gradient[positive], multiplier, rtol=1e-10)
+    assert np.all(gradient[~positive] >= multiplier)
+
+    def objective(w):
+        return np.sum((errors @ w) ** 2)
+
+    constraint = {"type": "eq", "fun": lambda w: w.sum() - 1}
+    for start in np.eye(5) * 0.5 + 0.1:
+        reference = optimize.minimize(
+            objective,
+            start,
+            bounds=[(0, 1)] * 5,
+            constraints=constraint,
+            method="SLSQP",
+            options={"ftol": 1e-14, "maxiter": 500},
+        ).x
+        assert objective(weights) <= objective(reference) * (1 + 1e-12)
 
 
 def test_constant_and_empty_features():
