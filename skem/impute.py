@@ -253,16 +253,19 @@ class ImputationAverage:
         X_imputed : ndarray of shape (n_samples, n_features)
             X with its missing values filled.
         """
+        weights = getattr(self, "weights_", None)  # (None: an average pickled before weights)
+        if weights is None:
+            weights = np.full(len(self.estimators_), 1 / len(self.estimators_))
         imputed = np.array(X, copy=True)
         if not sample_posterior:
             average = sum(
-                w * model.impute(X) for w, model in zip(self.weights_, self.estimators_) if w > 0
+                w * model.impute(X) for w, model in zip(weights, self.estimators_) if w > 0
             )
             missing = np.isnan(imputed)
             imputed[missing] = average[missing]  # (observed values exactly as given)
             return imputed
         random_state = check_random_state(random_state)
-        picked = random_state.choice(len(self.estimators_), size=X.shape[0], p=self.weights_)
+        picked = random_state.choice(len(self.estimators_), size=X.shape[0], p=weights)
         for member, model in enumerate(self.estimators_):
             rows = picked == member
             if rows.any():
