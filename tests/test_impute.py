@@ -292,6 +292,16 @@ def test_imputation_average_averages_means_and_mixes_draws(weights):
     assert_allclose(draws.var(), mixture_variance, rtol=0.1)
 
 
+def test_an_imputation_average_pickled_before_weights_weighs_its_models_equally():
+    X = two_lines()
+    X_holes = X.copy()
+    X_holes[::10, 1] = np.nan
+    models = [EMGaussianMixture(k, random_state=0).fit(X_holes) for k in (1, 2)]
+    old = ImputationAverage(models, [1.0, 3.0])
+    del old.weights_  # as unpickled from before weights
+    assert_allclose(old.impute(X_holes), ImputationAverage(models).impute(X_holes), rtol=1e-15)
+
+
 @pytest.mark.parametrize(
     "weights, message",
     [
