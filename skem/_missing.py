@@ -208,6 +208,11 @@ def embed_blocks(blocks, indices, targets, n_targets, n_features):
     """
     flat = indices[:, :, np.newaxis] * n_features + indices[:, np.newaxis, :]
     flat = flat + (targets * n_features**2)[:, np.newaxis, np.newaxis]
+    return scatter_add(flat, blocks, n_targets, n_features)
+
+
+def scatter_add(flat, blocks, n_targets, n_features):
+    """(n_targets, d, d) zeros plus ``blocks`` at the flat positions ``flat`` (same shape)."""
     total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_targets * n_features**2)
     return total.reshape(n_targets, n_features, n_features)
 
@@ -221,8 +226,7 @@ def embed_pattern_blocks(blocks, indices, n_features):
     n_targets = blocks.shape[1]
     flat = indices[:, :, np.newaxis] * n_features + indices[:, np.newaxis, :]
     flat = flat[:, np.newaxis] + (np.arange(n_targets) * n_features**2)[:, np.newaxis, np.newaxis]
-    total = np.bincount(flat.ravel(), weights=blocks.ravel(), minlength=n_targets * n_features**2)
-    return total.reshape(n_targets, n_features, n_features)
+    return scatter_add(flat, blocks, n_targets, n_features)
 
 
 # ---------------------------------------------------------------------- Gaussians

@@ -268,18 +268,19 @@ def test_default_model_imputes_gaussian_data_as_the_true_gaussian_does():
     assert np.sqrt(np.mean((imputed[holes] - truth[holes]) ** 2)) < 0.15 * oracle_error
 
 
-@pytest.mark.parametrize("weights", [None, [1.0, 3.0]])
+@pytest.mark.parametrize("weights", [None, [1.0, 2.0]])
 def test_imputation_average_averages_means_and_mixes_draws(weights):
     X = two_lines()
     X_holes = X.copy()
     X_holes[::10, 1] = np.nan
     models = [EMGaussianMixture(k, random_state=0).fit(X_holes) for k in (1, 2)]
     average = ImputationAverage(models, weights)
-    p = 0.5 if weights is None else 0.25  # the first model's share
+    p = 0.5 if weights is None else 1 / 3  # the first model's share
     assert_allclose(average.weights_, [p, 1 - p])
     imputed = average.impute(X_holes)
     assert_allclose(imputed, p * models[0].impute(X_holes) + (1 - p) * models[1].impute(X_holes))
-    assert_array_equal(imputed[::2, 0], X_holes[::2, 0])  # observed values exactly
+    observed = ~np.isnan(X_holes)
+    assert_array_equal(imputed[observed], X_holes[observed])  # exactly, not p x + (1 - p) x
     # a draw of a row comes from one model, picked with probability p
     row = np.tile([[0.5, np.nan]], (4000, 1))
     draws = average.impute(row, sample_posterior=True, random_state=0)[:, 1]
@@ -308,12 +309,66 @@ def test_an_imputation_average_pickled_before_weights_weighs_its_models_equally(
         ([1.0], "one value per estimator"),
         ([1.0, -1.0], "non-negative"),
         ([0.0, 0.0], "not all zero"),
+        ([1.0, np.nan], "finite"),
+        ([np.inf, 1.0], "finite"),
     ],
 )
 def test_imputation_average_refuses_bad_weights(weights, message):
     models = [EMGaussianMixture(1).fit(two_lines()) for _ in range(2)]
     with pytest.raises(ValueError, match=message):
         ImputationAverage(models, weights)
+    with pytest.raises(ValueError, match="at least one estimator"):
+        ImputationAverage([])
+
+
+def test_imputation_average_of_huge_weights_is_their_ratio():
+    X_holes = two_lines()
+    X_holes[::10, 1] = np.nan
+    models = [EMGaussianMixture(k, random_state=0).fit(X_holes) for k in (1, 2)]
+    huge = ImputationAverage(models, [1e308, 1e308])  # (their sum overflows)
+    assert_allclose(huge.weights_, [0.5, 0.5])
+    assert_allclose(huge.impute(X_holes), ImputationAverage(models).impute(X_holes))
+
+
+def test_imputation_average_of_one_model_is_that_model_and_its_draws():
+    X_holes = two_lines()
+    X_holes[::10, 1] = np.nan
+    model = EMGaussianMixture(2, random_state=0).fit(X_holes)
+    single = ImputationAverage([model])
+    assert_array_equal(single.impute(X_holes), model.impute(X_holes))
+    assert_array_equal(
+        single.impute(X_holes, sample_posterior=True, random_state=3),
+        model.impute(X_holes, sample_posterior=True, random_state=3),
+    )
+
+
+def test_the_default_refits_only_models_of_positive_weight(monkeypatch):
+    """The stacking weights reach the ImputationAverage; a size of weight 0 is not refitted."""
+    from skem import impute
+
+    seen = {}
+
+    def first_has_none(errors):
+        seen["n_left"] = errors.shape[1]
+        weights = np.arange(errors.shape[1], dtype=float)  # 0 for the first size left
+        return weights / weights.sum()
+
+    refit = impute.refit
+
+    def recorded_refit(model, X):
+        seen.setdefault("refitted", []).append(model.n_components)
+        return refit(model, X)
+
+    monkeypatch.setattr(impute, "stacking_weights", first_has_none)
+    monkeypatch.setattr(impute, "refit", recorded_refit)
+    X_holes = two_lines()
+    X_holes[::10, 1] = np.nan
+    average = EMImputer(random_state=0).fit(X_holes).estimator_
+    assert seen["n_left"] >= 2
+    sizes = [model.n_components for model in average.estimators_]
+    assert sizes == seen["refitted"] and len(sizes) == seen["n_left"] - 1
+    expected = np.arange(1, seen["n_left"], dtype=float)
+    assert_allclose(average.weights_, expected / expected.sum())
 
 
 def test_stacking_weights_of_two_models_are_the_closed_form():
