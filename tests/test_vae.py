@@ -64,13 +64,19 @@ def assert_gradient_matches_central_differences(vae, gradient, objective_at, par
             assert error <= 1e-6 * np.abs(gradient).max()
 
 
+def perturbed_point(vae, n_samples, seed):
+    """Parameters near the fit's, reparameterisation noise (n, 3) and row weights, from one seed."""
+    rng = np.random.RandomState(seed)
+    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
+    noise, weights = rng.normal(size=(n_samples, 3)), rng.uniform(0.5, 2.0, size=n_samples)
+    return parameters, noise, weights
+
+
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
 def test_gradients_match_finite_differences_in_every_parameter_block(likelihood, activation):
     vae, X = fitted_vae(likelihood, activation)
-    rng = np.random.RandomState(1)
-    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
-    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    parameters, noise, weights = perturbed_point(vae, len(X), seed=1)
     _, gradient = vae._objective_and_gradient(parameters, X, weights, noise, 0.7)
     assert_gradient_matches_central_differences(
         vae, gradient, lambda point: objective(vae, point, X, weights, noise, 0.7), parameters
@@ -296,9 +302,7 @@ def reference_terms(vae, parameters, X, noise):
 def test_in_place_training_step_matches_the_allocating_formulas(likelihood, activation):
     """Training fuses the ELBO into in-place passes; scoring keeps the plain formulas."""
     vae, X = fitted_vae(likelihood, activation)
-    rng = np.random.RandomState(3)
-    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
-    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    parameters, noise, weights = perturbed_point(vae, len(X), seed=3)
     step = _MinibatchELBO(vae, parameters, len(X))
     step.load(X, np.arange(len(X)))
     elbo, _ = step(len(X), weights, noise, 0.7)

@@ -13,7 +13,7 @@ from numpy.testing import assert_allclose, assert_array_equal
 from scipy.stats import multivariate_normal, norm
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import estimator_checks
-from test_vae import assert_gradient_matches_central_differences
+from test_vae import assert_gradient_matches_central_differences, perturbed_point
 
 from skem import AmortizedVAE, ProbabilisticPCA
 from skem._mlp import forward
@@ -174,9 +174,7 @@ def masked_objective(vae, parameters, X, weights, noise, kl_weight):
 def test_masked_gradients_match_finite_differences(likelihood, activation, missing):
     vae, X = small_vae(likelihood, activation, missing)
     assert vae._mask_inputs == missing
-    rng = np.random.RandomState(1)
-    parameters = vae.parameters_ + rng.normal(scale=0.1, size=vae.parameters_.shape)
-    noise, weights = rng.normal(size=(len(X), 3)), rng.uniform(0.5, 2.0, size=len(X))
+    parameters, noise, weights = perturbed_point(vae, len(X), seed=1)
     elbo, gradient = vae._objective_and_gradient(parameters, X, weights, noise, 0.7)
     assert_allclose(
         np.sum(weights * elbo) / weights.sum(),
