@@ -26,7 +26,7 @@ from ._base import (
 )
 from ._linalg import logsumexp_rows, normalize_log_rows
 from ._missing import fill_with_column_means, impute_rows, missing_mask
-from ._parallel import map_chunks
+from ._parallel import fork_safe_openmp, map_chunks
 
 #: Added to every component's total responsibility so an empty one divides safely.
 RESPONSIBILITY_FLOOR = 10 * np.finfo(np.float64).eps
@@ -251,18 +251,19 @@ class BaseMixture(BaseEM):
             return X, sample_weight, responsibilities.astype(X.dtype)
         responsibilities = np.zeros((n_samples, n_components), dtype=X.dtype)
         filled = fill_with_column_means(X, sample_weight) if self._allow_nan else X
-        if self.init_params == "kmeans":
-            labels = (
-                KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
-                .fit(filled, sample_weight=sample_weight)
-                .labels_
-            )
-            responsibilities[np.arange(n_samples), labels] = 1
-        else:
-            _, indices = kmeans_plusplus(
-                filled, n_components, random_state=random_state, sample_weight=sample_weight
-            )
-            responsibilities[indices, np.arange(n_components)] = 1
+        with fork_safe_openmp():
+            if self.init_params == "kmeans":
+                labels = (
+                    KMeans(n_clusters=n_components, n_init=1, random_state=random_state)
+                    .fit(filled, sample_weight=sample_weight)
+                    .labels_
+                )
+                responsibilities[np.arange(n_samples), labels] = 1
+            else:
+                _, indices = kmeans_plusplus(
+                    filled, n_components, random_state=random_state, sample_weight=sample_weight
+                )
+                responsibilities[indices, np.arange(n_components)] = 1
         return X, sample_weight, responsibilities
 
     def _log_prob_and_workspace(self, X):

@@ -12,17 +12,17 @@ so sums do not depend on it. Only the main thread fans out: a call from
 another thread (a threaded ``GridSearchCV``) runs its chunks in that thread.
 """
 
+import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-from threadpoolctl import ThreadpoolController
+from threadpoolctl import ThreadpoolController, threadpool_limits
 
 try:
     from sklearn.utils._openmp_helpers import _openmp_effective_n_threads
 except ImportError:  # pragma: no cover - a private helper of scikit-learn
-    import os
 
     def _openmp_effective_n_threads():
         return max(1, len(os.sched_getaffinity(0)))
@@ -31,6 +31,7 @@ except ImportError:  # pragma: no cover - a private helper of scikit-learn
 _lock = threading.Lock()
 _controller = None
 _executor = None
+_forked = False  # True in a child forked from a process that imported skem
 
 
 def _in_main_thread():
@@ -61,6 +62,39 @@ def single_blas_thread():
 def n_threads():
     """Threads for chunked work (scikit-learn's count: OMP_NUM_THREADS, affinity)."""
     return max(1, _openmp_effective_n_threads())
+
+
+def _forget_pool_in_child():
+    """In a forked child, drop the parent's pool and lock: their threads did not follow.
+
+    A fork copies only the forking thread; the inherited executor would queue
+    work for threads that do not exist (the child's first fit never returns),
+    and a lock held by another thread at the fork would never be released.
+    """
+    global _lock, _executor, _controller, _forked
+    _lock = threading.Lock()
+    _executor = None
+    _controller = None
+    _forked = True
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+@contextmanager
+def fork_safe_openmp():
+    """OpenMP (scikit-learn's KMeans) on one thread in a forked child, else unchanged.
+
+    GNU OpenMP's thread team does not survive a fork: a child whose parent
+    ran a parallel region waits forever in its first one. One thread never
+    starts the team.
+    """
+    if not _forked:
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
 
 
 def _thread_pool():
