@@ -392,7 +392,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     Dask arrays are refused by ``fit`` and ``partial_fit`` (``ValueError``,
     before any work): the VAE trains in memory. Fit a sample,
     ``fit(X[:n].compute())``, or stream the blocks,
-    ``for block in X.blocks: vae.partial_fit(block.compute())``.
+    ``for block in X.blocks: vae.partial_fit(block.compute())``. Predictions
+    on a dask array (``transform``, ``score_samples``, ``elbo_samples``,
+    ``impute``, ``inverse_transform``...) are lazy dask arrays, computed block
+    by block as in memory, and equal to the in-memory results (a row's
+    result does not depend on the other rows).
 
     The networks are numpy: forward and backward passes are written by hand
     (as in scikit-learn's MLP), all parameters live in one flat buffer, and
@@ -629,7 +633,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
                 self._sampling_seed = int(random_state.randint(np.iinfo(np.int32).max))
                 self._sampling_state = None
             else:
-                self._check_unit_interval(X)
+                check_unit_interval(X, self._fitted("likelihood"))
                 self._detach_training_state()
             n_steps = getattr(self, "n_steps_", 0)  # fit removes it: its history starts over
             bound = self._train_on_batch(X, sample_weight, when=f"partial_fit call {n_steps + 1}")
@@ -1049,22 +1053,22 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _validate_predict_data(self, X, *, allow_unobserved_rows=False):
         """Validate as the base class; rows without an observed value are refused
-        unless ``allow_unobserved_rows`` (``impute`` fills them from the prior)."""
-        X = super()._validate_predict_data(X)
-        if not allow_unobserved_rows and missing_mask(X) is not None:
-            check_rows_observed(X)
-        self._check_unit_interval(X)
-        return X
+        unless ``allow_unobserved_rows`` (``impute`` fills them from the prior).
 
-    def _check_unit_interval(self, X):
-        if self._fitted("likelihood") != "bernoulli":
-            return
-        low, high = value_range(X)
-        if low < 0 or high > 1:
-            raise ValueError(
-                "This model has a Bernoulli likelihood: X must have values in [0, 1]; "
-                f"it has values in [{low:.4g}, {high:.4g}]."
-            )
+        A dask array is checked block by block when its result is computed,
+        so that nothing is read at the call.
+        """
+        X = super()._validate_predict_data(X)
+        check = partial(
+            check_prediction_rows,
+            likelihood=self._fitted("likelihood"),
+            allow_unobserved_rows=allow_unobserved_rows,
+        )
+        if is_dask_array(X):
+            from ._dask import map_blocks
+
+            return map_blocks(partial(check, block=True), X)
+        return check(X)
 
     def _row_width(self):
         hidden = sum(getattr(self, "_hidden_sizes", (0,)))
@@ -1105,12 +1109,12 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         X = self._validate_predict_data(X)
         random_state = check_random_state(random_state)
         n_latent = self._fitted("n_components")
-        return np.array(
-            [
-                self._importance_weighted(X, random_state.standard_normal(size=(n_draws, n_latent)))
-                for _ in range(n_repeats)
-            ]
-        )
+        noises = [random_state.standard_normal(size=(n_draws, n_latent)) for _ in range(n_repeats)]
+
+        def estimates(chunk):
+            return np.column_stack([self._importance_weighted(chunk, noise) for noise in noises])
+
+        return self._map_chunks(estimates, X).T
 
     def _importance_terms(self, X_standardized, noise):
         """log p(x_o, z_s) - log r(z_s) for each row and draw z_s of its proposal r,
@@ -1290,7 +1294,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_components)
-            Latent coordinates.
+            Latent coordinates (a dask array gives a lazy dask array).
 
         Returns
         -------
@@ -1298,6 +1302,13 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             The mean of p(x|z) (probabilities for 'bernoulli').
         """
         check_is_fitted(self)
+        if is_dask_array(Z):
+            from ._dask import map_blocks
+
+            if Z.ndim != 2:
+                raise ValueError(f"Z must be 2-dimensional; it has {Z.ndim} dimensions.")
+            # each block checked and decoded as an array in memory, when it is computed
+            return map_blocks(self.inverse_transform, Z.rechunk({1: -1}))
         Z = check_array(Z, input_name="Z")
         n_latent = self._fitted("n_components")
         if Z.shape[1] != n_latent:
@@ -1433,6 +1444,30 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = True
         return tags
+
+
+def check_prediction_rows(X, likelihood, allow_unobserved_rows, block=False):
+    """X, once its rows are found fit to score: each has an observed value (unless
+    ``allow_unobserved_rows``), and a Bernoulli model's are in [0, 1].
+
+    ``block`` for a block of a dask array (whose rows are then counted, not named).
+    """
+    if not allow_unobserved_rows and missing_mask(X) is not None:
+        check_rows_observed(X, block=block)
+    check_unit_interval(X, likelihood)
+    return X
+
+
+def check_unit_interval(X, likelihood):
+    """Refuse values outside [0, 1] for a Bernoulli likelihood."""
+    if likelihood != "bernoulli":
+        return
+    low, high = value_range(X)
+    if low < 0 or high > 1:
+        raise ValueError(
+            "This model has a Bernoulli likelihood: X must have values in [0, 1]; "
+            f"it has values in [{low:.4g}, {high:.4g}]."
+        )
 
 
 def value_range(X):

@@ -11,7 +11,7 @@ from numpy.testing import assert_allclose
 
 da = pytest.importorskip("dask.array")
 
-from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA  # noqa: E402
+from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA  # noqa: E402
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
 
@@ -306,6 +306,82 @@ def test_impute_on_dask_is_lazy_and_equals_the_impute_in_memory(data, model):
     assert_allclose(imputed.compute(), model.impute(X), rtol=1e-12)
     with pytest.raises(ValueError, match="each block"):
         model.impute(dask_of(X), sample_posterior=True)
+
+
+# ---------------------------------------------------------------------- the VAE's predictions
+
+
+class ComputeCounter:
+    """Counts the dask graphs computed while it is active (a dask callback)."""
+
+    def __enter__(self):
+        from dask.callbacks import Callback
+
+        self.count = 0
+        self._callback = Callback(start=lambda graph: setattr(self, "count", self.count + 1))
+        self._callback.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._callback.__exit__(*exc_info)
+
+
+def vae_predictions(vae, X, Z):
+    """Every prediction of the VAE on X (and the decoder mean of Z), by name."""
+    terms = vae.elbo_samples(X)
+    return {
+        "transform": vae.transform(X),
+        "score_samples": vae.score_samples(X),
+        "impute": vae.impute(X),
+        "elbo": terms["elbo"],
+        "kl": terms["kl"],
+        "importance_weighted_estimates": vae.importance_weighted_estimates(
+            X, 7, n_repeats=3, random_state=0
+        ),
+        "inverse_transform": vae.inverse_transform(Z),
+    }
+
+
+@pytest.mark.parametrize("missing", [False, True], ids=["complete", "with-nan"])
+def test_vae_predictions_on_dask_are_lazy_and_equal_those_in_memory(data, missing):
+    """Nothing is computed at the call; each row's result, block by block, is the
+    in-memory one (the scores' noise draws are shared by all rows)."""
+    X = data[0][:1000].copy()
+    if missing:
+        X[np.random.RandomState(2).rand(*X.shape) < 0.2] = np.nan
+        X[np.isnan(X).all(axis=1), 0] = 1.0
+    Z = np.random.RandomState(3).normal(size=(300, 2))
+    vae = AmortizedVAE(
+        2, hidden_layer_sizes=(8,), max_iter=3, n_importance_samples=20, random_state=0
+    ).fit(X)
+    with ComputeCounter() as computes:
+        lazy = vae_predictions(vae, dask_of(X, rows=300), da.from_array(Z, chunks=(120, 1)))
+    assert computes.count == 0
+    expected = vae_predictions(vae, X, Z)
+    for name, value in lazy.items():
+        assert isinstance(value, da.Array), name
+        assert_allclose(value.compute(), expected[name], rtol=1e-12, atol=1e-12, err_msg=name)
+    assert_allclose(vae.score(dask_of(X)), vae.score(X), rtol=1e-12)
+
+
+def test_vae_predictions_on_dask_refuse_bad_rows_when_computed(data):
+    X = data[0][:600]
+    vae = AmortizedVAE(2, hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X)
+    empty = X.copy()
+    empty[400] = np.nan
+    with ComputeCounter() as computes:
+        scores = vae.score_samples(dask_of(empty, rows=300))
+        imputed = vae.impute(dask_of(empty, rows=300))  # fills the empty row from the prior
+    assert computes.count == 0
+    with pytest.raises(ValueError, match="1 row of X is entirely NaN"):
+        scores.compute()
+    assert_allclose(imputed.compute(), vae.impute(empty), rtol=1e-12)
+    with pytest.raises(ValueError, match="latent dimensions"):
+        vae.inverse_transform(da.zeros((10, 3), chunks=5))
+    bernoulli = AmortizedVAE(2, hidden_layer_sizes=(8,), likelihood="bernoulli", max_iter=2)
+    bernoulli.fit((X > 0).astype(float))
+    with pytest.raises(ValueError, match="values in \\[0, 1\\]"):
+        bernoulli.transform(dask_of(X)).compute()
 
 
 # ---------------------------------------------------------------------- a cluster
