@@ -1,11 +1,14 @@
 """Imputation: the models' impute against Gaussian conditioning, and EMImputer."""
 
+import warnings
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from scipy import optimize
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.experimental import enable_iterative_imputer  # noqa: F401
 from sklearn.impute import IterativeImputer, MissingIndicator
 from sklearn.linear_model import BayesianRidge, LogisticRegression
@@ -13,10 +16,17 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from test_monitor import Recorder, needs_callbacks
 from threadpoolctl import threadpool_limits
 
 from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
-from skem.impute import ImputationAverage, huber_loss, stacking_weights
+from skem.impute import (
+    REFIT_ITERATIONS,
+    VALIDATION_ITERATIONS,
+    ImputationAverage,
+    huber_loss,
+    stacking_weights,
+)
 
 
 def correlated_data(n_samples=600, n_features=5, seed=0):
@@ -212,6 +222,149 @@ def test_clip_keeps_conditional_means_within_the_observed_range_but_not_draws():
     assert draws.transform(far_row)[0, 1] > X[:, 1].max()
 
 
+def unit_free_data(n_samples=400, seed=0):
+    """Correlated Gaussian rows in units of order one, a fifth of the cells missing."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n_samples, 5)) @ rng.normal(size=(5, 5)) + 3.0
+    return with_holes(X, 0.2, seed=seed)
+
+
+@pytest.mark.parametrize("estimator", [None, EMGaussianMixture(random_state=0)])
+def test_imputations_are_the_same_in_any_units_exactly_for_powers_of_two(estimator, global_dtype):
+    """Scaling a column by 2**k moves only exponents: the imputations move the same way, bitwise.
+
+    2**±1000 (about 1e±301) squared is beyond float64; 2**±100 keeps float32
+    within its normal range.
+    """
+    X_holes = unit_free_data().astype(global_dtype)
+    k = 1000 if global_dtype == np.float64 else 100
+    factors = np.ldexp(1.0, [k, -k, k // 2, -k // 2, 0]).astype(global_dtype)
+    expected = EMImputer(estimator, random_state=0).fit_transform(X_holes)
+    imputed = EMImputer(estimator, random_state=0).fit_transform(X_holes * factors)
+    assert_array_equal(imputed, expected * factors)
+
+
+@pytest.mark.parametrize("estimator", [None, EMGaussianMixture(random_state=0)])
+def test_imputations_are_the_same_in_any_units(estimator):
+    """Columns multiplied by 1e±300, 1e±150 and near the largest float impute as the original.
+
+    The factors are not powers of two, so each scaled cell is rounded once
+    (relative error up to 1.1e-16), and so is each imputation mapped back;
+    through the standardisation and EM (a few well-conditioned regressions)
+    that made imputations differ by at most 1.5e-15 standard deviations:
+    1e-12 of one leaves a margin of about 1e3 for other BLAS and CPUs.
+    """
+    X_holes = unit_free_data()
+    # the last column's values reach 1e307: their sum over the rows overflows
+    factors = np.array([1e300, 1e-300, 1e150, 1e-150, 1e306])
+    expected = EMImputer(estimator, random_state=0).fit_transform(X_holes)
+    imputed = EMImputer(estimator, random_state=0).fit_transform(X_holes * factors)
+    assert np.isfinite(imputed).all()
+    in_standard_deviations = (imputed / factors - expected) / np.nanstd(X_holes, axis=0)
+    assert_allclose(in_standard_deviations, 0.0, atol=1e-12)
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+class TaskNames(Recorder):
+    """A Recorder that also notes the imputer's name of each model fit it sees begin."""
+
+    def on_fit_task_begin(self, estimator, context):
+        super().on_fit_task_begin(estimator, context)
+        if context.source_task_name is not None:
+            self.events.append(("fit of", context.source_task_name))
+
+
+@needs_callbacks
+def test_callbacks_see_the_fit_of_the_given_estimator_with_a_usable_model():
+    X_holes = unit_free_data()
+    model = EMGaussianMixture(2, max_iter=3, tol=0, random_state=0)
+    recorder = Recorder()
+    imputer = EMImputer(model).set_callbacks(recorder)
+    with pytest.warns(ConvergenceWarning):
+        imputed = imputer.fit_transform(X_holes)
+    assert recorder.events == (
+        [("setup", "EMImputer"), ("begin", "EMImputer", "fit")]
+        + [("begin", "EMGaussianMixture", name) for name in ("fit", "restart")]
+        + [
+            (event, "EMGaussianMixture", "iteration")
+            for _ in range(3)
+            for event in ("begin", "end")
+        ]
+        + [("end", "EMGaussianMixture", name) for name in ("restart", "fit")]
+        + [("end", "EMImputer", "fit"), ("teardown", "EMImputer")]
+    )
+    # the model after each iteration is the one the iteration ends with, in
+    # the units it is fitted in: its score is the next iteration's bound
+    standardized = (X_holes - imputer.mean_) / imputer.scale_
+    with pytest.warns(ConvergenceWarning):
+        plain = clone(model).fit(standardized)
+    assert_allclose(recorder.scores[:2], plain.lower_bounds_[1:], rtol=1e-12)
+    with pytest.warns(ConvergenceWarning):
+        assert_array_equal(imputed, EMImputer(model).fit_transform(X_holes))
+    assert not hasattr(imputer, "_callback_fit_ctx")
+
+
+@needs_callbacks
+def test_callbacks_see_every_fit_of_the_default_model():
+    X_holes = unit_free_data()
+    recorder = TaskNames()
+    imputer = EMImputer(random_state=0).set_callbacks(recorder)
+    imputed = imputer.fit_transform(X_holes)
+    assert_array_equal(imputed, EMImputer(random_state=0).fit_transform(X_holes))
+    starts = [index for index, event in enumerate(recorder.events) if event[0] == "fit of"]
+    fits = []  # (kind, number of components, iterations seen)
+    for start, stop in zip(starts, starts[1:] + [len(recorder.events)]):
+        kind, size = recorder.events[start][1].split(", ")
+        iterations = recorder.events[start:stop].count(("end", "EMGaussianMixture", "iteration"))
+        fits.append((kind, int(size.split()[0]), iterations))
+    refits = [(size, iterations) for kind, size, iterations in fits if kind == "refit"]
+    kept = imputer.estimator_.estimators_
+    assert refits == [(model.n_components, model.n_iter_) for model in kept]
+    validation = [fit for fit in fits if fit[0] == "validation fit"]
+    assert len(validation) + len(refits) == len(fits) and validation[0][1] == 1
+    assert all(1 <= iterations <= VALIDATION_ITERATIONS for *_, iterations in validation)
+    assert all(1 <= iterations <= REFIT_ITERATIONS for _, iterations in refits)
+
+
+@needs_callbacks
+def test_callbacks_propagate_through_a_pipeline_to_the_imputers_model():
+    recorder = Recorder()
+    model = EMGaussianMixture(2, max_iter=3, tol=0, random_state=0)
+    pipeline = make_pipeline(EMImputer(model), StandardScaler()).set_callbacks(recorder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # (not "does not support callbacks")
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipeline.fit(unit_free_data())
+    iterations = [e for e in recorder.events if e == ("end", "EMGaussianMixture", "iteration")]
+    assert len(iterations) == 3
+
+
+@needs_callbacks
+def test_progress_bar_over_the_default_models_fits():
+    pytest.importorskip("rich")
+    from sklearn.callback import ProgressBar
+
+    X_holes = unit_free_data()
+    imputer = EMImputer(random_state=0).set_callbacks(ProgressBar())
+    assert_array_equal(
+        imputer.fit_transform(X_holes), EMImputer(random_state=0).fit_transform(X_holes)
+    )
+
+
+@needs_callbacks
+def test_callbacks_are_torn_down_after_a_failed_fit_and_the_imputer_is_unchanged():
+    recorder = Recorder()
+    imputer = EMImputer(EMGaussianMixture(2, reg_covar=0)).set_callbacks(recorder)
+    state = dict(imputer.__dict__)
+    with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+        imputer.fit([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [1.0, 1.0]])
+    assert recorder.events[0] == ("setup", "EMImputer")
+    assert recorder.events[-1] == ("teardown", "EMImputer")
+    assert imputer.__dict__ == state
+
+
 # ---------------------------------------------------------------- the default model
 
 
@@ -355,9 +508,9 @@ def test_the_default_refits_only_models_of_positive_weight(monkeypatch):
 
     refit = impute.refit
 
-    def recorded_refit(model, X):
+    def recorded_refit(model, X, tasks):
         seen.setdefault("refitted", []).append(model.n_components)
-        return refit(model, X)
+        return refit(model, X, tasks)
 
     monkeypatch.setattr(impute, "stacking_weights", first_has_none)
     monkeypatch.setattr(impute, "refit", recorded_refit)
