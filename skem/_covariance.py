@@ -227,7 +227,7 @@ class _MatrixCovariance(Covariance):
         n_features = centered_means.shape[1]
         return {
             "centered_means": centered_means,
-            "precisions": np.reshape(self.precisions(factors), (-1, n_features, n_features)),
+            "factors": np.reshape(factors, (-1, n_features, n_features)),
         }
 
     def missing_row_width(self, n_components, missing):
@@ -238,7 +238,7 @@ class _MatrixCovariance(Covariance):
         residuals = centered[np.newaxis] - means[:, np.newaxis, :]
         residuals *= ~missing
         mahalanobis, log_det_missing, conditionals = condition_on_observed(
-            residuals, missing, missing_terms["precisions"], means
+            residuals, missing, missing_terms["factors"], means
         )
         # log|S_OO|^(-1/2) = log|U| - log|P_MM| / 2
         return mahalanobis, terms["log_det"] - 0.5 * log_det_missing, conditionals

@@ -13,7 +13,8 @@ Conditioning through the precision
 
     - ``x_M | x_O ~ N(mu_M - P_MM^-1 g_M, P_MM^-1)``, the same as
       ``mu_M + S_MO S_OO^-1 (x_O - mu_O)`` and ``S_MM - S_MO S_OO^-1 S_OM``;
-    - ``(x_O - mu_O)^T S_OO^-1 (x_O - mu_O) = r^T g - g_M^T P_MM^-1 g_M``;
+    - ``(x_O - mu_O)^T S_OO^-1 (x_O - mu_O) = |U^T f|^2`` for ``P = U U^T`` and
+      the filled residual f (r with ``-P_MM^-1 g_M`` on M);
     - ``log|S_OO| = log|S| + log|P_MM|``.
 
     So one product of the zero-filled residuals with each precision, over the
@@ -29,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._base import CHUNK_FLOATS, row_weights
-from ._linalg import cholesky_substitutions, normalize_log_rows
+from ._linalg import normalize_log_rows
 
 #: Floats in one stack of per-pattern matrices (the factorisations and the
 #: per-row gathers are cut into stacks of about this size).
@@ -108,17 +109,16 @@ class PatternGroup(NamedTuple):
     local: np.ndarray
     starts: np.ndarray
 
-    def pattern_batches(self, n_stacked):
-        """Slices of patterns whose ``n_stacked`` m x m matrices fill about one stack."""
+    def pattern_batches(self, width):
+        """Slices of patterns whose m x ``width`` matrices fill about one stack."""
         n_patterns, m = self.indices.shape
-        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
+        size = max(1, STACK_FLOATS // max(1, width * m))
         return [slice(a, min(a + size, n_patterns)) for a in range(0, n_patterns, size)]
 
-    def row_batches(self, patterns, n_stacked):
+    def row_batches(self, patterns, width):
         """Slices of ``rows`` of the given patterns, each gathering about one stack."""
         first, last = self.starts[patterns.start], self.starts[patterns.stop]
-        m = self.indices.shape[1]
-        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
+        size = max(1, STACK_FLOATS // max(1, width * self.indices.shape[1]))
         return [slice(a, min(a + size, last)) for a in range(first, last, size)]
 
     def pattern_sums(self, values):
@@ -231,16 +231,10 @@ def embed_pattern_blocks(blocks, indices, n_features):
 
 # ---------------------------------------------------------------------- Gaussians
 
-#: A stack of missing blocks of at most this many floats is inverted
-#: outright: for small blocks and few patterns, one batched inverse costs
-#: less than the numpy calls of the substitutions, and serves the
-#: conditional covariances too.
+#: A group of patterns whose conditional covariances (one stack) take at most
+#: this many floats keeps them from the E-step for the statistics; larger
+#: groups form them in the sums, only for the pairs the sums weigh.
 SMALL_STACK_FLOATS = 20000
-
-#: Patterns with at least this many rows each on average are also inverted:
-#: one inverse per pattern then serves many rows, where the substitutions
-#: would run once per row.
-ROWS_PER_PATTERN = 2
 
 #: A (pattern, component) pair whose responsibility is below this share of
 #: the component's mean over the patterns of the same size (summed over the
@@ -250,14 +244,24 @@ ROWS_PER_PATTERN = 2
 NEGLIGIBLE_WEIGHT = 1e-14
 
 
-def missing_blocks(precisions, stacked, indices):
-    """The blocks ``P_MM`` of precisions ``stacked`` (n,) at ``indices`` (n, m): (n, m, m)."""
-    return precisions[
-        stacked[:, np.newaxis, np.newaxis], indices[:, :, np.newaxis], indices[:, np.newaxis, :]
-    ]
+def observed_projections(factors, stacked, indices):
+    """``B = (U_M^T)^+`` and ``log|P_MM|`` for the pairs (``factors[stacked[i]]``, ``indices[i]``).
+
+    With ``P = U U^T`` and the rows M of U, ``U_M^T = Q R`` (QR, d x m), so
+    ``P_MM = R^T R`` and ``B = R^-1 Q^T`` (m x d): ``B y`` is
+    ``P_MM^-1 (U y)_M`` computed through the orthonormal Q, never through
+    ``P_MM`` (whose condition number is the square of R's), and ``B B^T`` is
+    the conditional covariance ``P_MM^-1``. Returns B (n, m, d) and the
+    log-determinants (n,).
+    """
+    transposed_rows = np.swapaxes(factors[stacked[:, np.newaxis], indices], 1, 2)
+    q, r = np.linalg.qr(transposed_rows)
+    projections = np.linalg.solve(r, np.swapaxes(q, 1, 2))
+    log_det = 2 * np.log(np.abs(np.diagonal(r, axis1=1, axis2=2))).sum(axis=1)
+    return projections, log_det
 
 
-def condition_on_observed(residuals, missing, precisions, means):
+def condition_on_observed(residuals, missing, factors, means):
     """Marginals of the observed values and conditionals of the missing ones.
 
     Parameters
@@ -267,8 +271,9 @@ def condition_on_observed(residuals, missing, precisions, means):
         overwritten with the filled residuals ``E[x | x_O, k] - mean_k``
         (unchanged on the observed coordinates).
     missing : ndarray of shape (n, d), bool
-    precisions : ndarray of shape (J, d, d), J = K or 1 (shared)
-        The components' precision matrices.
+    factors : ndarray of shape (J, d, d), J = K or 1 (shared)
+        Factors U of the components' precisions, ``P = U U^T`` (any square
+        root: the precision Cholesky factor of a mixture).
     means : ndarray of shape (K, d)
         The components' means (kept with the conditionals, which are about them).
 
@@ -283,58 +288,75 @@ def condition_on_observed(residuals, missing, precisions, means):
 
     Notes
     -----
-    One Cholesky factor ``L`` of each pattern's block ``P_MM`` per component
-    gives ``log|P_MM|``, and substitutions with it give, row by row,
-    ``g_M^T P_MM^-1 g_M = |L^-1 g_M|^2`` and ``P_MM^-1 g_M``. Only a small
-    group (one stack of at most ``SMALL_STACK_FLOATS``) is inverted here,
-    its inverses kept for the statistics; elsewhere the conditional
-    covariances ``P_MM^-1`` are formed later, and only where the statistics
-    weigh them (``covariance_sum``).
+    Per pattern and component, ``observed_projections`` gives ``B`` and
+    ``log|P_MM|``; each row's filled residual is ``r_M = -B y`` with the
+    whitened residual ``y = U^T r``, and its squared distance ``|U^T r|^2``
+    of the filled r: a sum of squares. The textbook difference
+    ``r^T P r - g_M^T P_MM^-1 g_M`` of two nearly equal terms loses every
+    digit on an ill-conditioned covariance (a column that is the sum of
+    others, at a scale of 1000: tens of millions of nats), and so does
+    ``P_MM^-1 g_M`` through a factor of ``P_MM``.
     """
-    n_samples, n_stacked = residuals.shape[1], precisions.shape[0]
+    n_samples, n_stacked = residuals.shape[1], factors.shape[0]
+    n_features = residuals.shape[2]
     groups = pattern_groups(missing)
     log_det_missing = np.zeros((n_samples, n_stacked))
-    kept = {}  # the inverses of small groups (one stack each), by group number
+    kept = {}  # the conditional covariances of small groups (one stack each)
     # a row so far out that its terms overflow (inf - inf) has density 0 either way
     with np.errstate(over="ignore", invalid="ignore"):
-        gradients = np.matmul(residuals, precisions)
-        mahalanobis = np.einsum("knd,knd->nk", residuals, gradients)
+        whitened = np.matmul(residuals, factors)
         for number, group in enumerate(groups):
-            batches = group.pattern_batches(n_stacked)
+            m = group.indices.shape[1]
+            batches = group.pattern_batches(n_stacked * n_features)
             for patterns in batches:
                 indices = group.indices[patterns]
-                blocks = precisions[:, indices[:, :, np.newaxis], indices[:, np.newaxis, :]]
-                blocks = blocks.transpose(1, 0, 2, 3)  # (patterns, J, m, m)
-                factors = np.linalg.cholesky(blocks)
-                log_det = 2 * np.log(np.diagonal(factors, axis1=2, axis2=3)).sum(axis=2)
-                # inverses where they cost less than the substitutions' numpy calls: a
-                # small stack (kept for the statistics), or many rows per pattern
-                small = len(batches) == 1 and blocks.size <= SMALL_STACK_FLOATS
-                n_rows = group.starts[patterns.stop] - group.starts[patterns.start]
-                shared_rows = n_rows >= ROWS_PER_PATTERN * blocks.shape[0]
-                inverses = np.linalg.inv(blocks) if small or shared_rows else None
-                if small:
-                    kept[number] = inverses
-                for batch in group.row_batches(patterns, n_stacked):
+                n_patterns = indices.shape[0]
+                projections, log_det = observed_projections(
+                    factors,
+                    np.tile(np.arange(n_stacked), n_patterns),
+                    np.repeat(indices, n_stacked, axis=0),
+                )
+                projections = projections.reshape(n_patterns, n_stacked, m, n_features)
+                log_det = log_det.reshape(n_patterns, n_stacked)
+                if len(batches) == 1 and n_patterns * n_stacked * m * m <= SMALL_STACK_FLOATS:
+                    kept[number] = projections @ np.swapaxes(projections, 2, 3)
+                for batch in group.row_batches(patterns, n_stacked * n_features):
                     rows = group.rows[batch]
                     local = group.local[batch] - patterns.start
-                    columns = indices[local]
-                    gradient = gradients[:, rows[:, None], columns].transpose(1, 0, 2)
-                    if inverses is None:
-                        whitened, solved = cholesky_substitutions(factors[local], gradient)
-                        mahalanobis[rows] -= np.einsum("nkm,nkm->nk", whitened, whitened)
-                    else:
-                        solved = np.matmul(gradient[:, :, np.newaxis], inverses[local])[:, :, 0]
-                        mahalanobis[rows] -= np.einsum("nkm,nkm->nk", gradient, solved)
-                    residuals[:, rows[:, None], columns] = -solved.transpose(1, 0, 2)
+                    # B y for each component (the one shared B when J = 1)
+                    subscripts = "nmd,knd->knm" if n_stacked == 1 else "nkmd,knd->knm"
+                    gathered = projections[local, 0] if n_stacked == 1 else projections[local]
+                    solved = np.einsum(subscripts, gathered, whitened[:, rows])
+                    residuals[:, rows[:, None], indices[local]] = -solved
                     log_det_missing[rows] = log_det[local]
+        mahalanobis = squared_norms(residuals, factors)
     mahalanobis[np.isnan(mahalanobis)] = np.inf
-    np.maximum(mahalanobis, 0.0, out=mahalanobis)  # (a difference: rounding may cross zero)
     return (
         mahalanobis,
         log_det_missing,
-        PatternConditionals(residuals, means, groups, precisions, kept),
+        PatternConditionals(residuals, means, groups, factors, kept),
     )
+
+
+def squared_norms(residuals, factors):
+    """``|U_k^T r_nk|^2`` for residuals (K, n, d) and factors (J, d, d): (n, K).
+
+    Rows are taken a chunk at a time, so the products never hold more than
+    one chunk of the (K, n, d) residuals at once.
+    """
+    n_components, n_samples, n_features = residuals.shape
+    norms = np.empty((n_samples, n_components))
+    size = max(1, CHUNK_FLOATS // max(1, n_components * n_features))
+    for start in range(0, n_samples, size):
+        whitened = np.matmul(residuals[:, start : start + size], factors)
+        norms[start : start + size] = np.einsum("knd,knd->nk", whitened, whitened)
+    return norms
+
+
+def conditional_covariances(factors, stacked, indices):
+    """``P_MM^-1`` for the pairs (``factors[stacked[i]]``, ``indices[i]``): (n, m, m)."""
+    projections = observed_projections(factors, stacked, indices)[0]
+    return projections @ np.swapaxes(projections, 1, 2)
 
 
 class PatternConditionals:
@@ -342,15 +364,15 @@ class PatternConditionals:
 
     ``residuals`` (K, n, d) are ``E[x | x_O, k] - means[k]``; the conditional
     covariance of pattern p under component k is ``P_MM^-1`` of that
-    component's precision (shared by all components when J = 1).
+    component's precision ``U U^T`` (shared by all components when J = 1).
     """
 
-    def __init__(self, residuals, means, groups, precisions, inverses=None):
+    def __init__(self, residuals, means, groups, factors, covariances=None):
         self.residuals = residuals
         self.means = means
         self._groups = groups
-        self._precisions = precisions
-        self._inverses = inverses or {}
+        self._factors = factors
+        self._covariances = covariances or {}
 
     def mean_sum(self, responsibilities):
         """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
@@ -366,7 +388,7 @@ class PatternConditionals:
         components, most pairs.
         """
         n_components, _, n_features = self.residuals.shape
-        shared = self._precisions.shape[0] == 1
+        shared = self._factors.shape[0] == 1
         n_targets = 1 if pooled else n_components
         total = np.zeros((n_targets, n_features, n_features))
         for number, group in enumerate(self._groups):
@@ -375,10 +397,10 @@ class PatternConditionals:
                 pattern_weights = weights.sum(axis=1, keepdims=True)
             else:
                 pattern_weights = weights
-            inverses = self._inverses.get(number)
-            if inverses is not None:  # every pair's, formed in the E-step
+            covariances = self._covariances.get(number)
+            if covariances is not None:  # every pair's, formed in the E-step
                 scale = weights if shared and not pooled else pattern_weights
-                blocks = inverses * scale[:, :, np.newaxis, np.newaxis]
+                blocks = covariances * scale[:, :, np.newaxis, np.newaxis]
                 if pooled:
                     blocks = blocks.sum(axis=1, keepdims=True)
                 total += embed_pattern_blocks(blocks, group.indices, n_features)
@@ -386,13 +408,11 @@ class PatternConditionals:
             mean_weight = pattern_weights.mean(axis=0)
             pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
             m = group.indices.shape[1]
-            size = max(1, STACK_FLOATS // (n_components * m * m))
+            size = max(1, STACK_FLOATS // (n_components * m * n_features))
             for start in range(0, pattern.size, size):
                 batch = slice(start, start + size)
                 indices = group.indices[pattern[batch]]
-                covariance = np.linalg.inv(
-                    missing_blocks(self._precisions, stacked[batch], indices)
-                )
+                covariance = conditional_covariances(self._factors, stacked[batch], indices)
                 if pooled or not shared:
                     targets = np.zeros_like(stacked[batch]) if pooled else stacked[batch]
                     scale = pattern_weights[pattern[batch], stacked[batch]]
@@ -412,10 +432,10 @@ class PatternConditionals:
         the result is zero elsewhere.
         """
         noise = np.zeros_like(standard_normal)
-        n_stacked = self._precisions.shape[0]
+        n_stacked, n_features = self._factors.shape[0], self._factors.shape[1]
         for group in self._groups:
             m = group.indices.shape[1]
-            size = max(1, STACK_FLOATS // (m * m))
+            size = max(1, STACK_FLOATS // (m * n_features))
             for start in range(0, group.rows.size, size):
                 rows = group.rows[start : start + size]
                 stacked = np.zeros_like(rows) if n_stacked == 1 else labels[rows]
@@ -423,10 +443,8 @@ class PatternConditionals:
                 pairs, pair = np.unique(
                     group.local[start : start + size] * n_stacked + stacked, return_inverse=True
                 )
-                covariance = np.linalg.inv(
-                    missing_blocks(
-                        self._precisions, pairs % n_stacked, group.indices[pairs // n_stacked]
-                    )
+                covariance = conditional_covariances(
+                    self._factors, pairs % n_stacked, group.indices[pairs // n_stacked]
                 )
                 columns = group.indices[group.local[start : start + size]]
                 noise[rows[:, None], columns] = np.einsum(

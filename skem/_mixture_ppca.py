@@ -23,7 +23,12 @@ from ._missing import (
 )
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
 from ._parallel import single_blas_thread
-from ._ppca import latent_precision_terms, ppca_log_density, principal_subspace
+from ._ppca import (
+    latent_precision_terms,
+    ppca_log_density,
+    ppca_precision_factor,
+    principal_subspace,
+)
 from .exceptions import DegenerateComponentWarning
 
 #: Up to this many features the M-step is the exact closed form, above it one
@@ -359,22 +364,21 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             )
         return log_prob
 
-    def _missing_precisions(self):
-        """Each component's precision ``(I - W M^-1 W^T) / s`` (K, d, d), for rows with NaN.
+    def _missing_factors(self):
+        """Each component's precision factor (``ppca_precision_factor``, K x d x d), for NaN.
 
         Formed on the first chunk with NaN after each M-step (and kept until
         ``_refresh_caches``); the value is a pure function of the parameters,
         so chunks that meet here at once compute the same.
         """
-        if "precisions" not in self._missing_cache:
-            components = self.components_
-            low_rank = np.einsum(
-                "kqd,kqr,kre->kde", components, self._precision_inverses, components
+        if "factors" not in self._missing_cache:
+            self._missing_cache["factors"] = np.array(
+                [
+                    ppca_precision_factor(w, s)
+                    for w, s in zip(self.components_, self.noise_variance_)
+                ]
             )
-            precisions = np.eye(components.shape[2]) - low_rank
-            precisions /= self.noise_variance_[:, np.newaxis, np.newaxis]
-            self._missing_cache["precisions"] = precisions
-        return self._missing_cache["precisions"]
+        return self._missing_cache["factors"]
 
     def _missing_log_prob(self, X, missing):
         """Log-density of the observed values of each row: the marginal Gaussian.
@@ -386,7 +390,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         np.copyto(residuals, 0.0, where=missing)
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             mahalanobis, log_det_missing, conditionals = condition_on_observed(
-                residuals, missing, self._missing_precisions(), means
+                residuals, missing, self._missing_factors(), means
             )
         n_features, n_latent = X.shape[1], self.components_.shape[1]
         log_det = (n_features - n_latent) * np.log(self.noise_variance_) + self._log_det_precisions

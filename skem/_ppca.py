@@ -108,6 +108,18 @@ def latent_precision_terms(components, noise_variance):
     return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
 
 
+def ppca_precision_factor(components, noise_variance):
+    """Upper factor U of the model precision, ``U U^T = (W^T W + s I)^-1`` (d x d).
+
+    From the Cholesky factor of the covariance itself (``U = L^-T``), not of a
+    precision formed by the matrix-inversion lemma, whose entries lose the
+    digits an ill-conditioned model needs. For rows with missing values only.
+    """
+    covariance = components.T @ components
+    covariance.flat[:: covariance.shape[0] + 1] += noise_variance
+    return np.linalg.inv(np.linalg.cholesky(covariance)).T
+
+
 def ppca_log_density(
     squared_norms,
     projected,
@@ -488,14 +500,14 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _expected_moments(self, X, sample_weight):
         """Mean and covariance of the rows completed by the current model, in expectation."""
-        precision = self.get_precision()[np.newaxis]
+        factor = ppca_precision_factor(self.components_, self.noise_variance_)[np.newaxis]
         center = self.mean_
 
         def sums(block, weights):
             weights = row_weights(weights, block.shape[0])
             missing = np.isnan(block)
             residuals = np.where(missing, 0.0, block - center)[np.newaxis]
-            conditionals = condition_on_observed(residuals, missing, precision, center[None])[2]
+            conditionals = condition_on_observed(residuals, missing, factor, center[None])[2]
             filled = conditionals.residuals[0]  # E[x | x_observed] - center
             scatter = (filled * weights[:, np.newaxis]).T @ filled
             scatter += conditionals.covariance_sum(weights[:, np.newaxis])[0]
