@@ -1,12 +1,14 @@
 """The skem command line."""
 
+import io
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 
-from skem import EMGaussianMixture, __version__
+from skem import EMGaussianMixture, ProbabilisticPCA, __version__
 from skem.cli import main
 
 
@@ -94,25 +96,33 @@ def test_fit_then_score_writes_the_models_log_densities(iris_csv, tmp_path, caps
 @pytest.mark.parametrize(
     "content, message",
     [
-        ("1,2,3,4\n1,2,x,4\n", "line 2, column 3: 'x' is not a number"),
-        ("1,2,3,4\n\n1,2,x,4\n", "line 3, column 3: 'x' is not a number"),
-        ('"a\nb",c,d,e\n1,2,3,4\n1,2,x,4\n', "line 4, column 3: 'x' is not a number"),
-        ("1,typo,3,4\n1,2,3,4\n", "line 1, column 2: 'typo' is not a number"),
+        ("1,2,3,4\n1,2,x,4\n", "line 2, column 2: 'x' is not a number"),
+        ("1,2,3,4\n\n1,2,x,4\n", "line 3, column 2: 'x' is not a number"),
+        ('"a\nb",c,d,e\n1,2,3,4\n1,2,x,4\n', "line 4, column 2 'd': 'x' is not a number"),
+        ("1,typo,3,4\n1,2,3,4\n", "line 1, column 1: 'typo' is not a number (if this line"),
         ("1,2,3,4\n1,2,3\n", "line 2: 3 fields, expected 4"),
-        ("1,2,3\n4,5,6\n", "has 3 columns but the model expects 4"),
         ("", "has no rows"),
     ],
 )
-def test_bad_files_give_one_line_errors_and_a_non_zero_exit(
-    content, message, iris_csv, tmp_path, capsys
-):
-    model_path, bad = tmp_path / "model.joblib", tmp_path / "bad.csv"
-    main(["fit", "ppca", str(iris_csv), "--param", "n_components=2", "--out", str(model_path)])
+def test_bad_files_give_one_line_errors_and_a_non_zero_exit(content, message, tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
     bad.write_text(content)
-    capsys.readouterr()
-    assert main(["score", str(model_path), str(bad)]) == 1
+    assert main(["fit", "gmm", str(bad), "--out", str(tmp_path / "m.joblib")]) == 1
     error = capsys.readouterr().err
     assert message in error and error.count("\n") == 1 and "Traceback" not in error
+
+
+def test_a_file_without_header_is_scored_by_position(tmp_path, capsys):
+    train, model_path, bad = tmp_path / "t.csv", tmp_path / "m.joblib", tmp_path / "d.csv"
+    np.savetxt(train, np.random.RandomState(0).normal(size=(50, 4)), delimiter=",")
+    assert (
+        main(["fit", "ppca", str(train), "--param", "n_components=2", "--out", str(model_path)])
+        == 0
+    )
+    bad.write_text("1,2,3\n4,5,6\n")
+    capsys.readouterr()
+    assert main(["score", str(model_path), str(bad)]) == 1
+    assert "has 3 columns but the model expects 4" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -127,7 +137,10 @@ def test_bad_files_give_one_line_errors_and_a_non_zero_exit(
         (["fit", "gmm", "{missing}", "--out", "{out}"], "cannot read"),
         (["score", "{data}", "{data}"], "is not a model saved by 'skem fit'"),
         (["fit", "gmm", "{data}", "--out", "{missing_dir}"], "No such file or directory"),
-        (["fit", "gmm", "{nan_data}", "--out", "{out}"], "Columns [1] of X are entirely NaN"),
+        (
+            ["fit", "gmm", "{nan_data}", "--out", "{out}"],
+            "column 1 has no values; leave it out with --exclude 1",
+        ),
     ],
 )
 def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_path, capsys):
@@ -144,17 +157,30 @@ def test_bad_commands_give_one_line_errors(arguments, message, iris_csv, tmp_pat
     assert message in error and error.count("\n") == 1
 
 
-def test_rows_of_missing_values_are_kept_so_scores_line_up(tmp_path, capsys):
+def test_rows_without_values_are_left_out_of_the_fit_and_scored_empty(tmp_path, capsys):
+    rows = np.random.RandomState(0).normal(size=(50, 2))
     train, model_path, data = tmp_path / "t.csv", tmp_path / "m.joblib", tmp_path / "d.csv"
-    np.savetxt(train, np.random.RandomState(0).normal(size=(50, 2)), delimiter=",")
+    np.savetxt(train, rows, delimiter=",")
+    with open(train, "a") as handle:
+        handle.write(",\n")
     assert (
         main(["fit", "ppca", str(train), "--param", "n_components=1", "--out", str(model_path)])
         == 0
     )
+    output = capsys.readouterr()
+    assert "on 50 rows x 2 columns" in output.out
+    assert "note: left out 1 row without a value in the chosen columns (data row 50," in output.err
     data.write_text("1,2\n,\n3,4\n")
-    capsys.readouterr()
-    assert main(["score", str(model_path), str(data)]) == 1
-    assert "entirely NaN" in capsys.readouterr().err
+    assert main(["score", str(model_path), str(data), "--contamination", "0.1"]) == 0
+    output = capsys.readouterr()
+    lines = output.out.splitlines()
+    assert lines[0] == "log_density,anomaly" and lines[2] == ","
+    expected = ProbabilisticPCA(n_components=1).fit(rows).score_samples([[1, 2], [3, 4]])
+    written = [float(lines[1].split(",")[0]), float(lines[3].split(",")[0])]
+    np.testing.assert_allclose(written, expected, rtol=1e-9)
+    assert (
+        "empty fields for 1 row without a value in the model's columns (data row 1," in output.err
+    )
 
 
 # ---------------------------------------------------------------- real files, real command
@@ -195,7 +221,13 @@ def wine_model(wine_frame, tmp_path_factory):
 
 def scores_of(completed):
     assert completed.returncode == 0, completed.stderr
-    return np.array([float(line) for line in completed.stdout.splitlines()[1:]])
+    return read_scores(completed.stdout)["log_density"].to_numpy()
+
+
+def read_scores(text):
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(text))
 
 
 def test_score_matches_columns_by_name(wine_frame, wine_model):
@@ -303,7 +335,7 @@ def test_terminal_progress_reports_iterations_and_the_bound(capsys):
     pytest.importorskip("sklearn.callback")
     from sklearn.datasets import load_iris
 
-    from skem.cli import TerminalProgress
+    from skem._commands import TerminalProgress
 
     model = EMGaussianMixture(3, random_state=0).set_callbacks(TerminalProgress(interval=0))
     model.fit(load_iris().data)
@@ -320,14 +352,20 @@ def test_terminal_progress_reports_iterations_and_the_bound(capsys):
     ],
 )
 def test_delimiters_and_decimal_marks(content, options, expected, tmp_path):
-    from skem.cli import build_parser, read_data
+    table = read_args_table(tmp_path, content, options)
+    np.testing.assert_allclose(table.values(table.choose()), expected)
+    assert table.names == ["a", "b"]
 
-    path = tmp_path / "data.csv"
+
+def read_args_table(directory, content, options=()):
+    """The Table that ``skem score`` reads from ``content`` with ``options``."""
+    from skem._commands import read_data
+    from skem.cli import build_parser
+
+    path = directory / "data.csv"
     path.write_text(content)
     args = build_parser().parse_args(["score", "m.joblib", str(path), *options])
-    values, names = read_data(args, path)
-    np.testing.assert_allclose(values, expected)
-    assert names == ["a", "b"]
+    return read_data(args, path)
 
 
 @pytest.mark.parametrize(
@@ -343,3 +381,242 @@ def test_impossible_table_options_are_one_line_errors(options, message, tmp_path
     completed = skem_command("fit", "gmm", path, "--out", tmp_path / "m.joblib", *options)
     assert completed.returncode == 1 and message in completed.stderr
     assert completed.stderr.count("\n") == 1
+
+
+# ---------------------------------------------------------------- the files people have
+
+
+def fit_and_score(tmp_path, capsys, data, fit_options=(), score_options=()):
+    """Fit a 2-component diagonal mixture on ``data`` with the CLI, then score it."""
+    model_path = tmp_path / "model.joblib"
+    fit = ["fit", "gmm", str(data), "--out", str(model_path), *fit_options]
+    fit += ["--param", "n_components=2", "--param", "covariance_type=diag"]
+    assert main([*fit, "--param", "random_state=0"]) == 0, capsys.readouterr().err
+    fitted = capsys.readouterr().out
+    assert main(["score", str(model_path), str(data), *score_options]) == 0
+    return fitted, read_scores(capsys.readouterr().out)
+
+
+def reference_scores(values):
+    model = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(values)
+    return model.score_samples(values)
+
+
+@pytest.fixture
+def states():
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    frame = pd.DataFrame(
+        rng.normal(size=(60, 3)) * [100, 3, 5] + [400, 6, 15],
+        columns=["violent", "murder", "poverty"],
+        index=pd.Index([f"State {number}" for number in range(60)], name="state"),
+    )
+    return frame.round(2)
+
+
+@pytest.mark.parametrize("layout", ["named index", "unnamed index", "--index-col"])
+def test_text_row_labels_are_kept_and_written_before_the_scores(layout, states, tmp_path, capsys):
+    path, options = tmp_path / "states.csv", []
+    if layout == "named index":
+        states.to_csv(path)
+    elif layout == "unnamed index":
+        states.rename_axis(None).to_csv(path)
+    else:  # dates in the middle, not distinct words first
+        frame = states.reset_index(drop=True)
+        frame.insert(2, "date", [f"2020-01-{day % 28 + 1:02d}" for day in range(60)])
+        frame.to_csv(path, index=False)
+        options = ["--index-col", "2"]
+    fitted, scores = fit_and_score(
+        tmp_path, capsys, path, options, [*options, "--contamination", "0.05"]
+    )
+    expected = reference_scores(states.to_numpy())
+    np.testing.assert_allclose(scores["log_density"], expected, rtol=1e-9)
+    assert "on 60 rows x 3 columns" in fitted
+    if layout == "--index-col":
+        assert list(scores.columns[:1]) == ["date"] and scores["date"][31] == "2020-01-04"
+        assert "(row labels: column 2 'date')" in fitted
+    else:
+        assert list(scores.iloc[:, 0]) == list(states.index)
+        assert scores.columns[0] == ("state" if layout == "named index" else "row")
+    assert scores["anomaly"].sum() == np.sum(expected < np.quantile(expected, 0.05))
+
+
+@pytest.fixture
+def firms(tmp_path):
+    """A file with row labels, two numeric columns, a column of text, another numeric."""
+    import pandas as pd
+
+    rng = np.random.RandomState(1)
+    frame = pd.DataFrame(
+        {
+            "id": [f"row{number}" for number in range(80)],
+            "a": rng.normal(size=80).round(3),
+            "b": rng.normal(size=80).round(3),
+            "firm": ["General Motors", "IBM"] * 40,
+            "c": rng.normal(size=80).round(3),
+        }
+    )
+    frame.to_csv(tmp_path / "firms.csv", index=False)
+    return frame, tmp_path / "firms.csv"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--columns", "a,c"],
+        ["--columns", "1,4"],
+        ["--exclude", "b,firm"],
+        ["--exclude", "2,3"],
+        ["--columns", "a,b,c", "--exclude", "b"],
+    ],
+)
+def test_columns_and_exclude_take_names_or_positions_counted_from_the_labels(
+    options, firms, tmp_path, capsys
+):
+    import joblib
+
+    frame, path = firms
+    fitted, scores = fit_and_score(tmp_path, capsys, path, options)
+    bundle = joblib.load(tmp_path / "model.joblib")
+    assert bundle["columns"] == ["a", "c"] and "on 80 rows x 2 columns" in fitted
+    values = frame[["a", "c"]].to_numpy()
+    reference = EMGaussianMixture(2, covariance_type="diag", random_state=0).fit(values)
+    np.testing.assert_allclose(bundle["model"].means_, reference.means_, rtol=1e-9)
+    # scoring the whole file takes the model's columns by name, the rest is left out
+    np.testing.assert_allclose(scores["log_density"], reference.score_samples(values), rtol=1e-9)
+    assert list(scores["id"]) == list(frame["id"])
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (
+            [],
+            "column 3 'firm' holds text ('General Motors' on line 2); leave it out with "
+            "--exclude firm",
+        ),
+        (["--columns", "a,d"], "--columns: {path} has no column 'd'; its columns are id, a, b"),
+        (["--columns", "5"], "has no column '5'; its columns are id, a, b, firm, c (or 0 to 4)"),
+        (["--columns", "id,a"], "column 0 'id' holds the row labels"),
+        (["--exclude", "a,1"], "--exclude: column 1 'a' is given twice"),
+        (["--columns", "b", "--exclude", "b"], "no column left to read"),
+    ],
+)
+def test_column_options_and_text_columns_give_one_line_errors(
+    options, message, firms, tmp_path, capsys
+):
+    _, path = firms
+    assert main(["fit", "gmm", str(path), "--out", str(tmp_path / "m.joblib"), *options]) == 1
+    error = capsys.readouterr().err
+    assert message.format(path=path) in error and error.count("\n") == 1
+
+
+def test_a_bad_field_is_located_as_the_options_count_columns(firms, tmp_path, capsys):
+    frame, path = firms
+    frame.astype({"b": object}).assign(b=lambda f: f["b"].where(f.index != 5, "x")).to_csv(
+        path, index=False
+    )
+    assert main(["fit", "gmm", str(path), "--exclude", "firm", "--out", str(tmp_path / "m")]) == 1
+    assert "line 7, column 2 'b': 'x' is not a number" in capsys.readouterr().err
+    assert main(["fit", "gmm", str(path), "--exclude", "2,firm", "--out", str(tmp_path / "m")]) == 0
+
+
+@pytest.mark.parametrize(
+    "content, names, labels, values",
+    [
+        # no header: a first column of distinct words holds row labels
+        ("Alabama,459.9,7.1\nAlaska,632.6,3.2\n", None, ["Alabama", "Alaska"], [[459.9, 7.1]]),
+        # words and years above fractions: a header whose first column names the labels
+        (
+            "Country,1960,1961\nAruba,4.82,4.655\nAndorra,,1.24\n",
+            ["Country", "1960", "1961"],
+            ["Aruba", "Andorra"],
+            [[4.82, 4.655]],
+        ),
+        # labels that look like numbers are kept as written
+        ('"",a\n007,1.5\n010,2.5\n', ["Unnamed: 0", "a"], ["007", "010"], [[1.5]]),
+        # quoted names lose their quotes
+        ("'x'\t'y'\n1\t2.5\n3\t4\n", ["x", "y"], None, [[1, 2.5]]),
+    ],
+)
+def test_headers_and_row_labels_are_recognised(content, names, labels, values, tmp_path):
+    table = read_args_table(tmp_path, content)
+    assert table.names == names
+    assert (table.labels is None) if labels is None else list(table.labels) == labels
+    np.testing.assert_allclose(table.values(table.choose())[: len(values)], values)
+
+
+def test_an_unwritable_out_is_refused_before_any_fitting(iris_csv, tmp_path, capsys, monkeypatch):
+    fits = []
+    monkeypatch.setattr(EMGaussianMixture, "fit", lambda self, X: fits.append(X) or self)
+    for out in (tmp_path / "no" / "such" / "m.joblib", tmp_path):
+        assert main(["fit", "gmm", str(iris_csv), "--out", str(out)]) == 1
+        assert f"cannot write {out}" in capsys.readouterr().err
+    assert fits == [] and sorted(tmp_path.iterdir()) == [iris_csv]
+
+
+def test_contamination_flags_rows_with_missing_cells_as_often_as_complete_rows(tmp_path, capsys):
+    # one correlated Gaussian; 40% of the scored rows miss two cells (15 patterns)
+    rng = np.random.RandomState(0)
+    factor = rng.normal(size=(6, 6))
+    covariance = factor @ factor.T + np.eye(6)
+    train, test = (rng.multivariate_normal(np.zeros(6), covariance, size=4000) for _ in "ab")
+    incomplete = rng.rand(4000) < 0.4
+    for row in np.flatnonzero(incomplete):
+        test[row, rng.choice(6, 2, replace=False)] = np.nan
+    np.savetxt(tmp_path / "train.csv", train, delimiter=",")
+    np.savetxt(tmp_path / "test.csv", test, delimiter=",")
+    model = str(tmp_path / "m.joblib")
+    assert main(["fit", "gmm", str(tmp_path / "train.csv"), "--out", model]) == 0
+    capsys.readouterr()
+    command = ["score", model, str(tmp_path / "test.csv"), "--contamination", "0.05"]
+    assert main(command) == 0
+    output = capsys.readouterr().out
+    flags = read_scores(output)["anomaly"].to_numpy()
+    # binomial SD of a 5% share: 0.0054 on 1600 rows, 0.0044 on 2400; the thresholds'
+    # own error (2000 draws a pattern, 4000 training rows) adds about 0.003: 0.02 is
+    # over 3 SD. Without calibration, 0.12% of the incomplete rows were flagged.
+    assert abs(flags[incomplete].mean() - 0.05) < 0.02
+    assert abs(flags[~incomplete].mean() - 0.05) < 0.02
+    assert main(command) == 0 and capsys.readouterr().out == output  # reproducible
+
+
+def test_rare_missingness_patterns_share_a_threshold_by_number_of_missing_cells():
+    from skem._anomaly import MAX_PATTERNS, row_thresholds
+
+    rng = np.random.RandomState(1)
+    factor = rng.normal(size=(8, 8))
+    covariance = factor @ factor.T + np.eye(8)
+    train, test = (rng.multivariate_normal(np.zeros(8), covariance, size=4000) for _ in "ab")
+    model = EMGaussianMixture(1, random_state=0).fit(train)
+    for row in range(test.shape[0]):  # 1 to 3 missing cells: 92 patterns
+        test[row, rng.choice(8, rng.randint(1, 4), replace=False)] = np.nan
+    assert len(np.unique(np.isnan(test), axis=0)) > 4 * MAX_PATTERNS
+    scores = model.score_samples(test)
+    flags = scores < row_thresholds(model, test, np.sort(model.score_samples(train)), 0.05)
+    n_missing = np.isnan(test).sum(axis=1)
+    for count in (1, 2, 3):  # about 1330 rows each: binomial SD 0.006
+        assert abs(flags[n_missing == count].mean() - 0.05) < 0.02
+
+
+def test_degenerate_components_on_discrete_columns_are_explained(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    binary = np.repeat([0, 1], 100)
+    values = np.column_stack([rng.normal(size=200) + 3 * binary, rng.normal(size=200), binary])
+    np.savetxt(tmp_path / "d.csv", values, delimiter=",", header="x,y,smoker", comments="")
+    command = ["fit", "gmm", str(tmp_path / "d.csv"), "--out", str(tmp_path / "m.joblib")]
+    assert main([*command, "--param", "n_components=2", "--param", "random_state=0"]) == 0
+    error = capsys.readouterr().err
+    assert "DegenerateComponentWarning" not in error and "2 of 2 components are degenerate" in error
+    assert re.search(
+        r"note: components 0, 1 sit on a single value of column 2 'smoker' \([01], held by "
+        r"100 of 200 rows; 2 distinct values\)",
+        error,
+    )
+    assert "--exclude smoker" in error and "--param reg_covar=0.083" in error
+    # more components than points collapse too, with no discrete column to blame
+    np.savetxt(tmp_path / "d.csv", rng.normal(size=(6, 4)), delimiter=",")
+    assert main([*command, "--param", "n_components=3", "--param", "random_state=0"]) == 0
+    error = capsys.readouterr().err
+    assert "components are degenerate" in error and "note:" not in error
