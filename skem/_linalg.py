@@ -82,6 +82,30 @@ def inverse_lower_transposed(cholesky_factor):
     return np.triu(inverse.T)
 
 
+def cholesky_substitutions(factors, vectors):
+    """``L^-1 b`` and ``(L L^T)^-1 b`` for stacks of small lower factors L, vectors b.
+
+    ``factors`` (..., m, m) and ``vectors`` (..., m) broadcast against each
+    other (one factor may serve several vectors). Forward then backward
+    substitution, one coordinate at a time over the whole stack: for the
+    thousands of small systems of a missing-value E-step this is several
+    times faster than numpy's batched LU (``solve``, ``inv``), which handles
+    each system on its own.
+    """
+    m = vectors.shape[-1]
+    shape = np.broadcast_shapes(factors.shape[:-2], vectors.shape[:-1]) + (m,)
+    diagonal = np.diagonal(factors, axis1=-2, axis2=-1)
+    forward = np.empty(shape)
+    for i in range(m):
+        inner = np.einsum("...j,...j->...", factors[..., i, :i], forward[..., :i])
+        forward[..., i] = (vectors[..., i] - inner) / diagonal[..., i]
+    backward = np.empty(shape)
+    for i in range(m - 1, -1, -1):
+        inner = np.einsum("...j,...j->...", factors[..., i + 1 :, i], backward[..., i + 1 :])
+        backward[..., i] = (forward[..., i] - inner) / diagonal[..., i]
+    return forward, backward
+
+
 def precision_cholesky_from_precision(precision):
     """Upper U with ``U U^T = precision``, by Cholesky of the flipped matrix."""
     flipped = precision[::-1, ::-1]

@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ._base import CHUNK_FLOATS, row_weights
-from ._linalg import normalize_log_rows
+from ._linalg import cholesky_substitutions, normalize_log_rows
 
 #: Floats in one stack of per-pattern matrices (the factorisations and the
 #: per-row gathers are cut into stacks of about this size).
@@ -109,16 +109,17 @@ class PatternGroup(NamedTuple):
     local: np.ndarray
     starts: np.ndarray
 
-    def pattern_batches(self, width):
-        """Slices of patterns whose m x ``width`` matrices fill about one stack."""
+    def pattern_batches(self, n_stacked):
+        """Slices of patterns whose ``n_stacked`` m x m matrices fill about one stack."""
         n_patterns, m = self.indices.shape
-        size = max(1, STACK_FLOATS // max(1, width * m))
+        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
         return [slice(a, min(a + size, n_patterns)) for a in range(0, n_patterns, size)]
 
-    def row_batches(self, patterns, width):
+    def row_batches(self, patterns, n_stacked):
         """Slices of ``rows`` of the given patterns, each gathering about one stack."""
         first, last = self.starts[patterns.start], self.starts[patterns.stop]
-        size = max(1, STACK_FLOATS // max(1, width * self.indices.shape[1]))
+        m = self.indices.shape[1]
+        size = max(1, STACK_FLOATS // max(1, n_stacked * m * m))
         return [slice(a, min(a + size, last)) for a in range(first, last, size)]
 
     def pattern_sums(self, values):
@@ -231,10 +232,16 @@ def embed_pattern_blocks(blocks, indices, n_features):
 
 # ---------------------------------------------------------------------- Gaussians
 
-#: A group of patterns whose conditional covariances (one stack) take at most
-#: this many floats keeps them from the E-step for the statistics; larger
-#: groups form them in the sums, only for the pairs the sums weigh.
+#: A stack of missing blocks of at most this many floats is inverted (from
+#: its factor): for small blocks and few patterns, one batched inverse costs
+#: less than the numpy calls of the substitutions, and serves the
+#: conditional covariances too.
 SMALL_STACK_FLOATS = 20000
+
+#: Patterns with at least this many rows each on average are also inverted:
+#: one inverse per pattern then serves many rows, where the substitutions
+#: would run once per row.
+ROWS_PER_PATTERN = 2
 
 #: A (pattern, component) pair whose responsibility is below this share of
 #: the component's mean over the patterns of the same size (summed over the
@@ -244,21 +251,51 @@ SMALL_STACK_FLOATS = 20000
 NEGLIGIBLE_WEIGHT = 1e-14
 
 
-def observed_projections(factors, stacked, indices):
-    """``B = (U_M^T)^+`` and ``log|P_MM|`` for the pairs (``factors[stacked[i]]``, ``indices[i]``).
+#: A factor of ``P_MM`` whose squared spread of diagonal (a lower bound of
+#: the condition number of ``P_MM``) reaches this is ill-conditioned: it is
+#: taken from a QR of the rows of U instead, and the filled values are
+#: refined once. Below it the normal equations lose at most this many ulps.
+ILL = 1e6
 
-    With ``P = U U^T`` and the rows M of U, ``U_M^T = Q R`` (QR, d x m), so
-    ``P_MM = R^T R`` and ``B = R^-1 Q^T`` (m x d): ``B y`` is
-    ``P_MM^-1 (U y)_M`` computed through the orthonormal Q, never through
-    ``P_MM`` (whose condition number is the square of R's), and ``B B^T`` is
-    the conditional covariance ``P_MM^-1``. Returns B (n, m, d) and the
-    log-determinants (n,).
+
+def missing_factors(factors, precisions, stacked, indices):
+    """Lower factors L with ``L L^T = P_MM`` for pairs (component ``stacked[i]``, ``indices[i]``).
+
+    The Cholesky factor of the block ``P_MM``, or, for an ill-conditioned
+    block (``ILL``), the factor from a QR of ``U_M^T = Q R`` (``P_MM = R^T R``)
+    that never forms ``P_MM``, whose condition number is the square of
+    ``U_M``'s. Returns the factors (n, m, m) and whether any was ill-conditioned.
     """
-    transposed_rows = np.swapaxes(factors[stacked[:, np.newaxis], indices], 1, 2)
-    q, r = np.linalg.qr(transposed_rows)
-    projections = np.linalg.solve(r, np.swapaxes(q, 1, 2))
-    log_det = 2 * np.log(np.abs(np.diagonal(r, axis1=1, axis2=2))).sum(axis=1)
-    return projections, log_det
+    try:
+        cholesky = np.linalg.cholesky(missing_blocks(precisions, stacked, indices))
+        diagonal = np.diagonal(cholesky, axis1=1, axis2=2)
+        if np.all((diagonal.max(axis=1) / diagonal.min(axis=1)) ** 2 < ILL):
+            return cholesky, False
+    except np.linalg.LinAlgError:  # P_MM singular in floating point
+        pass
+    rows = factors[stacked[:, np.newaxis], indices]  # (n, m, d): U_M
+    upper = np.linalg.qr(np.swapaxes(rows, 1, 2), mode="r")
+    signs = np.sign(np.diagonal(upper, axis1=1, axis2=2))
+    return np.swapaxes(upper, 1, 2) * signs[:, np.newaxis, :], True
+
+
+def missing_blocks(precisions, stacked, indices):
+    """The blocks ``P_MM`` of precisions ``stacked`` (n,) at ``indices`` (n, m): (n, m, m)."""
+    return precisions[
+        stacked[:, np.newaxis, np.newaxis], indices[:, :, np.newaxis], indices[:, np.newaxis, :]
+    ]
+
+
+def cholesky_inverse(cholesky):
+    """``(L L^T)^-1`` for a stack of lower factors L (..., m, m), from the factor alone."""
+    identity = np.eye(cholesky.shape[-1])
+    inverse = cholesky_substitutions(cholesky[..., np.newaxis, :, :], identity)[1]
+    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+
+
+def whiten(residuals, factors, back=False):
+    """``U_k^T r_nk`` for residuals (K, n, d) and factors (J, d, d), or ``U_k r_nk`` if ``back``."""
+    return np.matmul(residuals, np.swapaxes(factors, 1, 2) if back else factors)
 
 
 def condition_on_observed(residuals, missing, factors, means):
@@ -288,54 +325,85 @@ def condition_on_observed(residuals, missing, factors, means):
 
     Notes
     -----
-    Per pattern and component, ``observed_projections`` gives ``B`` and
-    ``log|P_MM|``; each row's filled residual is ``r_M = -B y`` with the
-    whitened residual ``y = U^T r``, and its squared distance ``|U^T r|^2``
-    of the filled r: a sum of squares. The textbook difference
-    ``r^T P r - g_M^T P_MM^-1 g_M`` of two nearly equal terms loses every
-    digit on an ill-conditioned covariance (a column that is the sum of
-    others, at a scale of 1000: tens of millions of nats), and so does
-    ``P_MM^-1 g_M`` through a factor of ``P_MM``.
+    The filled residual f (r with ``-P_MM^-1 g_M`` on M) is the least-squares
+    solution of ``min |U^T f|`` over the missing coordinates, and the squared
+    distance is that minimum, ``|U^T f|^2``: a sum of squares. The textbook
+    difference ``r^T g - g_M^T P_MM^-1 g_M`` of two nearly equal terms loses
+    every digit on an ill-conditioned covariance (a column that is the sum of
+    others, at a scale of 1000: tens of millions of nats).
+
+    One Cholesky factor ``L`` of each pattern's block ``P_MM`` per component
+    gives ``log|P_MM|``, and substitutions with it solve the normal
+    equations; where ``P_MM`` is ill-conditioned (``REFINE_CONDITION``), one
+    step of refinement with the residual ``(U U^T f)_M`` formed through the
+    factor brings the filled values near the accuracy of a QR solution
+    (corrected semi-normal equations, Bjorck 1987) for two more products. Only a small group (one
+    stack of at most ``SMALL_STACK_FLOATS``), or patterns shared by many rows,
+    are inverted, from their factor.
     """
     n_samples, n_stacked = residuals.shape[1], factors.shape[0]
-    n_features = residuals.shape[2]
+    precisions = np.matmul(factors, np.swapaxes(factors, 1, 2))
     groups = pattern_groups(missing)
     log_det_missing = np.zeros((n_samples, n_stacked))
-    kept = {}  # the conditional covariances of small groups (one stack each)
+    kept = {}  # the inverses of small groups (one stack each), by group number
     # a row so far out that its terms overflow (inf - inf) has density 0 either way
     with np.errstate(over="ignore", invalid="ignore"):
-        whitened = np.matmul(residuals, factors)
         for number, group in enumerate(groups):
-            m = group.indices.shape[1]
-            batches = group.pattern_batches(n_stacked * n_features)
+            batches = group.pattern_batches(n_stacked)
             for patterns in batches:
                 indices = group.indices[patterns]
-                n_patterns = indices.shape[0]
-                projections, log_det = observed_projections(
+                n_patterns, m = indices.shape
+                cholesky, refine = missing_factors(
                     factors,
+                    precisions,
                     np.tile(np.arange(n_stacked), n_patterns),
                     np.repeat(indices, n_stacked, axis=0),
                 )
-                projections = projections.reshape(n_patterns, n_stacked, m, n_features)
-                log_det = log_det.reshape(n_patterns, n_stacked)
-                if len(batches) == 1 and n_patterns * n_stacked * m * m <= SMALL_STACK_FLOATS:
-                    kept[number] = projections @ np.swapaxes(projections, 2, 3)
-                for batch in group.row_batches(patterns, n_stacked * n_features):
+                cholesky = cholesky.reshape(n_patterns, n_stacked, m, m)
+                diagonal = np.diagonal(cholesky, axis1=2, axis2=3)
+                log_det = 2 * np.log(diagonal).sum(axis=2)
+                small = len(batches) == 1 and cholesky.size <= SMALL_STACK_FLOATS
+                n_rows = group.starts[patterns.stop] - group.starts[patterns.start]
+                shared_rows = n_rows >= ROWS_PER_PATTERN * n_patterns
+                # an ill-conditioned block is solved with its factor, never its inverse
+                substitute = refine or not (small or shared_rows)
+                inverses = cholesky_inverse(cholesky) if small or not substitute else None
+                if small:
+                    kept[number] = inverses
+                for batch in group.row_batches(patterns, n_stacked):
                     rows = group.rows[batch]
                     local = group.local[batch] - patterns.start
-                    # B y for each component (the one shared B when J = 1)
-                    subscripts = "nmd,knd->knm" if n_stacked == 1 else "nkmd,knd->knm"
-                    gathered = projections[local, 0] if n_stacked == 1 else projections[local]
-                    solved = np.einsum(subscripts, gathered, whitened[:, rows])
-                    residuals[:, rows[:, None], indices[local]] = -solved
+                    solver = cholesky[local] if substitute else inverses[local]
+                    fill_missing(
+                        residuals, rows, indices[local], factors, solver, substitute, refine
+                    )
                     log_det_missing[rows] = log_det[local]
         mahalanobis = squared_norms(residuals, factors)
     mahalanobis[np.isnan(mahalanobis)] = np.inf
     return (
         mahalanobis,
         log_det_missing,
-        PatternConditionals(residuals, means, groups, factors, kept),
+        PatternConditionals(residuals, means, groups, factors, precisions, kept),
     )
+
+
+def fill_missing(residuals, rows, columns, factors, solver, substitute, refine):
+    """Fill ``residuals[:, rows]`` on ``columns`` (each row's missing coordinates) in place.
+
+    ``solver`` holds each row's factor L of ``P_MM`` (``substitute``) or the
+    inverse ``P_MM^-1``. The normal equations ``P_MM f_M = -(P r)_M``, then
+    if ``refine`` one refinement with the residual ``(U U^T f)_M`` of the
+    filled rows.
+    """
+    positions = np.arange(rows.size)[:, np.newaxis]
+    for _ in range(1 + refine):
+        gradients = whiten(whiten(residuals[:, rows], factors), factors, back=True)
+        gradient = gradients[:, positions, columns].transpose(1, 0, 2)  # (n, K, m)
+        if substitute:
+            solved = cholesky_substitutions(solver, gradient)[1]
+        else:
+            solved = np.matmul(gradient[:, :, np.newaxis], solver)[:, :, 0]
+        residuals[:, rows[:, np.newaxis], columns] -= solved.transpose(1, 0, 2)
 
 
 def squared_norms(residuals, factors):
@@ -348,15 +416,14 @@ def squared_norms(residuals, factors):
     norms = np.empty((n_samples, n_components))
     size = max(1, CHUNK_FLOATS // max(1, n_components * n_features))
     for start in range(0, n_samples, size):
-        whitened = np.matmul(residuals[:, start : start + size], factors)
+        whitened = whiten(residuals[:, start : start + size], factors)
         norms[start : start + size] = np.einsum("knd,knd->nk", whitened, whitened)
     return norms
 
 
-def conditional_covariances(factors, stacked, indices):
-    """``P_MM^-1`` for the pairs (``factors[stacked[i]]``, ``indices[i]``): (n, m, m)."""
-    projections = observed_projections(factors, stacked, indices)[0]
-    return projections @ np.swapaxes(projections, 1, 2)
+def conditional_covariances(factors, precisions, stacked, indices):
+    """``P_MM^-1`` for the pairs (component ``stacked[i]``, ``indices[i]``): (n, m, m)."""
+    return cholesky_inverse(missing_factors(factors, precisions, stacked, indices)[0])
 
 
 class PatternConditionals:
@@ -364,14 +431,15 @@ class PatternConditionals:
 
     ``residuals`` (K, n, d) are ``E[x | x_O, k] - means[k]``; the conditional
     covariance of pattern p under component k is ``P_MM^-1`` of that
-    component's precision ``U U^T`` (shared by all components when J = 1).
+    component's precision (shared by all components when J = 1).
     """
 
-    def __init__(self, residuals, means, groups, factors, covariances=None):
+    def __init__(self, residuals, means, groups, factors, precisions, covariances=None):
         self.residuals = residuals
         self.means = means
         self._groups = groups
         self._factors = factors
+        self._precisions = precisions
         self._covariances = covariances or {}
 
     def mean_sum(self, responsibilities):
@@ -388,7 +456,7 @@ class PatternConditionals:
         components, most pairs.
         """
         n_components, _, n_features = self.residuals.shape
-        shared = self._factors.shape[0] == 1
+        shared = self._precisions.shape[0] == 1
         n_targets = 1 if pooled else n_components
         total = np.zeros((n_targets, n_features, n_features))
         for number, group in enumerate(self._groups):
@@ -408,11 +476,13 @@ class PatternConditionals:
             mean_weight = pattern_weights.mean(axis=0)
             pattern, stacked = np.nonzero(pattern_weights > NEGLIGIBLE_WEIGHT * mean_weight)
             m = group.indices.shape[1]
-            size = max(1, STACK_FLOATS // (n_components * m * n_features))
+            size = max(1, STACK_FLOATS // (n_components * m * m))
             for start in range(0, pattern.size, size):
                 batch = slice(start, start + size)
                 indices = group.indices[pattern[batch]]
-                covariance = conditional_covariances(self._factors, stacked[batch], indices)
+                covariance = conditional_covariances(
+                    self._factors, self._precisions, stacked[batch], indices
+                )
                 if pooled or not shared:
                     targets = np.zeros_like(stacked[batch]) if pooled else stacked[batch]
                     scale = pattern_weights[pattern[batch], stacked[batch]]
@@ -432,10 +502,10 @@ class PatternConditionals:
         the result is zero elsewhere.
         """
         noise = np.zeros_like(standard_normal)
-        n_stacked, n_features = self._factors.shape[0], self._factors.shape[1]
+        n_stacked = self._precisions.shape[0]
         for group in self._groups:
             m = group.indices.shape[1]
-            size = max(1, STACK_FLOATS // (m * n_features))
+            size = max(1, STACK_FLOATS // (m * m))
             for start in range(0, group.rows.size, size):
                 rows = group.rows[start : start + size]
                 stacked = np.zeros_like(rows) if n_stacked == 1 else labels[rows]
@@ -444,7 +514,10 @@ class PatternConditionals:
                     group.local[start : start + size] * n_stacked + stacked, return_inverse=True
                 )
                 covariance = conditional_covariances(
-                    self._factors, pairs % n_stacked, group.indices[pairs // n_stacked]
+                    self._factors,
+                    self._precisions,
+                    pairs % n_stacked,
+                    group.indices[pairs // n_stacked],
                 )
                 columns = group.indices[group.local[start : start + size]]
                 noise[rows[:, None], columns] = np.einsum(
