@@ -91,3 +91,16 @@ def row_thresholds(model, X, complete_scores, contamination, random_state=0):
         scores = model.score_samples(np.where(hidden, np.nan, np.asarray(draws, np.float64)))
         thresholds[rows] = np.quantile(scores, contamination)
     return thresholds
+
+
+def training_share_below_draws(model, complete_scores, contamination, random_state=0):
+    """The share of ``complete_scores`` below the model's own complete-row threshold.
+
+    About ``contamination`` when the model describes its training rows; far
+    from it when it does not, and then thresholds set on its draws (those of
+    rows with missing cells) and on its training rows (complete rows) differ
+    in meaning.
+    """
+    draws = model.sample(draws_for(contamination), random_state=np.random.RandomState(random_state))
+    threshold = np.quantile(model.score_samples(draws[0]), contamination)
+    return float(np.mean(complete_scores < threshold))

@@ -361,7 +361,10 @@ def run_score(args, out=None):
             flags = np.zeros(X.shape[0], dtype=int)
             thresholds = row_thresholds(model, X[observed], training_scores, args.contamination)
             flags[observed] = scores[observed] < thresholds
+            notes = _calibration_notes(model, X[observed], training_scores, args.contamination)
     _report("score", "warning", [warning.message for warning in caught])
+    if flags is not None:
+        _report("score", "note", notes)
     destination = open(args.out, "w", newline="") if args.out else (out or sys.stdout)
     try:
         write_scores(destination, table.label_name, table.labels, scores, flags)
@@ -371,9 +374,30 @@ def run_score(args, out=None):
     return 0
 
 
+def _calibration_notes(model, X, training_scores, contamination):
+    """A note when rows with missing cells are flagged against draws of a model
+    that does not describe its training rows (a binomial test at 0.001)."""
+    from scipy.stats import binomtest
+
+    from ._anomaly import MIN_TRAINING_ROWS, training_share_below_draws
+
+    if not np.isnan(X).any() or training_scores.size < MIN_TRAINING_ROWS:
+        return []
+    share = training_share_below_draws(model, training_scores, contamination)
+    below = round(share * training_scores.size)
+    if binomtest(below, training_scores.size, contamination).pvalue >= 1e-3:
+        return []
+    return [
+        f"{share:.1%} of the training rows fall below the {contamination:g} quantile of "
+        f"{type(model).__name__}'s own draws: the model describes them loosely, so rows "
+        "with missing cells (flagged against its draws) and complete rows (against the "
+        "training rows) are not flagged alike; a closer fit brings them together"
+    ]
+
+
 def write_scores(destination, label_name, labels, scores, flags):
     """CSV: the row labels (if any), the log-density, the anomaly flag (if any)."""
-    writer = csv.writer(destination)
+    writer = csv.writer(destination, lineterminator="\n")
     writer.writerow(
         ([label_name] if labels is not None else [])
         + ["log_density"]

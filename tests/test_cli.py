@@ -572,7 +572,8 @@ def test_contamination_flags_rows_with_missing_cells_as_often_as_complete_rows(t
     capsys.readouterr()
     command = ["score", model, str(tmp_path / "test.csv"), "--contamination", "0.05"]
     assert main(command) == 0
-    output = capsys.readouterr().out
+    output, error = capsys.readouterr()
+    assert error == ""  # the model describes its training rows: no note
     flags = read_scores(output)["anomaly"].to_numpy()
     # binomial SD of a 5% share: 0.0054 on 1600 rows, 0.0044 on 2400; the thresholds'
     # own error (2000 draws a pattern, 4000 training rows) adds about 0.003: 0.02 is
@@ -580,6 +581,28 @@ def test_contamination_flags_rows_with_missing_cells_as_often_as_complete_rows(t
     assert abs(flags[incomplete].mean() - 0.05) < 0.02
     assert abs(flags[~incomplete].mean() - 0.05) < 0.02
     assert main(command) == 0 and capsys.readouterr().out == output  # reproducible
+
+
+def test_flags_against_draws_of_a_model_that_misses_its_training_rows_come_with_a_note(
+    tmp_path, capsys
+):
+    import joblib
+
+    rng = np.random.RandomState(0)
+    train = rng.normal(size=(500, 3))
+    model = EMGaussianMixture(1, random_state=0).fit(3 * train)  # three times too wide
+    training_scores = np.sort(model.score_samples(train))
+    bundle = {"model": model, "columns": None, "training_scores": training_scores}
+    joblib.dump(bundle, tmp_path / "m.joblib")
+    test = rng.normal(size=(200, 3))
+    test[::2, 0] = np.nan
+    np.savetxt(tmp_path / "test.csv", test, delimiter=",")
+    command = ["score", str(tmp_path / "m.joblib"), str(tmp_path / "test.csv")]
+    assert main([*command, "--contamination", "0.05"]) == 0
+    share = np.mean(training_scores < np.quantile(model.score_samples(model.sample(2000)[0]), 0.05))
+    error = capsys.readouterr().err
+    assert "of the training rows fall below the 0.05 quantile of EMGaussianMixture's" in error
+    assert float(error.split("note: ")[1].split("%")[0]) == pytest.approx(100 * share, abs=0.5)
 
 
 def test_rare_missingness_patterns_share_a_threshold_by_number_of_missing_cells():
