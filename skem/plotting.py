@@ -33,7 +33,10 @@ def plot_lower_bounds(model, ax=None):
     ----------
     model : fitted skem estimator
         Any model of the package; ``lower_bounds_`` is drawn, and
-        ``validation_bounds_`` too where the model has one.
+        ``validation_bounds_`` too where the model has one (the VAE fitted
+        with early stopping: its iterations are epochs, and a dotted line
+        marks the epoch whose parameters the fit keeps, the best validation
+        bound).
     ax : matplotlib Axes, default=None
         Where to draw; a new figure if None.
 
@@ -46,12 +49,16 @@ def plot_lower_bounds(model, ax=None):
     iterations = np.arange(1, len(model.lower_bounds_) + 1)
     ax.plot(iterations, model.lower_bounds_, marker=".", label="training bound")
     validation = getattr(model, "validation_bounds_", np.array([]))
+    step = "iteration"
     if len(validation):
+        step = "epoch"
         ax.plot(iterations, validation, marker=".", label="validation bound")
-    ax.set_xlabel("iteration")
+        kept = int(np.argmax(validation)) + 1
+        ax.axvline(kept, color="k", linestyle=":", label=f"kept: epoch {kept}")
+        ax.legend()
+    ax.set_xlabel(step)
     ax.set_ylabel("mean bound per sample (nats)")
-    ax.set_title(f"{type(model).__name__}: lower bound per iteration")
-    ax.legend()
+    ax.set_title(f"{type(model).__name__}: lower bound per {step}")
     return ax
 
 
@@ -193,14 +200,17 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
     return ax
 
 
-def plot_latent_space(model, X, y=None, ax=None):
+def plot_latent_space(model, X, y=None, ax=None, components=(0, 1)):
     """The first two latent coordinates ``transform(X)`` of PPCA or a VAE.
 
     A mixture of PPCA has one latent space per component, so one shared
-    scatter of its latent coordinates would mean nothing: for it the data are
-    drawn on their two leading principal axes, coloured by the component
-    each row is assigned to (``predict``), with the adjusted Rand index
-    against ``y`` in the title when labels are given.
+    scatter of its latent coordinates would mean nothing. For it each row
+    is drawn at its coordinate along the leading axis of two components
+    (``components``: the first right singular vector of each one's loadings,
+    from its mean), coloured by the component it is assigned to
+    (``predict``): the rows of each of the two stretch along its own axis.
+    The adjusted Rand index against ``y`` is in the title when labels are
+    given.
 
     Parameters
     ----------
@@ -212,6 +222,8 @@ def plot_latent_space(model, X, y=None, ax=None):
         Labels used as colours (for a mixture, compared with its components).
     ax : matplotlib Axes, default=None
         Where to draw; a new figure if None.
+    components : pair of int, default=(0, 1)
+        For a mixture, the two components whose leading axes are drawn.
 
     Returns
     -------
@@ -219,31 +231,42 @@ def plot_latent_space(model, X, y=None, ax=None):
     """
     ax = _axes(ax)
     if hasattr(model, "predict"):
-        return _plot_components_on_principal_axes(model, np.asarray(X, dtype=np.float64), y, ax)
+        X = np.asarray(X, dtype=np.float64)
+        return _plot_components_on_their_axes(model, X, y, components, ax)
     latent = model.transform(X)
     second = latent[:, 1] if latent.shape[1] > 1 else np.zeros(len(latent))
     points = ax.scatter(latent[:, 0], second, c=y, s=8, cmap="tab10")
     if y is not None:
-        ax.legend(*points.legend_elements(), fontsize="small", loc="best")
+        ax.legend(*points.legend_elements(), **_LEGEND_BESIDE)
     ax.set_xlabel("latent 1 (posterior mean)")
     ax.set_ylabel("latent 2 (posterior mean)")
     ax.set_title(f"{type(model).__name__}: latent space")
     return ax
 
 
-def _plot_components_on_principal_axes(model, X, y, ax):
+#: A legend to the right of the axes, where it covers no point.
+_LEGEND_BESIDE = dict(fontsize="small", loc="center left", bbox_to_anchor=(1.02, 0.5))
+
+
+def _leading_axis(loadings):
+    """Unit vector of the largest variance of ``W^T W`` (rows of W: latent axes)."""
+    return np.linalg.svd(loadings, full_matrices=False)[2][0]
+
+
+def _plot_components_on_their_axes(model, X, y, components, ax):
     from sklearn.metrics import adjusted_rand_score
 
-    centered = X - X.mean(axis=0)
-    axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
-    projected = centered @ axes.T
+    first, second = components
+    coordinates = [
+        (X - model.means_[k]) @ _leading_axis(model.components_[k]) for k in (first, second)
+    ]
     labels = model.predict(X)
-    ax.scatter(projected[:, 0], projected[:, 1], c=labels % 10, s=8, cmap="tab10", vmin=0, vmax=9)
+    ax.scatter(*coordinates, c=labels % 10, s=8, cmap="tab10", vmin=0, vmax=9)
     for k in np.unique(labels)[:10]:  # one legend entry per colour
         ax.scatter([], [], color=f"C{k % 10}", s=8, label=f"component {k}")
-    ax.legend(fontsize="small", loc="best")
-    ax.set_xlabel("principal axis 1 of the data")
-    ax.set_ylabel("principal axis 2 of the data")
+    ax.legend(**_LEGEND_BESIDE)
+    ax.set_xlabel(f"along the leading axis of component {first}")
+    ax.set_ylabel(f"along the leading axis of component {second}")
     title = f"{type(model).__name__}: rows by component"
     if y is not None:
         title += f"\nadjusted Rand index against the labels: {adjusted_rand_score(y, labels):.3f}"

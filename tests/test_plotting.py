@@ -89,16 +89,47 @@ def test_ellipses_follow_each_covariance_type(covariance_type):
     assert covariance_type in ax.get_title()
 
 
-def test_mixture_of_ppca_is_drawn_by_component_not_in_a_shared_latent_space():
+def test_mixture_of_ppca_is_drawn_along_each_components_own_axis():
     from skem import MixtureOfPPCA
     from skem.datasets import make_low_rank_mixture
 
     X, labels = make_low_rank_mixture(60, 30, 3, 2, random_state=0)
     model = MixtureOfPPCA(3, 2, random_state=0).fit(X)
-    ax = plotting.plot_latent_space(model, X, labels)
+    ax = plotting.plot_latent_space(model, X, labels, components=(2, 0))
     colours = ax.collections[0].get_array()
     assert_allclose(colours, model.predict(X) % 10)
     assert "adjusted Rand index against the labels: 1.000" in ax.get_title()
-    centered = X - X.mean(axis=0)
-    axes = np.linalg.svd(centered, full_matrices=False)[2][:2]
-    assert_allclose(np.abs(ax.collections[0].get_offsets()), np.abs(centered @ axes.T))
+    # the leading axis of a component: the top eigenvector of its W^T W
+    expected = []
+    for k in (2, 0):
+        eigenvalues, eigenvectors = np.linalg.eigh(model.components_[k].T @ model.components_[k])
+        expected.append((X - model.means_[k]) @ eigenvectors[:, -1])
+    assert_allclose(
+        np.abs(ax.collections[0].get_offsets()), np.abs(np.column_stack(expected)), atol=1e-9
+    )
+    # the rows of each drawn component stretch along its own axis, not the other's
+    offsets = ax.collections[0].get_offsets()
+    for column, k in enumerate((2, 0)):
+        own = np.std(offsets[model.predict(X) == k], axis=0)
+        assert own[column] > 3 * own[1 - column]
+
+
+def test_legends_sit_beside_the_points_they_would_cover():
+    X = load_iris().data
+    ax = plotting.plot_latent_space(ProbabilisticPCA(2).fit(X), X, load_iris().target)
+    figure = ax.figure
+    figure.canvas.draw()
+    legend = ax.get_legend().get_window_extent()
+    assert legend.x0 >= ax.get_window_extent().x1
+
+
+def test_vae_bound_plot_marks_the_kept_epoch():
+    X = load_iris().data
+    vae = AmortizedVAE(2, max_iter=15, random_state=0).fit(X)
+    ax = plotting.plot_lower_bounds(vae)
+    kept = int(np.argmax(vae.validation_bounds_)) + 1
+    assert_allclose(ax.lines[2].get_xdata(), [kept, kept])
+    assert ax.get_xlabel() == "epoch"
+    assert ax.get_legend() is not None
+    mixture = EMGaussianMixture(2, random_state=0).fit(X)
+    assert plotting.plot_lower_bounds(mixture).get_legend() is None  # one line, no legend
