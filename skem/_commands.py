@@ -189,8 +189,8 @@ def _fit(model, X, quiet):
     return scores, ~np.isnan(X[rows]).any(axis=1), [warning.message for warning in caught]
 
 
-#: Columns a note lists by name, at most (``--exclude`` in it lists them all).
-LISTED_COLUMNS = 4
+#: Columns or rows a note names, at most (its ``--exclude`` lists every column).
+LISTED = 4
 
 
 def _shared_values(model, X):
@@ -229,8 +229,8 @@ def discrete_columns_note(model, X, table, columns):
         f"{table.describe(columns[column])} ({shared[column][0]:g}, held by "
         f"{np.sum(X[:, column] == shared[column][0])} of {X.shape[0]} rows; "
         f"{distinct[column].size} distinct values)"
-        for column in discrete[:LISTED_COLUMNS]
-    ) + (f" and {len(discrete) - LISTED_COLUMNS} more" if len(discrete) > LISTED_COLUMNS else "")
+        for column in discrete[:LISTED]
+    ) + (f" and {len(discrete) - LISTED} more" if len(discrete) > LISTED else "")
     exclude = ",".join(table.option_value(columns[column]) for column in discrete)
     note = (
         f"component{'s' * (len(components) > 1)} {', '.join(map(str, components))} "
@@ -238,20 +238,24 @@ def discrete_columns_note(model, X, table, columns):
         "Gaussian component collapses onto a value that many rows share, as in counts, "
         f"categories and survey items. Leave such columns out (--exclude {shlex.quote(exclude)})"
     )
+    return note + _floor_advice(model, [distinct[column] for column in discrete]) + "."
+
+
+def _floor_advice(model, distinct_values):
+    """How to widen collapsed discrete columns with the model's variance floor."""
     floor = next(
         (name for name in ("reg_covar", "noise_variance_floor") if hasattr(model, name)), None
     )
-    steps = [np.diff(distinct[column]).min() for column in discrete if distinct[column].size > 1]
-    whole = all(np.all(distinct[column] == np.round(distinct[column])) for column in discrete)
-    if floor is not None and whole and steps:
+    if floor is None:
+        return ""
+    steps = [np.diff(values).min() for values in distinct_values if values.size > 1]
+    if steps and all(np.all(values == np.round(values)) for values in distinct_values):
         step = min(steps)
-        note += (
+        return (
             f" or give them the spread of a whole-number step with {floor} "
             f"(--param {floor}={step**2 / 12:.2g}, step**2/12)"
         )
-    elif floor is not None:
-        note += f" or raise {floor}"
-    return note + "."
+    return f" or raise {floor}"
 
 
 def run_fit(args, out=None):
@@ -420,7 +424,7 @@ def _observed_rows(table, X, command, outcome, columns):
     if empty.size == X.shape[0]:
         raise CommandError(f"{table.path}: no row has a value in {columns}")
     if empty.size:
-        shown = empty[:LISTED_COLUMNS]
+        shown = empty[:LISTED]
         listing = (
             ", ".join(repr(label) for label in table.labels[shown])
             if table.labels is not None

@@ -11,6 +11,7 @@ wrong, in one line. Columns are counted from 0, in options and messages alike.
 
 import csv
 import gzip
+import importlib.util
 import io
 import re
 import shlex
@@ -153,12 +154,8 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
     Empty fields (and pandas' missing-value markers such as ``NA``) are
     missing values. Raises ``TableError`` with the line of the first problem.
     """
-    try:
-        import pandas
-    except ImportError:
-        raise TableError(
-            'reading CSV files needs pandas: pip install pandas (or "skem[cli]")'
-        ) from None
+    if importlib.util.find_spec("pandas") is None:
+        raise TableError('reading CSV files needs pandas: pip install pandas (or "skem[cli]")')
     text = read_text(path)
     sample = text[:65536]
     delimiter = _check_delimiter(delimiter) or _sniff_delimiter(sample)
@@ -179,6 +176,18 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
         )
     if index_col is None and header and first[0].strip().lower() in INDEX_NAMES:
         index_col = 0
+    frame = _read_frame(path, text, delimiter, decimal, header, index_col, len(first))
+    names = _clean_names(frame.columns) if header else None
+    frame.columns = range(frame.shape[1])
+    if index_col is None:
+        index_col = _label_column(frame, decimal)
+    return Table(path, frame, names, index_col, text, delimiter, decimal)
+
+
+def _read_frame(path, text, delimiter, decimal, header, index_col, width):
+    """pandas' reading of the file (the labels' column as text), rows checked."""
+    import pandas
+
     try:
         frame = pandas.read_csv(
             io.StringIO(text),
@@ -194,7 +203,7 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
         _check_row_lengths(path, text, delimiter)
         raise TableError(f"{path} cannot be read as a table: {error}") from None
     if (
-        frame.shape[1] != len(first)
+        frame.shape[1] != width
         or not isinstance(frame.index, pandas.RangeIndex)
         or frame.isna().to_numpy().any()
     ):
@@ -203,11 +212,7 @@ def read_table(path, *, delimiter=None, header=None, index_col=None):
         _check_row_lengths(path, text, delimiter)
     if frame.shape[0] == 0:
         raise TableError(f"{path} has a header but no data rows")
-    names = _clean_names(frame.columns) if header else None
-    frame.columns = range(frame.shape[1])
-    if index_col is None:
-        index_col = _label_column(frame, decimal)
-    return Table(path, frame, names, index_col, text, delimiter, decimal)
+    return frame
 
 
 def _clean_names(columns):

@@ -106,7 +106,7 @@ def build_parser():
         help="fit a model on a CSV file and save it",
         description="Fit a model on a CSV file (plain or .gz, with or without a header row) "
         "and save it with the column names and the training scores that set anomaly "
-        f"thresholds (from at most {THRESHOLD_ROWS} rows). Reading CSV files needs pandas.",
+        f"thresholds (of at most {THRESHOLD_ROWS} complete rows). Reading CSV files needs pandas.",
     )
     fit.add_argument("model", help=f"one of {', '.join(sorted(MODEL_NAMES))}")
     fit.add_argument("data", help="CSV file of numbers, optionally with a header row")
