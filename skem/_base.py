@@ -4,6 +4,7 @@ Models plug in through a few hooks built around sufficient statistics that are
 sums over samples, so chunked and weighted EM are the same code.
 """
 
+import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
@@ -97,6 +98,30 @@ def check_weight_values(weights):
         raise ValueError("sample_weight must be finite (no NaN or inf).")
     if np.any(weights < 0):
         raise ValueError("sample_weight must be non-negative.")
+
+
+def fingerprint(value):
+    """A key that changes with an array's values, dtype or shape (in place or replaced)."""
+    array = np.ascontiguousarray(value)
+    return array.dtype.str, array.shape, hash(array.tobytes())
+
+
+class Lazy:
+    """A value computed on first use, once, by whichever thread asks first.
+
+    For terms of fixed parameters that only some data need (rows with NaN).
+    """
+
+    def __init__(self, function):
+        self._function = function
+        self._lock = threading.Lock()
+        self._value = None
+
+    def get(self):
+        with self._lock:
+            if self._value is None:
+                self._value = self._function()
+            return self._value
 
 
 def row_weights(sample_weight, n_samples):
@@ -396,6 +421,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
     #: Private attributes that live only while ``fit`` runs.
     _fit_scratch: tuple = ("_monitor",)
 
+    #: The public fitted attributes that ``_derive_terms`` reads.
+    _terms_from: tuple = ()
+
     #: Whether NaN entries are missing values the model handles (inf never is).
     _allow_nan: bool = False
 
@@ -429,10 +457,41 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
     def __getstate__(self):
         # The fit's scratch (the monitor holds the training data) is never
         # pickled: a dask cluster receives the estimator with every pass.
+        # Derived terms are rebuilt from the parameters where they are used.
         state = dict(super().__getstate__())
-        for name in self._fit_scratch:
+        for name in (*self._fit_scratch, "_terms_memo"):
             state.pop(name, None)
         return state
+
+    # ------------------------------------------------------------------ derived terms
+
+    def _derive_terms(self):
+        """What the E-step and scores need from the public fitted attributes (``_terms_from``).
+
+        A pure function of those attributes: factorisations, log-determinants,
+        offsets. Models without such terms need not implement it.
+        """
+        raise NotImplementedError
+
+    def _terms(self):
+        """``_derive_terms()`` of the public fitted attributes as they are now.
+
+        Nothing derived is kept that could go stale: the value is rebuilt
+        whenever one of ``_terms_from`` changed, in place or replaced (a user
+        who sets ``means_`` scores with those means), and memoised by a
+        fingerprint of them. ``_warm_terms`` builds it on the main thread
+        before chunks go to the pool, whose threads then only read it.
+        """
+        key = tuple(fingerprint(getattr(self, name)) for name in self._terms_from)
+        memo = self.__dict__.get("_terms_memo")
+        if memo is None or memo[0] != key:
+            memo = self._terms_memo = (key, self._derive_terms())
+        return memo[1]
+
+    def _warm_terms(self):
+        """Build the terms of the current parameters, if the model has them yet."""
+        if self._terms_from and all(hasattr(self, name) for name in self._terms_from):
+            self._terms()
 
     # ------------------------------------------------------------------ hooks
 
@@ -591,6 +650,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             try:
                 self._prepare_fit(X, sample_weight, random_state)
                 self._run_em(X, sample_weight, random_state)
+                self._warm_terms()  # predictions then leave the estimator as it is
             finally:
                 self._drop_fit_scratch()
         return self
@@ -706,6 +766,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _reduce(self, function, X, sample_weight):
         """``reduce_rows`` over chunks of the model's size."""
+        self._warm_terms()
         return reduce_rows(function, X, sample_weight, self._chunk_rows())
 
     def _map_chunks(self, function, X):
@@ -717,6 +778,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             from ._dask import map_blocks
 
             return map_blocks(lambda block: self._map_chunks(function, block), X)
+        self._warm_terms()
         chunks = self._chunks(X.shape[0])
         return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
 
@@ -801,6 +863,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                         self._sampling_state = None
                 self._m_step_from_moments(moments)
                 self._set_parameters(self._get_parameters())  # derived attributes (precisions_)
+                self._warm_terms()
                 if fitted:
                     monitor.end_fit()
             finally:

@@ -75,6 +75,11 @@ def check_precisions(precisions, covariance_type, n_components, n_features):
     return precisions
 
 
+def _centered(X, reference):
+    """Rows minus the centre of the current means, in the data's dtype."""
+    return X - reference["center"].astype(X.dtype)
+
+
 class EMGaussianMixture(BaseMixture):
     """Gaussian mixture fitted by EM: scikit-learn's GaussianMixture and more.
 
@@ -362,13 +367,18 @@ class EMGaussianMixture(BaseMixture):
             nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
             center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
             means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
-            self._reference = {"center": center, "shift": means - center}
+            self._start_reference = {"center": center, "shift": means - center}
         else:
             center, means, variances = observed_moments(
                 X, missing, weighted.astype(np.float64), sample_weight, self._column_variances
             )
-            self._reference = {"center": center, "shift": means, "fill_variances": variances}
-        super()._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
+            self._start_reference = {"center": center, "shift": means, "fill_variances": variances}
+        try:
+            super()._initialize_from_responsibilities(
+                X, sample_weight, responsibilities, random_state
+            )
+        finally:
+            del self._start_reference
 
     def _set_initial_values(self, dtype):
         """Apply the user's initial values over the computed ones."""
@@ -383,7 +393,6 @@ class EMGaussianMixture(BaseMixture):
             )
             self.precisions_cholesky_ = factors.astype(dtype)
             self.covariances_ = covariances.astype(dtype)
-        self._refresh_caches()
 
     # ------------------------------------------------------------------ EM
 
@@ -401,10 +410,11 @@ class EMGaussianMixture(BaseMixture):
         M-step; the diagonal types reuse the squares. Without it (the
         initialisation), the statistics are formed from the data.
         """
-        centered = self._centered(X) if workspace is None else workspace["centered"]
+        reference = self._reference
+        centered = _centered(X, reference) if workspace is None else workspace["centered"]
         centered64 = centered.astype(np.float64, copy=False)
         statistics = self._covariance.statistics(
-            centered, centered64, responsibilities, self._reference, workspace
+            centered, centered64, responsibilities, reference, workspace
         )
         statistics["sum_x"] = responsibilities.astype(np.float64, copy=False).T @ centered64
         return statistics
@@ -412,8 +422,9 @@ class EMGaussianMixture(BaseMixture):
     def _m_step_components(self, statistics):
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
-        covariances = self._covariance.unfloored(statistics, centered_means, nk, self._reference)
-        self._set_components(centered_means + self._reference["center"], covariances)
+        reference = self._reference
+        covariances = self._covariance.unfloored(statistics, centered_means, nk, reference)
+        self._set_components(centered_means + reference["center"], covariances)
 
     def _set_components(self, means, covariances):
         """Set the means and the floored, factorised covariances (float64 in)."""
@@ -429,7 +440,6 @@ class EMGaussianMixture(BaseMixture):
         self.means_ = means.astype(dtype)
         self.covariances_ = covariances.astype(dtype)
         self.precisions_cholesky_ = factors.astype(dtype)
-        self._refresh_caches()
 
     # ------------------------------------------------------------------ online
 
@@ -463,22 +473,34 @@ class EMGaussianMixture(BaseMixture):
             "covariances": covariances,
         }
 
-    def _refresh_caches(self):
-        """Recompute what the E-step needs from the current parameters."""
+    _terms_from = ("weights_", "means_", "precisions_cholesky_")
+
+    def _derive_terms(self):
+        """The E-step's terms: the centre of the means, the means about it, the
+        covariance type's terms, and those of rows with missing values."""
         weights = np.asarray(self.weights_, dtype=np.float64)
         means = np.asarray(self.means_, dtype=np.float64)
+        factors = np.asarray(self.precisions_cholesky_, dtype=np.float64)
         center = (weights / weights.sum()) @ means
-        terms = self._covariance.estep_terms(
-            means - center,
-            np.asarray(self.precisions_cholesky_, dtype=np.float64),
-            self.means_.dtype,
-        )
+        shift = means - center
+        terms = self._covariance.estep_terms(shift, factors, self.means_.dtype)
         terms["log_norm"] = log_normalizer(terms, means.shape[1])
-        self._reference = {"center": center, "shift": means - center, "terms": terms}
+        return {
+            "center": center,
+            "shift": shift,
+            "terms": terms,
+            "missing_terms": self._covariance.missing_terms(shift, factors),
+        }
 
-    def _centered(self, X):
-        """Rows minus the centre of the current means, in the data's dtype."""
-        return X - self._reference["center"].astype(X.dtype)
+    @property
+    def _reference(self):
+        """The point the statistics are taken about, and the E-step's terms.
+
+        The start's centre and means (and fill variances) while the first
+        M-step runs; then ``_derive_terms`` of the current parameters.
+        """
+        start = self.__dict__.get("_start_reference")
+        return self._terms() if start is None else start
 
     def _estimate_log_prob(self, X):
         return self._log_prob_and_workspace(X)[0]
@@ -492,8 +514,9 @@ class EMGaussianMixture(BaseMixture):
         every dtype of the data (scikit-learn returns float32 for float32
         data, where the log-density of a far row can overflow to -inf).
         """
-        terms = self._reference["terms"]
-        centered = self._centered(X)
+        reference = self._reference
+        terms = reference["terms"]
+        centered = _centered(X, reference)
         workspace = {"centered": centered}
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             mahalanobis = self._covariance.mahalanobis(
@@ -505,29 +528,15 @@ class EMGaussianMixture(BaseMixture):
 
     # ------------------------------------------------------------------ missing values
 
-    def _missing_terms(self):
-        """What rows with missing values need from the parameters (``missing_terms``).
-
-        Computed on the first chunk with NaN after each M-step, and kept with
-        the E-step's terms, which ``_refresh_caches`` replaces; the values are
-        a pure function of the parameters, so chunks that meet here at once
-        compute the same.
-        """
-        reference = self._reference
-        if "missing_terms" not in reference:
-            reference["missing_terms"] = self._covariance.missing_terms(
-                reference["shift"], np.asarray(self.precisions_cholesky_, dtype=np.float64)
-            )
-        return reference["missing_terms"]
-
     def _missing_log_prob(self, X, missing):
         """Log-densities of the observed values of each row (float64), and conditionals."""
-        centered = np.subtract(X, self._reference["center"], dtype=np.float64)
+        reference = self._reference
+        centered = np.subtract(X, reference["center"], dtype=np.float64)
         np.copyto(centered, 0.0, where=missing)
         # a square beyond the float range: density 0 (and inf - inf in the expansion)
         with np.errstate(over="ignore", invalid="ignore"):
             mahalanobis, log_det, conditionals = self._covariance.missing_mahalanobis(
-                centered, missing, self._reference["terms"], self._missing_terms()
+                centered, missing, reference["terms"], reference["missing_terms"]
             )
         n_observed = X.shape[1] - missing.sum(axis=1)
         log_prob = log_det - 0.5 * mahalanobis
@@ -543,9 +552,9 @@ class EMGaussianMixture(BaseMixture):
 
     def _initial_conditionals(self, X, missing):
         """Each component's observed means and variances (see the initialisation)."""
-        centered = np.subtract(X, self._reference["center"], dtype=np.float64)
-        np.copyto(centered, 0.0, where=missing)
         reference = self._reference
+        centered = np.subtract(X, reference["center"], dtype=np.float64)
+        np.copyto(centered, 0.0, where=missing)
         return DiagonalConditionals(
             centered, missing, reference["shift"], reference["fill_variances"]
         )
@@ -554,7 +563,6 @@ class EMGaussianMixture(BaseMixture):
 
     def _set_parameters(self, parameters):
         super()._set_parameters(parameters)
-        self._refresh_caches()
         self.precisions_ = self._covariance.precisions(self.precisions_cholesky_)
 
     def _degenerate_components(self):

@@ -362,9 +362,11 @@ class BaseMixture(BaseEM):
         return statistics
 
     def _m_step(self, statistics):
+        # the weights last: the components' step reads the terms of the
+        # parameters the statistics were taken with (``_terms``)
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
-        self.weights_ = (nk / nk.sum()).astype(self._parameter_dtype())
         self._m_step_components(statistics)
+        self.weights_ = (nk / nk.sum()).astype(self._parameter_dtype())
 
     def _parameter_dtype(self):
         """dtype of the fitted parameters: that of the training data."""
@@ -507,6 +509,7 @@ class BaseMixture(BaseEM):
             chunk_draws = [None if draw is None else draw[batch] for draw in draws]
             return impute_rows(log_prob, log_weights, conditionals, means, *chunk_draws)
 
+        self._warm_terms()
         values = np.concatenate(list(map_chunks(imputed_rows, self._chunks(rows.size))))
         imputed[rows] = np.where(missing[rows], values, X[rows])
         return imputed

@@ -13,7 +13,13 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from ._base import ONLINE_PARAMETER_CONSTRAINTS, check_missing, is_dask_array, weighted_moments
+from ._base import (
+    ONLINE_PARAMETER_CONSTRAINTS,
+    Lazy,
+    check_missing,
+    is_dask_array,
+    weighted_moments,
+)
 from ._covariance import COVARIANCES
 from ._missing import (
     condition_on_observed,
@@ -321,15 +327,24 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             noise_variances.append(noise_variance)
         self.components_ = np.array(components)
         self.noise_variance_ = np.array(noise_variances)
-        self._refresh_caches()
 
-    def _refresh_caches(self):
-        terms = [
-            latent_precision_terms(w, s) for w, s in zip(self.components_, self.noise_variance_)
-        ]
-        self._precision_inverses = np.array([inverse for inverse, _ in terms])
-        self._log_det_precisions = np.array([log_det for _, log_det in terms])
-        self._missing_cache = {}
+    _terms_from = ("components_", "noise_variance_")
+
+    def _derive_terms(self):
+        """``M_k^-1`` and ``log|M_k|`` of each component (M = W W^T + s I, q x q),
+        and, on first use by rows with NaN, the precision factors (K x d x d)."""
+        components = np.asarray(self.components_, dtype=np.float64)
+        noise_variances = np.asarray(self.noise_variance_, dtype=np.float64)
+        terms = [latent_precision_terms(w, s) for w, s in zip(components, noise_variances)]
+        return {
+            "precision_inverses": np.array([inverse for inverse, _ in terms]),
+            "log_det_precisions": np.array([log_det for _, log_det in terms]),
+            "missing_factors": Lazy(
+                lambda: np.array(
+                    [ppca_precision_factor(w, s) for w, s in zip(components, noise_variances)]
+                )
+            ),
+        }
 
     def _row_width(self):
         n_latent = self.components_.shape[1] if hasattr(self, "components_") else self.n_latent
@@ -348,10 +363,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     def _estimate_log_prob(self, X):
         n_components, n_latent = self.components_.shape[:2]
+        terms = self._terms()
         log_prob = np.empty((X.shape[0], n_components))
         for k in range(n_components):
             residual, squared_norms, projected = self._component_terms(X, k)
-            posterior_mean = projected @ self._precision_inverses[k]
+            posterior_mean = projected @ terms["precision_inverses"][k]
             log_prob[:, k] = ppca_log_density(
                 squared_norms,
                 projected,
@@ -359,41 +375,27 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 X.shape[1],
                 n_latent,
                 self.noise_variance_[k],
-                self._log_det_precisions[k],
+                terms["log_det_precisions"][k],
                 residual,
             )
         return log_prob
-
-    def _missing_factors(self):
-        """Each component's precision factor (``ppca_precision_factor``, K x d x d), for NaN.
-
-        Formed on the first chunk with NaN after each M-step (and kept until
-        ``_refresh_caches``); the value is a pure function of the parameters,
-        so chunks that meet here at once compute the same.
-        """
-        if "factors" not in self._missing_cache:
-            self._missing_cache["factors"] = np.array(
-                [
-                    ppca_precision_factor(w, s)
-                    for w, s in zip(self.components_, self.noise_variance_)
-                ]
-            )
-        return self._missing_cache["factors"]
 
     def _missing_log_prob(self, X, missing):
         """Log-density of the observed values of each row: the marginal Gaussian.
 
         ``log|C_OO| = log|C| + log|P_MM|`` with ``log|C| = (d - q) log s + log|M|``.
         """
+        terms = self._terms()
         means = np.asarray(self.means_, dtype=np.float64)
         residuals = np.subtract(X[np.newaxis], means[:, np.newaxis, :], dtype=np.float64)
         np.copyto(residuals, 0.0, where=missing)
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             mahalanobis, log_det_missing, conditionals = condition_on_observed(
-                residuals, missing, self._missing_factors(), means
+                residuals, missing, terms["missing_factors"].get(), means
             )
         n_features, n_latent = X.shape[1], self.components_.shape[1]
-        log_det = (n_features - n_latent) * np.log(self.noise_variance_) + self._log_det_precisions
+        log_det = (n_features - n_latent) * np.log(self.noise_variance_)
+        log_det += terms["log_det_precisions"]
         n_observed = n_features - missing.sum(axis=1)
         log_prob = mahalanobis + log_det_missing + log_det
         log_prob += log(2 * pi) * n_observed[:, np.newaxis]
@@ -473,6 +475,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         n_features = self.means_.shape[1]
         identity = np.eye(self.n_latent)
+        precision_inverses = self._terms()["precision_inverses"]
         means, components, noise_variances = [], [], []
         for k in range(self.n_components):
             loadings = self.components_[k].T
@@ -482,7 +485,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 shift, shift @ loadings
             )
             trace = statistics["sum_squares"][k] / nk[k] - shift @ shift
-            inverse = self._precision_inverses[k]
+            inverse = precision_inverses[k]
             noise_variance = self.noise_variance_[k]
             inner = noise_variance * identity + inverse @ loadings.T @ scatter_loadings
             new_loadings = np.linalg.solve(inner.T, scatter_loadings.T).T
@@ -493,7 +496,6 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self.means_ = np.array(means)
         self.components_ = np.array(components)
         self.noise_variance_ = np.array(noise_variances)
-        self._refresh_caches()
 
     def _m_step_closed_form(self, statistics):
         """Weighted PPCA maximum likelihood per component (Tipping & Bishop, 1999).
@@ -551,7 +553,6 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self.means_ = means
         self.components_ = np.ascontiguousarray(directions * scales[:, :, np.newaxis])
         self.noise_variance_ = noise_variances
-        self._refresh_caches()
 
     # ------------------------------------------------------------------ online
 
@@ -584,10 +585,6 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             "means": np.asarray(self.means_, dtype=np.float64),
             "covariances": covariances,
         }
-
-    def _set_parameters(self, parameters):
-        super()._set_parameters(parameters)
-        self._refresh_caches()
 
     def _after_fit(self, X, sample_weight):
         if self.n_iter_ == 0:
@@ -638,6 +635,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         """
         X = self._validate_predict_data(X)
 
+        precision_inverses = self._terms()["precision_inverses"]
+
         def latent_means(chunk):
             log_prob, workspace = self._chunk_log_prob(chunk)
             labels = np.argmax(log_prob + self._log_weights(log_prob.dtype), axis=1)
@@ -651,11 +650,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 label = labels[rows]
                 filled = workspace.conditionals.residuals[label, np.arange(rows.size)]
                 projected = np.einsum("nd,nqd->nq", filled, self.components_[label])
-                latent[rows] = np.einsum("nq,nqr->nr", projected, self._precision_inverses[label])
+                latent[rows] = np.einsum("nq,nqr->nr", projected, precision_inverses[label])
             for k in np.unique(labels):
                 rows = np.flatnonzero((labels == k) & complete)
                 _, _, projected = self._component_terms(chunk, k, rows)
-                latent[rows] = projected @ self._precision_inverses[k]
+                latent[rows] = projected @ precision_inverses[k]
             return latent
 
         return self._map_chunks(latent_means, X).astype(X.dtype, copy=False)

@@ -372,3 +372,40 @@ def test_far_rows_never_score_or_assign_nan():
     assert not np.isnan(scores).any() and np.isfinite(scores[1])
     assert np.all(scores[[0, 2, 3]] == -np.inf)  # true values near -1e308 and below
     assert_allclose(model.predict_proba(rows).sum(axis=1), 1.0)
+
+
+def test_parameters_changed_by_hand_change_scores_transform_and_imputations():
+    """Loadings scaled in place and a new noise variance are what scores read (scipy).
+
+    The factorisations of the fit used to stay: scores, latent means and
+    imputations ignored the change while ``sample`` followed it.
+    """
+    X = StandardScaler().fit_transform(load_iris().data)
+    model = MixtureOfPPCA(2, n_latent=2, random_state=0).fit(X)
+    model.components_ *= 1.5
+    model.noise_variance_ = model.noise_variance_ * 2.0
+    identity = np.eye(X.shape[1])
+    covariances = [w.T @ w + s * identity for w, s in zip(model.components_, model.noise_variance_)]
+    joint = np.log(model.weights_) + np.column_stack(
+        [multivariate_normal(m, c).logpdf(X) for m, c in zip(model.means_, covariances)]
+    )
+    assert_allclose(model.score_samples(X), logsumexp(joint, axis=1), rtol=1e-10)
+    labels = joint.argmax(axis=1)
+    assert_array_equal(model.predict(X), labels)
+    for i in range(5):
+        w, s = model.components_[labels[i]], model.noise_variance_[labels[i]]
+        expected = np.linalg.solve(w @ w.T + s * np.eye(2), w @ (X[i] - model.means_[labels[i]]))
+        assert_allclose(model.transform(X[i : i + 1])[0], expected, rtol=1e-9)
+    row = X[:1].copy()
+    row[0, 2:] = np.nan
+    observed = [0, 1]
+    marginal = np.log(model.weights_) + [
+        multivariate_normal(m[observed], c[np.ix_(observed, observed)]).logpdf(row[0, observed])
+        for m, c in zip(model.means_, covariances)
+    ]
+    posterior = np.exp(marginal - logsumexp(marginal))
+    expected = sum(
+        p * (m[2:] + c[2:, :2] @ np.linalg.solve(c[:2, :2], row[0, :2] - m[:2]))
+        for p, m, c in zip(posterior, model.means_, covariances)
+    )
+    assert_allclose(model.impute(row)[0, 2:], expected, rtol=1e-9)
