@@ -258,10 +258,29 @@ def _floor_advice(model, distinct_values):
     return f" or raise {floor}"
 
 
+def floored_columns_note(model, X, table, columns):
+    """The file's columns whose variance is at most ``reg_covar``, by name."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a column without values
+        variances = np.nanvar(X, axis=0)
+    floored = np.flatnonzero((variances > 0) & (variances <= model.reg_covar))
+    one = floored.size == 1
+    listing = ", ".join(
+        f"{table.describe(columns[column])} (variance {variances[column]:.3g})"
+        for column in floored[:LISTED]
+    ) + (f" and {floored.size - LISTED} more" if floored.size > LISTED else "")
+    exclude = ",".join(table.option_value(columns[column]) for column in floored)
+    return (
+        f"in the file, {'that is' if one else 'those are'} {listing}: rescale "
+        f"{'it' if one else 'them'} (other units) or leave {'it' if one else 'them'} out "
+        f"(--exclude {shlex.quote(exclude)})"
+    )
+
+
 def run_fit(args, out=None):
     import joblib
 
-    from .exceptions import DegenerateComponentWarning
+    from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
     model = _new_model(args)
     check_writable(args.out)
@@ -282,6 +301,8 @@ def run_fit(args, out=None):
     _report("fit", "warning", messages)
     if any(isinstance(message, DegenerateComponentWarning) for message in messages):
         _report("fit", "note", filter(None, [discrete_columns_note(model, X, table, columns)]))
+    if any(isinstance(message, VarianceFloorWarning) for message in messages):
+        _report("fit", "note", [floored_columns_note(model, X, table, columns)])
     names = None if table.names is None else [table.names[column] for column in columns]
     joblib.dump(
         {"model": model, "columns": names, "training_scores": np.sort(scores[complete])},

@@ -27,6 +27,8 @@ DECIMAL_COMMA = re.compile(r"\d,\d")
 
 #: A pandas index column written by ``DataFrame.to_csv``: unnamed.
 INDEX_NAMES = {"", "unnamed: 0"}
+#: The name pandas gives a column without one.
+UNNAMED = re.compile(r"Unnamed: \d+")
 
 #: Fields that pandas reads as missing values (its default ``na_values``).
 MISSING_FIELDS = frozenset(
@@ -308,8 +310,9 @@ class Table:
 
     def describe(self, column):
         """How messages name a column: ``column 3 'firm'``."""
-        name = "" if self.names is None else f" {self.names[column]!r}"
-        return f"column {column}{name}"
+        name = "" if self.names is None else self.names[column]
+        unnamed = UNNAMED.fullmatch(name) or not name
+        return f"column {column}" if unnamed else f"column {column} {name!r}"
 
     def option_value(self, column):
         """What ``--exclude`` takes for a column: its name if it can, else its position."""

@@ -643,3 +643,21 @@ def test_degenerate_components_on_discrete_columns_are_explained(tmp_path, capsy
     assert main([*command, "--param", "n_components=3", "--param", "random_state=0"]) == 0
     error = capsys.readouterr().err
     assert "components are degenerate" in error and "note:" not in error
+
+
+def test_a_variance_floor_warning_names_the_files_column(tmp_path, capsys):
+    import pandas as pd
+
+    rng = np.random.RandomState(0)
+    columns = {"a": rng.normal(size=100), "b": rng.normal(size=100)}
+    frame = pd.DataFrame({**columns, "ppm": 1e-4 * rng.normal(size=100), "c": rng.normal(size=100)})
+    frame.index = [f"r{number}" for number in range(100)]
+    frame.to_csv(tmp_path / "d.csv")
+    assert main(["fit", "gmm", str(tmp_path / "d.csv"), "--out", str(tmp_path / "m")]) == 0
+    output = capsys.readouterr()
+    assert "(row labels: column 0)" in output.out
+    # the model numbers the columns of X (2); the note, the file's (3)
+    variance = np.var(frame["ppm"])
+    assert "(columns [2]," in output.err
+    assert f"note: in the file, that is column 3 'ppm' (variance {variance:.3g})" in output.err
+    assert "--exclude ppm" in output.err
