@@ -75,9 +75,10 @@ left.legend(loc="lower center", fontsize=8)
 
 width = 0.2
 for i, (name, values) in enumerate(errors.items()):
-    right.bar(np.arange(len(rates)) + (i - 1.5) * width, values, width, label=name)
+    bars = right.bar(np.arange(len(rates)) + (i - 1.5) * width, values, width, label=name)
+    right.bar_label(bars, fmt="%.2f", fontsize=7)
 right.set_xticks(range(len(rates)), [f"{int(rate * 100)}% missing" for rate in rates])
 right.set_ylabel("RMSE of the imputed cells (standard units)")
 right.set_title("wine")
-right.legend(fontsize=8)
+right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
 fig.tight_layout()
