@@ -379,6 +379,14 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
     missing values. A row with no observed value is a ``ValueError`` in
     ``fit`` and in scoring; ``impute`` fills it from the prior.
 
+    Scores are never NaN for finite input. A row so far in the model's tails
+    that its log-density is below float64's range (about -1.8e308; reached
+    near 1e154 feature standard deviations from the data) scores -inf, its
+    float64 value. Its importance weights then all underflow, and ``impute``
+    averages the proposal's draws instead of weighting them: the
+    imputations stay finite (unless the conditional mean itself is beyond
+    float64's range), as good as the encoder's proposal.
+
     ``partial_fit`` trains on a stream of batches: each call makes one pass
     of minibatch Adam steps over its batch, and the optimiser's state carries
     over between calls. The first call (on an unfitted model) fixes the
@@ -892,7 +900,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         if self._fitted("likelihood") == "bernoulli":
             terms = X * decoded - softplus(decoded)
             if observed is not None:
-                terms *= observed
+                terms = np.where(observed > 0, terms, 0.0)
             log_likelihood = np.sum(terms, axis=1)
             if not gradient:
                 return log_likelihood, None
@@ -906,7 +914,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         standardized = residual / variance
         terms = LOG_2PI + np.log(variance) + residual * standardized
         if observed is not None:
-            terms *= observed
+            # selected, not multiplied: a missing coordinate's term can be inf
+            # (a decoder mean far from its zero fill), and inf * 0 is NaN
+            terms = np.where(observed > 0, terms, 0.0)
         log_likelihood = -0.5 * np.sum(terms, axis=1)
         if not gradient:
             return log_likelihood, None
@@ -1146,12 +1156,15 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         latent = mean[:, np.newaxis, :] + std[:, np.newaxis, :] * noise
         standardized = noise
         n_draws = noise.shape[-2]
-        n_prior = int(round(DEFENSIVE_SHARE * n_draws))
+        n_prior = n_draws - n_proposal_draws(n_draws)
         if defensive is not None and defensive.any() and n_prior:
             from_prior = np.zeros(latent.shape[:2], dtype=bool)
             from_prior[defensive, n_draws - n_prior :] = True
             latent = np.where(from_prior[:, :, np.newaxis], noise, latent)
-            standardized = (latent - mean[:, np.newaxis, :]) / std[:, np.newaxis, :]
+            # the proposal's own draws are standardised by their noise: (latent -
+            # mean) / std loses them to rounding where |mean| is far above sigma
+            placed = (latent - mean[:, np.newaxis, :]) / std[:, np.newaxis, :]
+            standardized = np.where(from_prior[:, :, np.newaxis], placed, noise)
         reconstruction, decoded = self._decode_draws(decoder, values, observed, latent)
         log_prior = -0.5 * np.sum(LOG_2PI + latent * latent, axis=2)
         log_proposal = -0.5 * np.sum(
@@ -1199,14 +1212,13 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             adaptation_noise,
             np.ones(values.shape[0], dtype=bool),
         )
-        weights = softmax(log_weights, axis=1)
+        weights, weighed = importance_weights(log_weights)
         # a variance needs draws of weight: rows with fewer keep the widened q's
-        spread = 1.0 / np.sum(weights * weights, axis=1) >= MIN_EFFECTIVE_DRAWS
-        weights = weights[:, :, np.newaxis]
-        mean = np.sum(weights * latent, axis=1)
-        variance = np.sum(
-            weights[spread] * (latent[spread] - mean[spread, np.newaxis, :]) ** 2, axis=1
-        )
+        # (and rows with none, far in the tails, its mean too)
+        spread = weighed & (MIN_EFFECTIVE_DRAWS * np.sum(weights * weights, axis=1) <= 1.0)
+        mean[weighed] = sum_over_draws(weights[weighed], latent[weighed])
+        deviation = latent[spread] - mean[spread, np.newaxis, :]
+        variance = sum_over_draws(weights[spread], deviation * deviation)
         with np.errstate(divide="ignore"):  # a zero variance is clipped below
             log_variance[spread] = np.log(variance) + 2 * log(PROPOSAL_WIDENING)
         return mean, np.clip(log_variance, *LOG_VARIANCE_RANGE)
@@ -1218,7 +1230,8 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return decoded[:, : self.n_features_in_]
 
     def _importance_weighted(self, X, noise):
-        log_weights, _, _ = self._importance_terms(self._standardize(X, np.float64), noise)
+        with far_tails():
+            log_weights, _, _ = self._importance_terms(self._standardize(X, np.float64), noise)
         return logsumexp(log_weights, axis=1) - log(noise.shape[-2]) - self._log_jacobian(X)
 
     def elbo_samples(self, X):
@@ -1243,10 +1256,12 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         X = self._validate_predict_data(X)
 
         def terms(chunk):
-            reconstruction, kl = self._elbo_terms(
-                self._standardize(chunk, np.float64), self._importance_noise()
-            )
-            return np.column_stack([reconstruction.mean(axis=1) - self._log_jacobian(chunk), kl])
+            with far_tails():
+                reconstruction, kl = self._elbo_terms(
+                    self._standardize(chunk, np.float64), self._importance_noise()
+                )
+                reconstruction = reconstruction.mean(axis=1)
+            return np.column_stack([reconstruction - self._log_jacobian(chunk), kl])
 
         reconstruction, kl = self._map_chunks(terms, X).T
         return {"elbo": reconstruction - kl, "reconstruction": reconstruction, "kl": kl}
@@ -1275,18 +1290,22 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return self._map_chunks(posterior_mean, X).astype(X.dtype, copy=False)
 
     def _decode(self, latent):
-        """Decoder mean and, for the Gaussian, variance, in the user's units."""
+        """Decoder mean and, for the Gaussian, standard deviation, in the user's units."""
         _, decoder = self._networks(self.parameters_.astype(np.float64))
         return self._decoder_moments(forward(decoder, latent, self._fitted("activation"))[-1])
 
     def _decoder_moments(self, decoded):
-        """Mean and, for the Gaussian, variance of p(x|z) from the decoder output."""
+        """Mean and, for the Gaussian, standard deviation of p(x|z) from the decoder output.
+
+        (The deviation is scaled after its square root: it stays finite where
+        the variance in the user's units would overflow.)
+        """
         if self._fitted("likelihood") == "bernoulli":
             return expit(decoded), None
         n_features = self.n_features_in_
         mean = decoded[:, :n_features] * self.feature_scale_ + self.feature_mean_
         variance = self._fitted("variance_floor") + np.logaddexp(0, decoded[:, n_features:])
-        return mean, variance * self.feature_scale_**2
+        return mean, np.sqrt(variance) * self.feature_scale_
 
     def inverse_transform(self, Z):
         """Decoder mean of latent coordinates.
@@ -1321,11 +1340,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         latent = random_state.standard_normal(size=(n_samples, self._fitted("n_components")))
         return self._draw_from_decoder(*self._decode(latent), random_state), latent
 
-    def _draw_from_decoder(self, mean, variance, random_state):
+    def _draw_from_decoder(self, mean, deviation, random_state):
         """One draw from p(x|z) given its moments (``_decoder_moments``)."""
         if self._fitted("likelihood") == "bernoulli":
             return (random_state.uniform(size=mean.shape) < mean).astype(np.float64)
-        return mean + np.sqrt(variance) * random_state.standard_normal(size=mean.shape)
+        return mean + deviation * random_state.standard_normal(size=mean.shape)
 
     def impute(self, X, *, sample_posterior=False, random_state=None):
         """Fill the missing values (NaN) from the fitted model, given each row's observed ones.
@@ -1339,7 +1358,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         z_s picked by the weights among fresh draws from q, then x_m drawn
         from p(x|z_s), as multiple imputation needs. A row with no observed
         value is filled from the prior: the decoder mean averaged over draws
-        of z from N(0, I), or one draw from the model.
+        of z from N(0, I), or one draw from the model. A row whose weights
+        all underflow (observed values far in the model's tails) takes its
+        draws from q with equal weights.
 
         Parameters
         ----------
@@ -1412,20 +1433,27 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _fill_rows(self, X, noise, random_state):
         """The weighted mean of the decoder means (no ``random_state``), or one draw."""
-        log_weights, decoded, _ = self._importance_terms(self._standardize(X, np.float64), noise)
-        weights = softmax(log_weights, axis=1)
-        n_rows, n_draws = log_weights.shape
-        mean, variance = self._decoder_moments(decoded)
-        mean = mean.reshape(n_rows, n_draws, -1)
-        if random_state is None:
-            return np.einsum("rs,rsd->rd", weights, mean)
-        # the draw picked by the weights: the first whose cumulative weight passes a uniform
-        picked = (weights.cumsum(axis=1) < random_state.uniform(size=(n_rows, 1))).sum(axis=1)
-        picked = np.minimum(picked, n_draws - 1)  # the cumulative sum may end below one
-        rows = np.arange(n_rows)
-        if variance is not None:
-            variance = variance.reshape(n_rows, n_draws, -1)[rows, picked]
-        return self._draw_from_decoder(mean[rows, picked], variance, random_state)
+        with far_tails():
+            log_weights, decoded, _ = self._importance_terms(
+                self._standardize(X, np.float64), noise
+            )
+            weights, weighed = importance_weights(log_weights)
+            n_rows, n_draws = log_weights.shape
+            # a row so far in the tails that no draw has a weight in float64: its
+            # proposal (the encoder's, adapted) is the estimate of its posterior
+            weights[~weighed, : n_proposal_draws(n_draws)] = 1.0 / n_proposal_draws(n_draws)
+            mean, deviation = self._decoder_moments(decoded)
+            mean = mean.reshape(n_rows, n_draws, -1)
+            if random_state is None:
+                return sum_over_draws(weights, mean)
+            # the draw picked by the weights: the first whose cumulative weight passes a uniform
+            uniform = random_state.uniform(size=(n_rows, 1))
+            picked = (weights.cumsum(axis=1) < uniform).sum(axis=1)
+            picked = np.minimum(picked, n_draws - 1)  # the cumulative sum may end below one
+            rows = np.arange(n_rows)
+            if deviation is not None:
+                deviation = deviation.reshape(n_rows, n_draws, -1)[rows, picked]
+            return self._draw_from_decoder(mean[rows, picked], deviation, random_state)
 
     def _prior_fill(self, n_rows, sample_posterior, random_state):
         """Values for rows with nothing observed: the prior mean of x, or draws from the model."""
@@ -1444,6 +1472,40 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         tags.non_deterministic = False
         tags.input_tags.allow_nan = True
         return tags
+
+
+def far_tails():
+    """Scoring context for rows far in the model's tails: squares there overflow
+    float64, and a density below its range is zero (log-density -inf), a draw's
+    weight zero, as documented; that overflow is expected, not warned about."""
+    return np.errstate(over="ignore")
+
+
+def n_proposal_draws(n_draws):
+    """How many of a partly observed row's draws come from its proposal; the
+    others (``DEFENSIVE_SHARE``, the last ones) come from the prior."""
+    return n_draws - int(round(DEFENSIVE_SHARE * n_draws))
+
+
+def importance_weights(log_weights):
+    """Self-normalised weights of each row's draws, and whether the row has any.
+
+    The softmax of each row of log-weights; a row whose log-weights are all
+    -inf (every p(x_o, z_s) below float64's range: observed values far in the
+    model's tails) has no weights (zeros, and False in the mask).
+    """
+    weighed = np.max(log_weights, axis=1) > -np.inf
+    weights = np.zeros_like(log_weights)
+    weights[weighed] = softmax(log_weights[weighed], axis=1)
+    return weights, weighed
+
+
+def sum_over_draws(weights, values):
+    """``sum_s weights[r, s] * values[r, s]`` for each row r; draws of weight zero
+    add nothing, even where their values overflowed to infinity."""
+    weights = weights[:, :, np.newaxis]
+    terms = np.multiply(weights, values, out=np.zeros_like(values), where=weights > 0)
+    return terms.sum(axis=1)
 
 
 def check_prediction_rows(X, likelihood, allow_unobserved_rows, block=False):
