@@ -66,6 +66,39 @@ def check_magnitude(X):
         )
 
 
+def data_block_rows(X):
+    """Rows of X in a block of CHUNK_FLOATS values, for the passes over the data."""
+    return max(1, CHUNK_FLOATS // max(1, X.shape[1]))
+
+
+def check_no_infinity(X):
+    """scikit-learn's finiteness check with NaN allowed, a block of rows at a time.
+
+    scikit-learn's own check makes an n x d mask of X when X has NaN (one
+    byte a cell, the size of a memory-mapped file's rows); a block's sum is
+    finite unless the block holds NaN, inf or sums past the float range, and
+    only then are its cells looked at.
+    """
+    for rows in row_slices(X.shape[0], data_block_rows(X)):
+        block = X[rows]
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(block.sum(dtype=np.float64)):
+                continue
+        if np.isinf(block).any():
+            raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}.")
+
+
+def incomplete_row_share(X):
+    """The share of the rows of X (in memory) with a missing value, counted block by block."""
+
+    def count(block, weights):
+        if not np.isnan(block.sum(dtype=np.float64)):
+            return 0.0
+        return float(np.count_nonzero(np.isnan(block).any(axis=1)))
+
+    return reduce_rows(count, X, None, data_block_rows(X)) / max(1, X.shape[0])
+
+
 def check_sample_weight(sample_weight, n_samples):
     """Validate ``sample_weight``: None or finite, non-negative, shape (n_samples,).
 
@@ -153,8 +186,8 @@ def weighted_moments(X, sample_weight, block_rows=None):
         np.copyto(centered, 0.0, where=np.isnan(centered))
         return weights @ centered
 
-    if block_rows is None:  # blocks of CHUNK_FLOATS values
-        block_rows = CHUNK_FLOATS // max(1, X.shape[1])
+    if block_rows is None:
+        block_rows = data_block_rows(X)
     total, column_weight = reduce_rows(sums, X, sample_weight, block_rows)
     mean = total / column_weight
     return mean, reduce_rows(squares, X, sample_weight, block_rows) / column_weight
@@ -225,7 +258,7 @@ def reduce_rows(function, X, sample_weight, block_rows):
     return total
 
 
-def check_missing(X, sample_weight, block_rows=2**16):
+def check_missing(X, sample_weight):
     """Whether X has missing values (NaN); raise ValueError if a row or column has none observed.
 
     One pass over the data (``reduce_rows``), so a dask array is checked on its
@@ -246,7 +279,9 @@ def check_missing(X, sample_weight, block_rows=2**16):
             (row_weights(weights, block.shape[0]) @ observed),
         )
 
-    n_missing, n_empty_rows, column_weight = reduce_rows(counts, X, sample_weight, block_rows)
+    n_missing, n_empty_rows, column_weight = reduce_rows(
+        counts, X, sample_weight, data_block_rows(X)
+    )
     if n_empty_rows:
         if is_dask_array(X):
             raise ValueError(empty_rows_message(int(n_empty_rows)))
@@ -687,9 +722,11 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             X,
             dtype=[np.float64, np.float32],
             ensure_min_samples=2 if reset else 1,
-            ensure_all_finite="allow-nan" if self._allow_nan else True,
+            ensure_all_finite=not self._allow_nan,  # NaN: checked block by block
             reset=reset,
         )
+        if self._allow_nan:
+            check_no_infinity(X)
         check_magnitude(X)
         return X, check_sample_weight(sample_weight, X.shape[0])
 
@@ -915,13 +952,16 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             from ._dask import validate_predict_data
 
             return validate_predict_data(self, X)
-        return validate_data(
+        X = validate_data(
             self,
             X,
             dtype=[np.float64, np.float32],
             reset=False,
-            ensure_all_finite="allow-nan" if self._allow_nan else True,
+            ensure_all_finite=not self._allow_nan,  # NaN: checked block by block
         )
+        if self._allow_nan:
+            check_no_infinity(X)
+        return X
 
     def score_samples(self, X):
         """Log-density of each row under the fitted model, in nats.

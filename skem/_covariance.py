@@ -162,8 +162,8 @@ class Covariance:
         """What rows with missing values need from the parameters (see ``skem._missing``)."""
         raise NotImplementedError
 
-    def missing_row_width(self, n_components, missing):
-        """Extra floats per row of E-step memory on rows like ``missing`` (bool, n x d)."""
+    def missing_row_width(self, n_components, n_features, incomplete_share):
+        """Extra floats per row of E-step memory, ``incomplete_share`` of the rows with NaN."""
         return 0
 
     def missing_mahalanobis(self, centered, missing, terms, missing_terms):
@@ -230,8 +230,8 @@ class _MatrixCovariance(Covariance):
             "factors": np.reshape(factors, (-1, n_features, n_features)),
         }
 
-    def missing_row_width(self, n_components, missing):
-        return conditioning_row_width(missing, n_components)
+    def missing_row_width(self, n_components, n_features, incomplete_share):
+        return conditioning_row_width(incomplete_share, n_components, n_features)
 
     def missing_mahalanobis(self, centered, missing, terms, missing_terms):
         means = missing_terms["centered_means"]

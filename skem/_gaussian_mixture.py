@@ -15,7 +15,12 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import ONLINE_PARAMETER_CONSTRAINTS, is_dask_array, weighted_moments
+from ._base import (
+    ONLINE_PARAMETER_CONSTRAINTS,
+    incomplete_row_share,
+    is_dask_array,
+    weighted_moments,
+)
 from ._covariance import COVARIANCES, log_normalizer
 from ._missing import DiagonalConditionals, missing_mask, observed_moments
 from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
@@ -336,9 +341,9 @@ class EMGaussianMixture(BaseMixture):
         variances = weighted_moments(X, sample_weight)[1]
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
-        missing = None if is_dask_array(X) else missing_mask(X)
-        self._missing_row_width = (
-            0 if missing is None else self._covariance.missing_row_width(self.n_components, missing)
+        share = 0.0 if is_dask_array(X) else incomplete_row_share(X)
+        self._missing_row_width = self._covariance.missing_row_width(
+            self.n_components, X.shape[1], share
         )
 
     # ------------------------------------------------------------------ init

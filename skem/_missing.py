@@ -188,16 +188,15 @@ def _pattern_groups(packed_bytes, n_rows, n_bytes, n_features):
     return groups
 
 
-def conditioning_row_width(missing, n_components):
-    """Mean floats per row that ``condition_on_observed`` holds for rows like ``missing``.
+def conditioning_row_width(incomplete_share, n_components, n_features):
+    """Mean floats per row that ``condition_on_observed`` holds, ``incomplete_share`` of rows with NaN.
 
     A row with missing values needs its residual and gradient under each of
     the K components; a complete row nothing. (The m x m factors are
     gathered a stack at a time, within ``STACK_FLOATS``.) A model adds this
     to its row width when it fits data with NaN.
     """
-    n_incomplete = np.count_nonzero(missing.any(axis=1))
-    return int(np.ceil(2 * n_components * missing.shape[1] * n_incomplete / max(1, len(missing))))
+    return int(np.ceil(2 * n_components * n_features * incomplete_share))
 
 
 def embed_blocks(blocks, indices, targets, n_targets, n_features):

@@ -17,6 +17,7 @@ from ._base import (
     ONLINE_PARAMETER_CONSTRAINTS,
     Lazy,
     check_missing,
+    incomplete_row_share,
     is_dask_array,
     weighted_moments,
 )
@@ -265,10 +266,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         scale = float(weighted_moments(X, sample_weight)[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
         self._closed_form = self._uses_closed_form(X.shape[1])
-        missing = None if is_dask_array(X) else missing_mask(X)
-        self._missing_row_width = (
-            0 if missing is None else conditioning_row_width(missing, self.n_components)
-        )
+        share = 0.0 if is_dask_array(X) else incomplete_row_share(X)
+        self._missing_row_width = conditioning_row_width(share, self.n_components, X.shape[1])
 
     def _uses_closed_form(self, n_features):
         """Whether the M-step is the exact closed form (else one PPCA EM step).
