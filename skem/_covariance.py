@@ -158,8 +158,12 @@ class Covariance:
         means = first["means"] + ratio[:, np.newaxis] * offsets
         return {"n": n, "means": means, "covariances": covariances}
 
-    def missing_terms(self, centered_means, factors):
-        """What rows with missing values need from the parameters (see ``skem._missing``)."""
+    def missing_terms(self, centered_means, factors, floors):
+        """What rows with missing values need from the parameters (see ``skem._missing``).
+
+        ``floors`` (K,) are the variances each component's floor added: the
+        statistics take the conditional covariances less them (``skem._missing``).
+        """
         raise NotImplementedError
 
     def missing_row_width(self, n_components, n_features, incomplete_share):
@@ -223,11 +227,13 @@ class _MatrixCovariance(Covariance):
         covariances = np.array([np.linalg.inv(p) for p in stacked])
         return factors.reshape(precisions.shape), covariances.reshape(precisions.shape)
 
-    def missing_terms(self, centered_means, factors):
+    def missing_terms(self, centered_means, factors, floors):
         n_features = centered_means.shape[1]
+        stacked = np.reshape(factors, (-1, n_features, n_features))
         return {
             "centered_means": centered_means,
-            "factors": np.reshape(factors, (-1, n_features, n_features)),
+            "factors": stacked,
+            "floors": floors[: stacked.shape[0]],
         }
 
     def missing_row_width(self, n_components, n_features, incomplete_share):
@@ -238,7 +244,7 @@ class _MatrixCovariance(Covariance):
         residuals = centered[np.newaxis] - means[:, np.newaxis, :]
         residuals *= ~missing
         mahalanobis, log_det_missing, conditionals = condition_on_observed(
-            residuals, missing, missing_terms["factors"], means
+            residuals, missing, missing_terms["factors"], means, missing_terms["floors"]
         )
         # log|S_OO|^(-1/2) = log|U| - log|P_MM| / 2
         return mahalanobis, terms["log_det"] - 0.5 * log_det_missing, conditionals
@@ -620,12 +626,13 @@ class _VarianceCovariance(Covariance):
         squares = np.square(centered64) if workspace is None else workspace["squares"]
         return {"sum_x2": responsibilities.astype(np.float64, copy=False).T @ squares}
 
-    def missing_terms(self, centered_means, factors):
+    def missing_terms(self, centered_means, factors, floors):
         n_components, n_features = centered_means.shape
         precisions = self.per_feature(factors**2, n_components, n_features)
         return {
             "log_factors": self.per_feature(np.log(factors), n_components, n_features),
             "variances": 1.0 / precisions,
+            "floors": floors,
             "constant": (centered_means**2 * precisions).T.copy(),
         }
 
@@ -642,7 +649,11 @@ class _VarianceCovariance(Covariance):
             centered, np.square(centered), constant, terms, observed
         )
         conditionals = DiagonalConditionals(
-            centered, missing, terms["centered_means"], missing_terms["variances"]
+            centered,
+            missing,
+            terms["centered_means"],
+            missing_terms["variances"],
+            missing_terms["floors"],
         )
         return mahalanobis, observed @ missing_terms["log_factors"].T, conditionals
 

@@ -494,7 +494,9 @@ class EMGaussianMixture(BaseMixture):
             "center": center,
             "shift": shift,
             "terms": terms,
-            "missing_terms": self._covariance.missing_terms(shift, factors),
+            "missing_terms": self._covariance.missing_terms(
+                shift, factors, np.asarray(self._variance_floors, dtype=np.float64)
+            ),
         }
 
     @property

@@ -297,7 +297,7 @@ def whiten(residuals, factors, back=False):
     return np.matmul(residuals, np.swapaxes(factors, 1, 2) if back else factors)
 
 
-def condition_on_observed(residuals, missing, factors, means):
+def condition_on_observed(residuals, missing, factors, means, floors=None):
     """Marginals of the observed values and conditionals of the missing ones.
 
     Parameters
@@ -312,6 +312,8 @@ def condition_on_observed(residuals, missing, factors, means):
         root: the precision Cholesky factor of a mixture).
     means : ndarray of shape (K, d)
         The components' means (kept with the conditionals, which are about them).
+    floors : ndarray of shape (J,), default=None
+        The variance each covariance's floor added (``PatternConditionals``).
 
     Returns
     -------
@@ -382,7 +384,7 @@ def condition_on_observed(residuals, missing, factors, means):
     return (
         mahalanobis,
         log_det_missing,
-        PatternConditionals(residuals, means, groups, factors, precisions, kept),
+        PatternConditionals(residuals, means, groups, factors, precisions, kept, floors),
     )
 
 
@@ -431,15 +433,36 @@ class PatternConditionals:
     ``residuals`` (K, n, d) are ``E[x | x_O, k] - means[k]``; the conditional
     covariance of pattern p under component k is ``P_MM^-1`` of that
     component's precision (shared by all components when J = 1).
+
+    A covariance ``S + f I`` with a floor f is that of ``x = x* + e``, e
+    independent noise of variance f; ``Cov[x_M | x_O] = Cov[x*_M | x_O] + f I``.
+    The statistics (``covariance_sum``) take the clean part, as an observed
+    value enters them as it is: the M-step then adds the floor once, as for
+    complete data, instead of once more at every step (which made the bound
+    fall where a column is observed in a single row of a component). Draws
+    (``noise``) have the whole conditional covariance.
     """
 
-    def __init__(self, residuals, means, groups, factors, precisions, covariances=None):
+    def __init__(
+        self, residuals, means, groups, factors, precisions, covariances=None, floors=None
+    ):
         self.residuals = residuals
         self.means = means
         self._groups = groups
         self._factors = factors
         self._precisions = precisions
         self._covariances = covariances or {}
+        self._floors = floors
+
+    def missing_weights(self, responsibilities):
+        """``sum_n r_nk [x_nj missing]``, shape (K, d)."""
+        n_components, _, n_features = self.residuals.shape
+        total = np.zeros((n_features, n_components))
+        for group in self._groups:
+            weights = group.pattern_sums(responsibilities)  # (patterns, K)
+            m = group.indices.shape[1]
+            np.add.at(total, group.indices.ravel(), np.repeat(weights, m, axis=0))
+        return total.T
 
     def mean_sum(self, responsibilities):
         """``sum_n r_nk E[x_n | x_O, k]``, shape (K, d)."""
@@ -492,6 +515,11 @@ class PatternConditionals:
                     scale = weights[pattern[batch]].ravel()
                 covariance *= scale[:, np.newaxis, np.newaxis]
                 total += embed_blocks(covariance, indices, targets, n_targets, n_features)
+        if self._floors is not None:  # the clean part (see the class)
+            floors = np.broadcast_to(self._floors, (n_components,))
+            removed = floors[:, np.newaxis] * self.missing_weights(responsibilities)
+            diagonal = np.einsum("kii->ki", total)
+            diagonal -= removed.sum(axis=0, keepdims=True) if pooled else removed
         return total[0] if pooled else total
 
     def noise(self, labels, standard_normal):
@@ -537,12 +565,18 @@ class DiagonalConditionals:
     missing, in the coordinates of ``means``.
     """
 
-    def __init__(self, centered, missing, means, variances):
+    def __init__(self, centered, missing, means, variances, floors=None):
         self.centered = centered
         self.missing = missing
         self.means = means
         self.variances = variances
         self._missing_float = missing.astype(np.float64)
+        # the clean variances the statistics take (see PatternConditionals)
+        self._clean_variances = (
+            variances
+            if floors is None
+            else np.maximum(variances - np.reshape(floors, (-1, 1)), 0.0)
+        )
 
     def _missing_weights(self, responsibilities):
         return responsibilities.T @ self._missing_float
@@ -557,7 +591,7 @@ class DiagonalConditionals:
         """``sum_n r_nk E[x_n ** 2 | x_O, k]`` (elementwise), shape (K, d)."""
         observed = responsibilities.T @ np.square(self.centered)
         return observed + self._missing_weights(responsibilities) * (
-            np.square(self.means) + self.variances
+            np.square(self.means) + self._clean_variances
         )
 
     @property
@@ -568,7 +602,7 @@ class DiagonalConditionals:
 
     def covariance_sum(self, responsibilities, pooled=False):
         """``sum_n r_nk Cov[x | x_O(n), k]`` as diagonal matrices, (K, d, d) or (d, d)."""
-        variances = self._missing_weights(responsibilities) * self.variances
+        variances = self._missing_weights(responsibilities) * self._clean_variances
         if pooled:
             return np.diag(variances.sum(axis=0))
         return variances[:, :, np.newaxis] * np.eye(variances.shape[1])

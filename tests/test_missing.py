@@ -145,6 +145,10 @@ def test_bound_never_decreases_with_missing_values(covariance_type):
 def reference_one_gaussian_em(X, mean, covariance, n_iter, reg_covar, covariance_type):
     """EM for one Gaussian with missing values, one row at a time (Little & Rubin).
 
+    The covariance ``S + reg_covar I`` is that of ``x* + e``, e noise of
+    variance reg_covar: the missing cells enter the scatter with the
+    conditional covariance of x*, ``Cov[x_M | x_O] - reg_covar I``, as an
+    observed cell enters it as it is, and the M-step adds the floor once.
     Returns the log-likelihood before each M-step, and the final parameters.
     """
     n_samples, n_features = X.shape
@@ -156,7 +160,9 @@ def reference_one_gaussian_em(X, mean, covariance, n_iter, reg_covar, covariance
             log_likelihood += marginal_log_densities(x, [mean], [covariance])[0]
             filled, conditional = conditional_mean(x, mean, covariance)
             filled_rows.append(filled)
-            conditional_sum[np.ix_(missing, missing)] += conditional
+            conditional_sum[np.ix_(missing, missing)] += conditional - reg_covar * np.eye(
+                missing.sum()
+            )
         bounds.append(log_likelihood / n_samples)
         filled_rows = np.array(filled_rows)
         mean = filled_rows.mean(axis=0)
@@ -638,3 +644,29 @@ def test_ill_conditioned_missing_values_keep_the_bound_and_the_labels():
     )
     assert_array_equal(model.predict(X[incomplete]), joint.argmax(axis=1))
     assert_allclose(model.score_samples(X[incomplete]), logsumexp(joint, axis=1), rtol=1e-9)
+
+
+@pytest.mark.parametrize("reg_covar", [1e-6, 1e-3])
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_floor_is_added_once_for_a_column_observed_in_one_row_of_a_component(
+    covariance_type, reg_covar
+):
+    """The component's variance there is its maximum-likelihood value, zero, plus the floor.
+
+    The conditional variance of the missing cells used to carry the floor
+    into the next M-step, which added it again: after 50 steps the variance
+    was 45 floors and the bound fell by 8.6e-4 nats per row at every step.
+    """
+    rng = np.random.RandomState(0)
+    first = rng.normal(size=(200, 4)) @ (np.eye(4) + 0.5 * rng.normal(size=(4, 4)))
+    second = 0.5 * rng.normal(size=(200, 4)) + 6.0
+    X = np.vstack([first, second])
+    X[201:, 3] = np.nan  # observed in the first row of the second cluster only
+    model = EMGaussianMixture(
+        2, covariance_type=covariance_type, reg_covar=reg_covar, tol=0, max_iter=50, random_state=0
+    )
+    fit_quietly(model, X)
+    second_component = model.predict(X[200:201])[0]
+    variance = component_covariance(model, second_component)[3, 3]
+    assert_allclose(variance, reg_covar, rtol=1e-6)
+    assert np.diff(model.lower_bounds_).min() >= -1e-12 * abs(model.lower_bound_)
