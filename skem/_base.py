@@ -344,6 +344,22 @@ def take_rows(X, sample_weight, indices):
     return X[indices], None if sample_weight is None else sample_weight[indices]
 
 
+def fitted_weight(X, sample_weight):
+    """The total weight of the rows of X as given (the row count when unweighted).
+
+    inf, without a warning, past the float range (weights near 1e308).
+    """
+    if sample_weight is None:
+        return float(X.shape[0])
+    if not is_dask_array(sample_weight):
+        sample_weight = np.asarray(sample_weight, dtype=np.float64)
+    largest = float(sample_weight.max())
+    if largest <= 0:
+        return 0.0
+    with np.errstate(over="ignore"):
+        return float(X.shape[0] * float((sample_weight / largest).mean()) * largest)
+
+
 def weighted_sum(values, sample_weight):
     """Sum of ``values`` along the first axis, weighted, accumulated in float64."""
     values = np.asarray(values, dtype=np.float64)
@@ -559,13 +575,20 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         """Parameters that fix the fitted model's shape, with their fitted values."""
         return {}
 
-    def _check_same_structure(self):
-        """A warm start continues the fitted model: its shape must not have changed."""
+    def _requested_structure(self):
+        """What the current parameters ask for, by the names of ``_fitted_structure``."""
+        return {name: getattr(self, name) for name in self._fitted_structure()}
+
+    def _check_same_structure(self, continued_by="warm_start=True"):
+        """A warm start or ``partial_fit`` continues the fitted model: its shape must not change."""
+        requested = self._requested_structure()
         for name, fitted in self._fitted_structure().items():
-            if getattr(self, name) != fitted:
+            if requested[name] != fitted:
+                remedy = "warm_start=False" if continued_by.startswith("warm") else "call fit"
                 raise ValueError(
-                    f"warm_start=True continues the fitted model, which has {name}={fitted!r}; "
-                    f"{name}={getattr(self, name)!r} needs a new fit (warm_start=False)."
+                    f"{continued_by} continues the fitted model, which has {name}={fitted!r}; "
+                    f"{name}={getattr(self, name)!r} needs a new fit ({remedy}), or set "
+                    f"{name}={fitted!r} back."
                 )
 
     def _make_monitor(self, X, sample_weight, n_init):
@@ -670,6 +693,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             self._validate_params()
             continuing = self.warm_start and hasattr(self, "converged_")
             previous_features = getattr(self, "n_features_in_", None)
+            given_weight = sample_weight  # (validation scales the weights to mean one)
             X, sample_weight = self._validate_fit_data(X, sample_weight)
             if continuing and previous_features not in (None, X.shape[1]):
                 raise ValueError(
@@ -686,12 +710,19 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._prepare_fit(X, sample_weight, random_state)
                 self._run_em(X, sample_weight, random_state)
                 self._warm_terms()  # predictions then leave the estimator as it is
+                self._fit_weight = fitted_weight(X, given_weight)
             finally:
                 self._drop_fit_scratch()
         return self
 
     #: What ``partial_fit`` keeps between calls, and ``fit`` removes.
-    _ONLINE_STATE = ("_online_moments", "_online_weight", "n_steps_", "n_samples_seen_")
+    _ONLINE_STATE = (
+        "_online_moments",
+        "_online_weight",
+        "_fit_weight",
+        "n_steps_",
+        "n_samples_seen_",
+    )
 
     #: What scikit-learn's callback machinery keeps on the estimator during fit
     #: and removes after it, also after a failed fit: kept when fit restores.
@@ -829,13 +860,17 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         The batch's E-step gives its moments (normalised sufficient
         statistics); the model keeps their running average
         ``s <- (1 - eta) s + eta s_batch`` with the step size
-        ``eta = (learning_offset + n_steps_) ** -learning_decay``, and sets
-        its parameters by the M-step of ``s`` (Cappe & Moulines 2009). The
-        first call on an unfitted model validates the parameters and fits its
+        ``eta = (learning_offset + t) ** -learning_decay``, t the number of
+        steps so far (``n_steps_``, plus the weight a ``fit`` before them saw,
+        in batches of the mean weight), and sets its parameters by the M-step of ``s``
+        (Cappe & Moulines 2009). The first call on an unfitted model fits its
         batch as ``fit`` would (with ``n_init`` restarts: raise it if a start
         from one batch may miss the clusters, or call ``fit`` on a larger
         sample first); a call on a model fitted by ``fit`` continues from its
-        parameters. ``fit`` starts over. One pass over data in batches of
+        parameters and from the weight ``fit`` saw (after a fit on 100,000
+        rows, a batch of 100 steps as the 1001st batch would). Every call
+        validates the parameters; the structure (``n_components`` and the
+        like) must be that of the fitted model. ``fit`` starts over. One pass over data in batches of
         about a thousand rows comes close to a full EM fit (see the user
         guide, "More data than memory").
 
@@ -866,15 +901,24 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     "block: for block in X.blocks: model.partial_fit(block.compute())."
                 )
             fitted = hasattr(self, "converged_")
-            if not fitted:
-                self._validate_params()
+            self._validate_params()  # at every call, as scikit-learn's partial_fit
+            if fitted:
+                self._check_same_structure(continued_by="partial_fit")
             X, weights = self._validate_fit_data(X, sample_weight, reset=not fitted)
+            if self._allow_nan:  # as fit: a row with no observed value is refused
+                check_rows_observed(X)
             # the batch's total weight, before validation scaled it to mean one
             batch_weight = X.shape[0] * (1.0 if weights is None else np.mean(sample_weight))
             n_steps = getattr(self, "n_steps_", 0) if fitted else 0
             mean_weight = (
                 getattr(self, "_online_weight", batch_weight) * n_steps + batch_weight
             ) / (n_steps + 1)
+            # the steps so far: those of partial_fit, after the weight fit saw
+            # counted in batches of the mean weight
+            with np.errstate(invalid="ignore", over="ignore"):
+                steps_seen = n_steps + getattr(self, "_fit_weight", 0.0) / mean_weight
+            if not np.isfinite(steps_seen):  # weights past the float range
+                steps_seen = n_steps
             step = 1.0
             try:
                 if fitted:
@@ -885,7 +929,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     monitor.begin_restart(0, getattr(self, "lower_bound_", -np.inf))
                     monitor.begin_iteration()
                     bound, moments = self._batch_moments(X, weights)
-                    step = (self.learning_offset + n_steps) ** -self.learning_decay
+                    step = (self.learning_offset + steps_seen) ** -self.learning_decay
                     step = min(1.0, step * batch_weight / mean_weight)
                     moments = self._combine_moments(running, moments, step)
                     monitor.record(bound)

@@ -30,7 +30,7 @@ from ._base import (
     weighted_moments,
 )
 from ._covariance import COVARIANCES
-from ._missing import condition_on_observed
+from ._missing import condition_on_observed, missing_mask
 from ._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
@@ -319,13 +319,11 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     # ------------------------------------------------------------------ checks
 
-    def _check_same_structure(self):
-        fitted = self.components_.shape[0]
-        if self._latent_dimension(self.n_features_in_) != fitted:
-            raise ValueError(
-                f"warm_start=True continues the fitted model, which has n_components={fitted}; "
-                f"n_components={self.n_components!r} needs a new fit (warm_start=False)."
-            )
+    def _fitted_structure(self):
+        return {"n_components": self.components_.shape[0]}
+
+    def _requested_structure(self):
+        return {"n_components": self._latent_dimension(self.n_features_in_)}
 
     def _latent_dimension(self, n_features):
         return max(1, n_features - 1) if self.n_components is None else self.n_components
@@ -491,7 +489,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         E-step of exact EM for a Gaussian, ``skem._missing``).
         """
         bound = self._mean_log_likelihood(X, sample_weight)
-        if check_missing(X, sample_weight):
+        if missing_mask(X) is not None:  # (a column of the batch may have no value)
             mean, covariance = self._expected_moments(X, sample_weight)
         else:
             mean = weighted_moments(X, sample_weight)[0]

@@ -629,9 +629,10 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         refuse_dask(X, "partial_fit")
         with self._unchanged_on_error():
             first = not hasattr(self, "converged_")
-            if first:
-                self._validate_params()
-                self._check_network_parameters()
+            self._validate_params()  # at every call, as scikit-learn's partial_fit
+            self._check_network_parameters()
+            if not first:
+                self._check_same_structure(continued_by="partial_fit")
             X, sample_weight = self._validate_fit_data(X, sample_weight, reset=first)
             self._check_training_data(X, sample_weight, initializing=first)
             if first:
@@ -737,16 +738,11 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         return getattr(self, name) if architecture is None else architecture[name]
 
     def _fitted_structure(self):
-        return dict(self._architecture)
+        return {**self._architecture, "hidden_layer_sizes": self._hidden_sizes}
 
-    def _check_same_structure(self):
-        super()._check_same_structure()
-        if self._requested_hidden_sizes() != self._hidden_sizes:
-            raise ValueError(
-                "warm_start=True continues the fitted model, which has "
-                f"hidden_layer_sizes={self._hidden_sizes!r}; hidden_layer_sizes="
-                f"{self.hidden_layer_sizes!r} needs a new fit (warm_start=False)."
-            )
+    def _requested_structure(self):
+        requested = {name: getattr(self, name) for name in self._architecture}
+        return {**requested, "hidden_layer_sizes": self._requested_hidden_sizes()}
 
     def _set_feature_scaling(self, X, sample_weight):
         if self.likelihood == "gaussian":
