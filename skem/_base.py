@@ -420,6 +420,17 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
           that was fitted (not called with ``max_iter=0``), and
           ``_row_width()``, the number of floats of working memory per row in
           the E-step, which sets the chunk size.
+        - optionally, for what the E-step derives from the parameters
+          (factorisations, log-determinants), ``_terms_from`` (the names of
+          the public fitted attributes it reads) and ``_derive_terms()``; read
+          the result with ``_terms()``. Nothing derived is stored on the
+          estimator by hand: ``_terms()`` rebuilds it whenever those
+          attributes change, so a user who sets ``means_`` scores with them,
+          and the pool's threads only read it;
+        - optionally ``_fitted_structure()`` (and ``_requested_structure()``
+          where a parameter does not name the shape directly): the parameters
+          that fix the model's shape, which ``warm_start`` and ``partial_fit``
+          must find unchanged.
 
         A model trained otherwise (stochastic gradient ascent on the ELBO, as
         :class:`skem.AmortizedVAE`) overrides ``_em_iteration(X,
