@@ -599,8 +599,9 @@ class EMGaussianMixture(BaseMixture):
             warnings.warn(
                 f"{len(degenerate)} of {self.n_components} components are degenerate "
                 f"(components {degenerate}): their empirical covariance is singular, "
-                "as happens on duplicated rows, constant features or more components "
-                "than distinct points. Their variance in the collapsed directions is "
+                "as happens on duplicated rows, constant features, a discrete feature "
+                "(counts, categories) on one value of which a component sits, or more "
+                "components than distinct points. Their variance in the collapsed directions is "
                 f"held at the floor reg_covar={self.reg_covar!r}, so scores stay "
                 "finite but the density there is sharply peaked; consider fewer "
                 "components, a larger reg_covar or removing constant features.",
