@@ -121,14 +121,15 @@ def ppca_precision_factor(components, noise_variance):
 
 
 def ppca_log_density(
+    residual,
     squared_norms,
     projected,
     posterior_mean,
+    latent_terms,
     n_observed,
     n_latent,
     noise_variance,
     log_det_precision,
-    residual=None,
 ):
     """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
 
@@ -136,30 +137,41 @@ def ppca_log_density(
     r^T C^{-1} r = (|r|^2 - projected . posterior_mean) / s and
     log|C| = (d - q) log s + log|M|.
 
-    For a row so far away that |r|^2 nears the float range, the two terms
-    would be inf - inf: with ``residual`` given, they are taken on r / c
-    (c = max |r_i|) and the difference multiplied by c^2, which is finite
-    when the true value is, and +inf (a log-density of -inf) only when the
-    true value is beyond the float range. Never NaN.
+    For a row so far away that |r|^2 nears the float range, or whose
+    projection or posterior mean overflowed, the lemma is applied to r / c
+    (c = max |r_i|): ``latent_terms(scaled_residual, rows)`` recomputes the
+    projection and posterior mean of those rows (``rows`` a boolean mask of
+    the block) from the scaled residual, and the difference is multiplied by
+    c^2, which is finite when the true value is, and +inf (a log-density of
+    -inf) only when the true value is beyond the float range. Never NaN.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
         quadratic /= noise_variance
-        far = ~(squared_norms < 1e300)
-        if residual is not None and far.any():
-            scale = np.abs(residual[far]).max(axis=1)
-            scale[scale == 0] = 1.0
-            scaled_norms = np.einsum(
-                "nd,nd->n", residual[far] / scale[:, None], residual[far] / scale[:, None]
-            )
-            difference = scaled_norms - np.einsum(
-                "nq,nq->n", projected[far] / scale[:, None], posterior_mean[far] / scale[:, None]
-            )
-            # c^2 * difference / s, in an order that overflows only if the result does
-            quadratic[far] = np.maximum(difference, 0.0) / noise_variance * scale * scale
-        quadratic[np.isnan(quadratic)] = np.inf  # beyond the float range either way
+    far = ~(squared_norms < 1e300) | ~np.isfinite(quadratic)
+    if far.any():
+        quadratic[far] = _far_quadratic(residual[far], far, latent_terms, noise_variance)
     log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
     return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+
+
+def _far_quadratic(residual, rows, latent_terms, noise_variance):
+    """r^T C^{-1} r of far rows: the lemma on r / c, times c^2.
+
+    c is the power of two at or just above max |r_i|, so the scaling and its
+    undoing are exact and the terms of the lemma are at most d in size.
+    """
+    exponent = np.frexp(np.abs(residual).max(axis=1))[1]
+    scaled = np.ldexp(residual, -exponent[:, np.newaxis])
+    projected, posterior_mean = latent_terms(scaled, rows)
+    difference = np.einsum("nd,nd->n", scaled, scaled) - np.einsum(
+        "nq,nq->n", projected, posterior_mean
+    )
+    # rounding may leave this sum of squares a little below 0; a value that
+    # is not a finite number means the terms were lost, not that x is near
+    difference = np.where(np.isfinite(difference), np.maximum(difference, 0.0), np.inf)
+    with np.errstate(over="ignore"):  # +inf exactly when the true value is beyond the range
+        return np.ldexp(difference / noise_variance, 2 * exponent)
 
 
 class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
@@ -761,7 +773,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         Parameters
         ----------
         Z : array-like of shape (n_samples, n_components)
-            Latent coordinates.
+            Latent coordinates (a dask array gives a lazy dask array).
 
         Returns
         -------
@@ -769,6 +781,10 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             Reconstructions.
         """
         check_is_fitted(self)
+        if is_dask_array(Z):
+            from ._dask import map_blocks
+
+            return map_blocks(self.inverse_transform, Z.rechunk({1: -1}))
         Z = check_array(Z, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.components_.shape[0]:
             raise ValueError(

@@ -413,3 +413,15 @@ def test_fits_on_a_local_cluster_of_two_processes_equal_the_fits_in_memory(data,
     mixture = MixtureOfPPCA(3, n_latent=2, init_size=len(X), random_state=0)
     expected = mixture.fit(X).lower_bounds_
     assert_allclose(mixture.fit(dask_of(X)).lower_bounds_, expected, rtol=1e-12)
+
+
+def test_ppca_decoder_mean_of_a_dask_array_is_lazy(data):
+    """``inverse_transform`` of latent coordinates on dask: nothing computed at the
+    call (it read every block), ``W z + mean`` block by block."""
+    X = data[0][:600]
+    model = ProbabilisticPCA(2).fit(X)
+    Z = np.random.RandomState(3).normal(size=(300, 2))
+    with ComputeCounter() as computes:
+        lazy = model.inverse_transform(da.from_array(Z, chunks=(120, 1)))
+    assert computes.count == 0 and isinstance(lazy, da.Array)
+    assert_allclose(lazy.compute(), Z @ model.components_ + model.mean_, rtol=1e-12)
