@@ -27,7 +27,7 @@ from sklearn.utils.validation import (
 from ._base import weighted_moments
 from ._gaussian_mixture import EMGaussianMixture
 from ._monitor import CallbackSupportMixin, plural, with_callbacks
-from .exceptions import DegenerateComponentWarning
+from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
 
 #: Numbers of components the default model chooses from.
 COMPONENT_GRID = (1, 2, 3, 5, 10, 20, 30, 50, 100)
@@ -461,11 +461,15 @@ def quiet_default_fit():
     (``DegenerateComponentWarning``: the constant border pixels of one
     digit's cluster) is one the default chose, by its error on held-out
     values, and whose floor it set; the advice to use fewer components or
-    a larger ``reg_covar`` is for a user's own model.
+    a larger ``reg_covar`` is for a user's own model. So is the advice to
+    lower ``reg_covar`` (``VarianceFloorWarning``) where hiding a feature's
+    few extreme values leaves it a variance below the floor, a share of the
+    standardised features' variance of 1.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", DegenerateComponentWarning)
+        warnings.simplefilter("ignore", VarianceFloorWarning)
         yield
 
 
