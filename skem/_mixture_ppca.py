@@ -353,7 +353,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     def _component_terms(self, X, k, rows=slice(None)):
         """Residuals, their squared norms and projections on W_k for component k."""
         residual = np.asarray(X[rows], dtype=np.float64) - self.means_[k]
-        with np.errstate(over="ignore"):  # far rows: handled by ppca_log_density
+        # far rows overflow (inf, or NaN from inf - inf): handled by ppca_log_density
+        with np.errstate(over="ignore", invalid="ignore"):
             return (
                 residual,
                 np.einsum("nd,nd->n", residual, residual),
@@ -365,17 +366,25 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         terms = self._terms()
         log_prob = np.empty((X.shape[0], n_components))
         for k in range(n_components):
+            loadings, precision_inverse = self.components_[k].T, terms["precision_inverses"][k]
+
+            def latent_terms(rows_residual, rows):
+                rows_projected = rows_residual @ loadings
+                return rows_projected, rows_projected @ precision_inverse
+
             residual, squared_norms, projected = self._component_terms(X, k)
-            posterior_mean = projected @ terms["precision_inverses"][k]
+            with np.errstate(over="ignore", invalid="ignore"):  # far rows: ppca_log_density
+                posterior_mean = projected @ precision_inverse
             log_prob[:, k] = ppca_log_density(
+                residual,
                 squared_norms,
                 projected,
                 posterior_mean,
+                latent_terms,
                 X.shape[1],
                 n_latent,
                 self.noise_variance_[k],
                 terms["log_det_precisions"][k],
-                residual,
             )
         return log_prob
 

@@ -637,11 +637,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             with np.errstate(over="ignore"):
                 squared_norms = np.einsum("nd,nd->n", residual, residual)
             n_observed[incomplete] = observed_incomplete.sum(axis=1)
-        with np.errstate(over="ignore", invalid="ignore"):
-            projected = residual @ loadings
-            mean = projected @ precision_inverse
         log_det = np.full(n_samples, log_det_precision)
-        covariance_incomplete = None
+        covariance_incomplete = inverse = None
         if observed_incomplete is not None:
             outer = (loadings[:, :, np.newaxis] * loadings[:, np.newaxis, :]).reshape(
                 loadings.shape[0], -1
@@ -650,19 +647,33 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             precisions += noise_variance * np.eye(n_latent)
             factors = np.linalg.cholesky(precisions)
             inverse = np.linalg.inv(precisions)
-            mean[incomplete] = np.einsum("nij,nj->ni", inverse, projected[incomplete])
             log_det[incomplete] = 2 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
             covariance_incomplete = noise_variance * inverse
 
+        def latent_terms(rows_residual, rows):
+            """r W and the posterior mean M^{-1} W^T r of the given rows of the block."""
+            rows_projected = rows_residual @ loadings
+            rows_mean = rows_projected @ precision_inverse
+            if inverse is not None:  # each row with NaN has its own M
+                rows_incomplete = incomplete[rows]
+                position = (np.cumsum(incomplete) - 1)[rows][rows_incomplete]
+                rows_mean[rows_incomplete] = np.einsum(
+                    "nij,nj->ni", inverse[position], rows_projected[rows_incomplete]
+                )
+            return rows_projected, rows_mean
+
+        with np.errstate(over="ignore", invalid="ignore"):
+            projected, mean = latent_terms(residual, slice(None))
         log_density = ppca_log_density(
+            residual,
             squared_norms,
             projected,
             mean,
+            latent_terms,
             n_observed,
             n_latent,
             noise_variance,
             log_det,
-            residual,
         )
         posterior = {
             "mean": mean,

@@ -13,6 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
+from test_ppca import FAR_ROWS, rescaled_gaussian_log_density
 
 from skem import (
     DegenerateComponentWarning,
@@ -409,3 +410,34 @@ def test_parameters_changed_by_hand_change_scores_transform_and_imputations():
         for p, m, c in zip(posterior, model.means_, covariances)
     )
     assert_allclose(model.impute(row)[0, 2:], expected, rtol=1e-9)
+
+
+# skem._missing.missing_mask sums X to look for NaN: rows at 1e308 overflow that sum
+@pytest.mark.filterwarnings("ignore:overflow encountered in reduce:RuntimeWarning")
+@pytest.mark.parametrize("data_scale", FAR_ROWS)
+def test_far_rows_score_the_exact_mixture_log_density_at_every_data_scale(data_scale):
+    """Far rows, complete or not, against the mixture of log-densities on rescaled
+    residuals (the same far-row path as ProbabilisticPCA's: a row at 1e308
+    scored +0.6 beside data of unit scale, where typical rows score -4)."""
+    X = load_iris().data * data_scale
+    model = MixtureOfPPCA(2, 1, random_state=0).fit(X)
+    rows = np.array(FAR_ROWS[data_scale])
+    incomplete = rows.copy()
+    incomplete[:, 1] = np.nan
+    rows = np.vstack([rows, incomplete])
+    identity = np.eye(X.shape[1])
+    with np.errstate(divide="ignore"):
+        exact = logsumexp(
+            [
+                np.log(weight) + rescaled_gaussian_log_density(mean, w.T @ w + s * identity, rows)
+                for weight, mean, w, s in zip(
+                    model.weights_, model.means_, model.components_, model.noise_variance_
+                )
+            ],
+            axis=0,
+        )
+    scores = model.score_samples(rows)
+    finite = np.isfinite(exact)
+    assert finite.any() and not finite.all()
+    assert_allclose(scores[finite], exact[finite], rtol=1e-9)
+    assert_array_equal(scores[~finite], -np.inf)

@@ -340,3 +340,57 @@ def test_far_rows_never_score_nan_and_match_scipy_where_finite():
         finite = np.isfinite(exact)
         assert_allclose(scores[finite], exact[finite], rtol=1e-9)
         assert np.all(scores[~finite] == -np.inf)
+
+
+def rescaled_gaussian_log_density(mean, covariance, rows):
+    """log N(x_o; mean_o, C_oo) of each row's observed values, exact far out.
+
+    The quadratic form is taken on the residual r scaled by c = max |r_i|,
+    c^2 (r/c)^T C^-1 (r/c) in float64, so it is -inf exactly when the
+    log-density is below the float range (scipy's overflows earlier).
+    """
+    values = []
+    for row in rows:
+        observed = ~np.isnan(row)
+        residual = row[observed] - mean[observed]
+        block = covariance[np.ix_(observed, observed)]
+        scale = np.abs(residual).max()
+        scaled = residual / scale
+        with np.errstate(over="ignore"):
+            quadratic = scaled @ np.linalg.solve(block, scaled) * scale * scale
+        log_det = np.linalg.slogdet(block)[1]
+        values.append(-0.5 * (observed.sum() * np.log(2 * np.pi) + log_det + quadratic))
+    return np.array(values)
+
+
+#: Rows far from data of unit scale, of 1e98 and of 1e-100: scores from beyond
+#: the float range (-inf) to finite values that overflow |x|^2 or x W M^-1.
+FAR_ROWS = {
+    1.0: [[1e308] * 4, [1e308, -3e307, 1e306, 0.0], [1e150] * 4, [-1e153, 0.0, 1e152, 0.0]],
+    1e98: [[1e250] * 4, [1e250, -3e249, 1e248, 0.0], [1e308] * 4, [-1e200] * 4],
+    1e-100: [[1e250] * 4, [1e250, -3e249, 1e248, 0.0], [1e50] * 4, [1e-60, -3e-61, 0.0, 1e-60]],
+}
+
+
+@pytest.mark.parametrize("data_scale", FAR_ROWS)
+def test_far_rows_score_the_exact_log_density_at_every_data_scale(data_scale):
+    """Far rows, complete or not, against the log-density on rescaled residuals.
+
+    The far-row path rescaled |r|^2 but reused r W and M^-1 W^T r of the
+    unscaled residual: once they overflowed, the quadratic form was clipped
+    to 0 and a row at 1e308 scored -1.69 (the truth is -inf), rows at 1e250
+    scored -905 beside data of scale 1e98 (truth -2e304) and +919 beside
+    data of scale 1e-100 (truth -inf).
+    """
+    model = ProbabilisticPCA(2).fit(load_iris().data * data_scale)
+    covariance = model.get_covariance()
+    rows = np.array(FAR_ROWS[data_scale])
+    incomplete = rows.copy()
+    incomplete[:, 1] = np.nan
+    rows = np.vstack([rows, incomplete])
+    scores = model.score_samples(rows)
+    exact = rescaled_gaussian_log_density(model.mean_, covariance, rows)
+    finite = np.isfinite(exact)
+    assert finite.any() and not finite.all()
+    assert_allclose(scores[finite], exact[finite], rtol=1e-9)
+    assert_array_equal(scores[~finite], -np.inf)
