@@ -584,7 +584,7 @@ class _VarianceCovariance(Covariance):
             "linear": (-2.0 * centered_means * precisions).T.copy(),
             "constant": (centered_means**2 * precisions).sum(axis=1),
             "centered_means": centered_means,
-            "per_feature_precisions": np.ascontiguousarray(precisions),
+            "per_feature_factors": np.sqrt(precisions),
         }
 
     #: Rows whose expanded terms exceed this (in nats) are recomputed from the
@@ -605,22 +605,31 @@ class _VarianceCovariance(Covariance):
 
     def _expanded_mahalanobis(self, centered64, squares, constant, terms, observed=None):
         """The three products; far rows from the differences (on ``observed`` coordinates)."""
-        magnitude = squares @ terms["precisions"]
-        magnitude += constant
-        mahalanobis = centered64 @ terms["linear"]  # (the -2 is in "linear")
-        mahalanobis += magnitude
+        # a square beyond the float range makes inf, or NaN (inf - inf, inf * 0
+        # in BLAS): such a row is far, and recomputed below
+        with np.errstate(over="ignore", invalid="ignore"):
+            magnitude = squares @ terms["precisions"]
+            magnitude += constant
+            mahalanobis = centered64 @ terms["linear"]  # (the -2 is in "linear")
+            mahalanobis += magnitude
         far = ()
         # rare: a full test only then (NaN, from an overflow, counts as far)
         if not magnitude.max(initial=0.0) <= self.EXPANSION_LIMIT:
             far = np.flatnonzero(~(magnitude <= self.EXPANSION_LIMIT).all(axis=1))
         if len(far):
-            difference = centered64[far, np.newaxis, :] - terms["centered_means"]
-            if observed is not None:
-                difference *= observed[far, np.newaxis, :]
-            mahalanobis[far] = np.einsum(
-                "nkd,nkd,kd->nk", difference, difference, terms["per_feature_precisions"]
-            )
+            mahalanobis[far] = self._direct_mahalanobis(centered64[far], terms, observed, far)
         return np.maximum(mahalanobis, 0, out=mahalanobis)
+
+    @staticmethod
+    def _direct_mahalanobis(centered64, terms, observed, rows):
+        """sum_d ((x_d - m_kd) / s_kd)^2 for a few rows (n, K): scaled before squared,
+        so a term overflows (to +inf) only when its true value is beyond the float range."""
+        with np.errstate(over="ignore"):
+            standardized = centered64[:, np.newaxis, :] - terms["centered_means"]
+            standardized *= terms["per_feature_factors"]
+            if observed is not None:
+                standardized *= observed[rows, np.newaxis, :]
+            return np.einsum("nkd,nkd->nk", standardized, standardized)
 
     def statistics(self, centered, centered64, responsibilities, reference, workspace=None):
         squares = np.square(centered64) if workspace is None else workspace["squares"]

@@ -12,6 +12,7 @@ from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wi
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
+from test_ppca import rescaled_gaussian_log_density
 
 import skem._base
 from skem import DegenerateComponentWarning, EMGaussianMixture, VarianceFloorWarning
@@ -764,3 +765,43 @@ def test_means_moved_in_place_move_scores_predictions_and_imputations(iris, cova
         for p, m, c in zip(posterior, model.means_, covariances)
     )
     assert_allclose(model.impute(row)[0, 1:], expected, rtol=1e-9)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical", "tied_diag"])
+@pytest.mark.parametrize(
+    "data_scale, far_rows",
+    [
+        (1.0, [[1e150] * 4, [-1e153, 3e152, 0.0, 1e152], [1e155] * 4, [1e300] * 4]),
+        (1e50, [[1e160] * 4, [1e200, -3e199, 1e198, 0.0], [1e205] * 4, [-1e300] * 4]),
+    ],
+)
+def test_diagonal_types_score_rows_whose_squares_overflow_exactly(
+    covariance_type, data_scale, far_rows, iris
+):
+    """Rows whose squares overflow, complete or not, against the log-density on
+    rescaled residuals: the expanded squares x^2 / v made them -inf (with an
+    "invalid value" warning) from about 1.3e154, where beside data of scale
+    1e50 a row at 1e160 has the log-density -5.6e220."""
+    model = EMGaussianMixture(3, covariance_type=covariance_type, random_state=0)
+    model.fit(iris * data_scale)
+    rows = np.array(far_rows)
+    incomplete = rows.copy()
+    incomplete[:, 1] = np.nan
+    rows = np.vstack([rows, incomplete])
+    covariances = np.asarray(model.covariances_)
+    with np.errstate(divide="ignore"):
+        exact = np.logaddexp.reduce(
+            [
+                np.log(model.weights_[k])
+                + rescaled_gaussian_log_density(
+                    model.means_[k], model._covariance.matrix(covariances, k, 4), rows
+                )
+                for k in range(3)
+            ],
+            axis=0,
+        )
+    scores = model.score_samples(rows)
+    finite = np.isfinite(exact)
+    assert finite.any() and not finite.all()
+    assert_allclose(scores[finite], exact[finite], rtol=1e-12)
+    assert_array_equal(scores[~finite], -np.inf)
