@@ -1227,7 +1227,17 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     def _importance_weighted(self, X, noise):
         with far_tails():
-            log_weights, _, _ = self._importance_terms(self._standardize(X, np.float64), noise)
+            X_standardized = self._standardize(X, np.float64)
+        # a value more than 1.8e308 feature scales from its mean standardises to
+        # inf, which the networks would turn into NaN (inf - inf): its row's
+        # log-density is below the float range, -inf
+        beyond = np.isinf(X_standardized).any(axis=1)
+        if beyond.any():
+            log_density = np.full(X.shape[0], -np.inf)
+            log_density[~beyond] = self._importance_weighted(X[~beyond], noise)
+            return log_density
+        with far_tails():
+            log_weights, _, _ = self._importance_terms(X_standardized, noise)
         return logsumexp(log_weights, axis=1) - log(noise.shape[-2]) - self._log_jacobian(X)
 
     def elbo_samples(self, X):

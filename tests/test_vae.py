@@ -437,3 +437,36 @@ def test_one_huge_sample_weight_trains_a_finite_model():
             assert "diverged" in str(error) and not hasattr(vae, "parameters_")
             return
     assert np.isfinite(vae.parameters_).all() and np.isfinite(vae.score_samples(X)).all()
+
+
+def test_rows_beyond_the_float_range_in_feature_scales_score_minus_inf_not_nan():
+    """After a fit on data of scale 1e-100, values of 1e300 lie about 1e400 feature
+    scales out: standardised they overflowed to inf, which the encoder turned into
+    NaN (inf - inf) and the score into NaN. Their log-density is below the float
+    range: the decoder's outputs are bounded (tanh hidden units lie in [-1, 1]), so
+    for every z the first value's term (x - mean)^2 / variance, computed here in
+    log10, exceeds twice the largest float. The other rows score as they do alone."""
+    X = np.random.RandomState(0).normal(size=(200, 4)) * 1e-100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae = AmortizedVAE(2, hidden_layer_sizes=(8,), max_iter=10, random_state=0).fit(X)
+    beyond = np.array([[1e300] * 4, [-1e300, 0.0, 0.0, 0.0], [1e300, np.nan, 0.0, 0.0]])
+    rows = np.vstack([beyond, X[:2], [X[2, 0], np.nan, X[2, 2], X[2, 3]]])
+    scores = vae.score_samples(rows)
+    weight, bias = vae._networks(vae.parameters_)[1][-1]
+    output_bound = np.abs(weight).sum(axis=0, dtype=np.float64) + np.abs(bias)
+    mean_bound, variance_bound = (
+        output_bound[0],
+        vae.variance_floor + np.logaddexp(0, output_bound[4]),
+    )
+    log10_standardised = np.log10(np.abs(beyond[:, 0] - vae.feature_mean_[0])) - np.log10(
+        vae.feature_scale_[0]
+    )
+    assert np.all(log10_standardised > 300) and mean_bound < 1e300  # |x - mean| > x / 2 then
+    log10_term = 2 * (log10_standardised - np.log10(2)) - np.log10(variance_bound)
+    assert np.all(log10_term > np.log10(2) + np.log10(np.finfo(np.float64).max))
+    assert_array_equal(scores[:3], -np.inf)
+    assert_allclose(scores[3:], vae.score_samples(rows[3:]), rtol=1e-12)
+    assert np.isfinite(scores[3:]).all()
+    estimates = vae.importance_weighted_estimates(beyond, 10, 2, random_state=0)
+    assert_array_equal(estimates, -np.inf)
