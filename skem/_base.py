@@ -66,6 +66,13 @@ def check_magnitude(X):
         )
 
 
+def may_have_nan(X):
+    """False only if X has no NaN: NaN propagates through the sum (so can inf - inf
+    of values past the float range, a false alarm the caller's exact check settles)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return bool(np.isnan(X.sum(dtype=np.float64)))
+
+
 def data_block_rows(X):
     """Rows of X in a block of CHUNK_FLOATS values, for the passes over the data."""
     return max(1, CHUNK_FLOATS // max(1, X.shape[1]))
@@ -92,7 +99,7 @@ def incomplete_row_share(X):
     """The share of the rows of X (in memory) with a missing value, counted block by block."""
 
     def count(block, weights):
-        if not np.isnan(block.sum(dtype=np.float64)):
+        if not may_have_nan(block):
             return 0.0
         return float(np.count_nonzero(np.isnan(block).any(axis=1)))
 
@@ -172,7 +179,7 @@ def weighted_moments(X, sample_weight, block_rows=None):
 
     def sums(block, weights):
         weights = row_weights(weights, block.shape[0])
-        if not np.isnan(block.sum(dtype=np.float64)):
+        if not may_have_nan(block):
             return weights @ block.astype(np.float64, copy=False), np.full(
                 block.shape[1], weights.sum()
             )
@@ -268,7 +275,7 @@ def check_missing(X, sample_weight):
 
     def counts(block, weights):
         n_features = block.shape[1]
-        if not np.isnan(block.sum(dtype=np.float64)):
+        if not may_have_nan(block):
             weight = block.shape[0] if weights is None else weights.sum()
             return 0.0, 0.0, np.full(n_features, float(weight))
         observed = ~np.isnan(block)

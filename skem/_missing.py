@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._base import CHUNK_FLOATS, row_weights
+from ._base import CHUNK_FLOATS, may_have_nan, row_weights
 from ._linalg import cholesky_substitutions, normalize_log_rows
 
 #: Floats in one stack of per-pattern matrices (the factorisations and the
@@ -42,7 +42,7 @@ STACK_FLOATS = CHUNK_FLOATS // 4
 
 def missing_mask(X):
     """``np.isnan(X)``, or None when X has no NaN (then found without a mask)."""
-    if not np.isnan(X.sum(dtype=np.float64)):  # NaN propagates through the sum
+    if not may_have_nan(X):
         return None
     missing = np.isnan(X)
     return missing if missing.any() else None
