@@ -143,20 +143,24 @@ def ppca_log_density(
     projection and posterior mean of those rows (``rows`` a boolean mask of
     the block) from the scaled residual, and the difference is multiplied by
     c^2, which is finite when the true value is, and +inf (a log-density of
-    -inf) only when the true value is beyond the float range. Never NaN.
+    -inf) only when the true value is beyond the float range. Never NaN. The
+    posterior means of those rows are set in place to c times that of r / c
+    (infinite only where the true value is).
     """
     with np.errstate(over="ignore", invalid="ignore"):
         quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
         quadratic /= noise_variance
     far = ~(squared_norms < 1e300) | ~np.isfinite(quadratic)
     if far.any():
-        quadratic[far] = _far_quadratic(residual[far], far, latent_terms, noise_variance)
+        quadratic[far], posterior_mean[far] = _far_quadratic(
+            residual[far], far, latent_terms, noise_variance
+        )
     log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
     return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
 
 
 def _far_quadratic(residual, rows, latent_terms, noise_variance):
-    """r^T C^{-1} r of far rows: the lemma on r / c, times c^2.
+    """r^T C^{-1} r of far rows, the lemma on r / c times c^2, and their posterior means.
 
     c is the power of two at or just above max |r_i|, so the scaling and its
     undoing are exact and the terms of the lemma are at most d in size.
@@ -171,7 +175,10 @@ def _far_quadratic(residual, rows, latent_terms, noise_variance):
     # is not a finite number means the terms were lost, not that x is near
     difference = np.where(np.isfinite(difference), np.maximum(difference, 0.0), np.inf)
     with np.errstate(over="ignore"):  # +inf exactly when the true value is beyond the range
-        return np.ldexp(difference / noise_variance, 2 * exponent)
+        return (
+            np.ldexp(difference / noise_variance, 2 * exponent),
+            np.ldexp(posterior_mean, exponent[:, np.newaxis]),
+        )
 
 
 class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):

@@ -394,3 +394,22 @@ def test_far_rows_score_the_exact_log_density_at_every_data_scale(data_scale):
     assert finite.any() and not finite.all()
     assert_allclose(scores[finite], exact[finite], rtol=1e-9)
     assert_array_equal(scores[~finite], -np.inf)
+
+
+@pytest.mark.parametrize("data_scale", FAR_ROWS)
+def test_far_rows_have_the_exact_posterior_mean_never_nan(data_scale):
+    """``transform`` of far rows is ``c M^-1 W^T (r / c)`` (c = max |r_i|): finite
+    where that is, infinite (not NaN, as inf - inf made it) only beyond the range."""
+    model = ProbabilisticPCA(2).fit(load_iris().data * data_scale)
+    rows = np.array(FAR_ROWS[data_scale])
+    latent = model.transform(rows)
+    loadings = model.components_.T
+    inner = loadings.T @ loadings + model.noise_variance_ * np.eye(2)
+    residual = rows - model.mean_
+    scale = np.abs(residual).max(axis=1, keepdims=True)
+    with np.errstate(over="ignore"):
+        exact = np.linalg.solve(inner, loadings.T @ (residual / scale).T).T * scale
+    assert not np.isnan(latent).any()
+    finite = np.isfinite(exact)
+    assert_allclose(latent[finite], exact[finite], rtol=1e-9)
+    assert_array_equal(np.isinf(latent), ~finite)
