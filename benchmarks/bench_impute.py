@@ -2,13 +2,15 @@
 
 The masks are held out. EMImputer's constants were chosen on masks of seeds
 0 to 14 of the four data sets bundled with scikit-learn (wine, breast cancer,
-diabetes, digits). This benchmark scores masks of other seeds (100, 101, 102
-unless told) of those four ("seen": the data were seen in tuning, these cells
-were not) and of four data sets bundled with statsmodels that were never used
-in tuning ("new"; ``pip install ".[bench]"``). The four are every statsmodels
-data set with at least 200 rows and 8 numeric columns (time and identifier
-columns dropped), no missing value and fewer than 10000 rows: anes96, fair,
-macrodata, star98, chosen by that rule before any was imputed.
+diabetes, digits); two of them were then undone, as they did not win on masks
+of seeds 100 to 102 (``--variants``). This benchmark scores masks of seeds
+200 to 202 unless told, used for nothing else, of those four ("seen": the
+data were seen in tuning, these cells were not) and of four data sets bundled
+with statsmodels that were never used in tuning ("new"; ``pip install
+".[bench]"``). The four are every statsmodels data set with at least 200 rows
+and 8 numeric columns (time and identifier columns dropped), no missing value
+and fewer than 10000 rows: anes96, fair, macrodata, star98, chosen by that
+rule before any was imputed.
 
 Each data set is standardised (so errors are in standard deviations), then
 cells are removed
@@ -33,7 +35,7 @@ machine their threads waiting for a core can cost more than the work).
 other choices of its constants (``VARIANTS``).
 
     python benchmarks/bench_impute.py [--datasets wine,...,star98]
-        [--patterns 10%,30%,MAR] [--seeds 100,101,102] [--threads default,1]
+        [--patterns 10%,30%,MAR] [--seeds 200,201,202] [--threads default,1]
     python benchmarks/bench_impute.py --variants [--datasets ...] [--seeds ...]
 """
 
@@ -243,7 +245,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datasets", default=",".join(DATASETS))
     parser.add_argument("--patterns", default="10%,30%,MAR")
-    parser.add_argument("--seeds", default="100,101,102")
+    parser.add_argument("--seeds", default="200,201,202")
     parser.add_argument("--threads", default="default,1")
     parser.add_argument("--variants", action="store_true", help="the default against VARIANTS")
     parser.add_argument("--single", action="store_true", help=argparse.SUPPRESS)
