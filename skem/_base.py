@@ -528,7 +528,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         # pickled: a dask cluster receives the estimator with every pass.
         # Derived terms are rebuilt from the parameters where they are used.
         state = dict(super().__getstate__())
-        for name in (*self._fit_scratch, "_terms_memo"):
+        for name in (*self._fit_scratch, "_terms_memo", "_pass_terms"):
             state.pop(name, None)
         return state
 
@@ -548,19 +548,43 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         Nothing derived is kept that could go stale: the value is rebuilt
         whenever one of ``_terms_from`` changed, in place or replaced (a user
         who sets ``means_`` scores with those means), and memoised by a
-        fingerprint of them. ``_warm_terms`` builds it on the main thread
-        before chunks go to the pool, whose threads then only read it.
+        fingerprint of them. During a pass over the chunks (``_one_pass``)
+        the value built for the pass is returned as it is.
         """
+        pinned = self.__dict__.get("_pass_terms")
+        if pinned is not None:
+            return pinned
         key = tuple(fingerprint(getattr(self, name)) for name in self._terms_from)
         memo = self.__dict__.get("_terms_memo")
         if memo is None or memo[0] != key:
             memo = self._terms_memo = (key, self._derive_terms())
         return memo[1]
 
+    def _has_terms(self):
+        return bool(self._terms_from) and all(hasattr(self, name) for name in self._terms_from)
+
     def _warm_terms(self):
         """Build the terms of the current parameters, if the model has them yet."""
-        if self._terms_from and all(hasattr(self, name) for name in self._terms_from):
+        if self._has_terms():
             self._terms()
+
+    @contextmanager
+    def _one_pass(self):
+        """The parameters' terms fixed for one pass over the chunks.
+
+        Built once, on the calling thread, before the chunks go to the pool:
+        its threads then only read them (no fingerprint of the parameters per
+        chunk, no write to the estimator). Parameters do not change during a
+        pass.
+        """
+        if not self._has_terms() or "_pass_terms" in self.__dict__:
+            yield
+            return
+        self._pass_terms = self._terms()
+        try:
+            yield
+        finally:
+            del self._pass_terms
 
     # ------------------------------------------------------------------ hooks
 
@@ -852,8 +876,8 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _reduce(self, function, X, sample_weight):
         """``reduce_rows`` over chunks of the model's size."""
-        self._warm_terms()
-        return reduce_rows(function, X, sample_weight, self._chunk_rows())
+        with self._one_pass():
+            return reduce_rows(function, X, sample_weight, self._chunk_rows())
 
     def _map_chunks(self, function, X):
         """Apply ``function`` to each chunk of rows (on all cores); stack the results.
@@ -864,9 +888,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             from ._dask import map_blocks
 
             return map_blocks(lambda block: self._map_chunks(function, block), X)
-        self._warm_terms()
         chunks = self._chunks(X.shape[0])
-        return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
+        with self._one_pass():
+            return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
 
     # ------------------------------------------------------------------ online
 

@@ -509,8 +509,8 @@ class BaseMixture(BaseEM):
             chunk_draws = [None if draw is None else draw[batch] for draw in draws]
             return impute_rows(log_prob, log_weights, conditionals, means, *chunk_draws)
 
-        self._warm_terms()
-        values = np.concatenate(list(map_chunks(imputed_rows, self._chunks(rows.size))))
+        with self._one_pass():
+            values = np.concatenate(list(map_chunks(imputed_rows, self._chunks(rows.size))))
         imputed[rows] = np.where(missing[rows], values, X[rows])
         return imputed
 
