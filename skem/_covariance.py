@@ -233,6 +233,7 @@ class _MatrixCovariance(Covariance):
         return {
             "centered_means": centered_means,
             "factors": stacked,
+            "precisions": np.matmul(stacked, np.swapaxes(stacked, 1, 2)),
             "floors": floors[: stacked.shape[0]],
         }
 
@@ -244,7 +245,12 @@ class _MatrixCovariance(Covariance):
         residuals = centered[np.newaxis] - means[:, np.newaxis, :]
         residuals *= ~missing
         mahalanobis, log_det_missing, conditionals = condition_on_observed(
-            residuals, missing, missing_terms["factors"], means, missing_terms["floors"]
+            residuals,
+            missing,
+            missing_terms["factors"],
+            means,
+            missing_terms["floors"],
+            missing_terms["precisions"],
         )
         # log|S_OO|^(-1/2) = log|U| - log|P_MM| / 2
         return mahalanobis, terms["log_det"] - 0.5 * log_det_missing, conditionals

@@ -260,22 +260,30 @@ ILL = 1e6
 def missing_factors(factors, precisions, stacked, indices):
     """Lower factors L with ``L L^T = P_MM`` for pairs (component ``stacked[i]``, ``indices[i]``).
 
-    The Cholesky factor of the block ``P_MM``, or, for an ill-conditioned
-    block (``ILL``), the factor from a QR of ``U_M^T = Q R`` (``P_MM = R^T R``)
-    that never forms ``P_MM``, whose condition number is the square of
-    ``U_M``'s. Returns the factors (n, m, m) and whether any was ill-conditioned.
+    The Cholesky factor of the block ``P_MM``; for an ill-conditioned block
+    (``ILL``) the factor from a QR of ``U_M^T = Q R`` (``P_MM = R^T R``) that
+    never forms ``P_MM``, whose condition number is the square of ``U_M``'s.
+    The condition is that of the block scaled to a unit diagonal: a
+    coordinate of small variance (a pixel held at the floor) is a scale,
+    which Cholesky's accuracy does not depend on. Returns the factors
+    (n, m, m) and whether any block was ill-conditioned.
     """
+    blocks = missing_blocks(precisions, stacked, indices)
     try:
-        cholesky = np.linalg.cholesky(missing_blocks(precisions, stacked, indices))
-        diagonal = np.diagonal(cholesky, axis1=1, axis2=2)
-        if np.all((diagonal.max(axis=1) / diagonal.min(axis=1)) ** 2 < ILL):
-            return cholesky, False
+        cholesky = np.linalg.cholesky(blocks)
+        scaled = np.diagonal(cholesky, axis1=1, axis2=2) / np.sqrt(
+            np.diagonal(blocks, axis1=1, axis2=2)
+        )
+        ill = scaled.min(axis=1) ** 2 * ILL <= 1.0
     except np.linalg.LinAlgError:  # P_MM singular in floating point
-        pass
-    rows = factors[stacked[:, np.newaxis], indices]  # (n, m, d): U_M
+        cholesky, ill = np.zeros_like(blocks), np.ones(len(blocks), dtype=bool)
+    if not ill.any():
+        return cholesky, False
+    rows = factors[stacked[ill, np.newaxis], indices[ill]]  # (n_ill, m, d): U_M
     upper = np.linalg.qr(np.swapaxes(rows, 1, 2), mode="r")
     signs = np.sign(np.diagonal(upper, axis1=1, axis2=2))
-    return np.swapaxes(upper, 1, 2) * signs[:, np.newaxis, :], True
+    cholesky[ill] = np.swapaxes(upper, 1, 2) * signs[:, np.newaxis, :]
+    return cholesky, True
 
 
 def missing_blocks(precisions, stacked, indices):
@@ -297,7 +305,7 @@ def whiten(residuals, factors, back=False):
     return np.matmul(residuals, np.swapaxes(factors, 1, 2) if back else factors)
 
 
-def condition_on_observed(residuals, missing, factors, means, floors=None):
+def condition_on_observed(residuals, missing, factors, means, floors=None, precisions=None):
     """Marginals of the observed values and conditionals of the missing ones.
 
     Parameters
@@ -314,6 +322,8 @@ def condition_on_observed(residuals, missing, factors, means, floors=None):
         The components' means (kept with the conditionals, which are about them).
     floors : ndarray of shape (J,), default=None
         The variance each covariance's floor added (``PatternConditionals``).
+    precisions : ndarray of shape (J, d, d), default=None
+        ``U U^T``, if the caller keeps it (else formed here).
 
     Returns
     -------
@@ -343,7 +353,8 @@ def condition_on_observed(residuals, missing, factors, means, floors=None):
     are inverted, from their factor.
     """
     n_samples, n_stacked = residuals.shape[1], factors.shape[0]
-    precisions = np.matmul(factors, np.swapaxes(factors, 1, 2))
+    if precisions is None:
+        precisions = np.matmul(factors, np.swapaxes(factors, 1, 2))
     groups = pattern_groups(missing)
     log_det_missing = np.zeros((n_samples, n_stacked))
     kept = {}  # the inverses of small groups (one stack each), by group number
@@ -376,7 +387,14 @@ def condition_on_observed(residuals, missing, factors, means, floors=None):
                     local = group.local[batch] - patterns.start
                     solver = cholesky[local] if substitute else inverses[local]
                     fill_missing(
-                        residuals, rows, indices[local], factors, solver, substitute, refine
+                        residuals,
+                        rows,
+                        indices[local],
+                        factors,
+                        precisions,
+                        solver,
+                        substitute,
+                        refine,
                     )
                     log_det_missing[rows] = log_det[local]
         mahalanobis = squared_norms(residuals, factors)
@@ -388,7 +406,7 @@ def condition_on_observed(residuals, missing, factors, means, floors=None):
     )
 
 
-def fill_missing(residuals, rows, columns, factors, solver, substitute, refine):
+def fill_missing(residuals, rows, columns, factors, precisions, solver, substitute, refine):
     """Fill ``residuals[:, rows]`` on ``columns`` (each row's missing coordinates) in place.
 
     ``solver`` holds each row's factor L of ``P_MM`` (``substitute``) or the
@@ -397,8 +415,11 @@ def fill_missing(residuals, rows, columns, factors, solver, substitute, refine):
     filled rows.
     """
     positions = np.arange(rows.size)[:, np.newaxis]
-    for _ in range(1 + refine):
-        gradients = whiten(whiten(residuals[:, rows], factors), factors, back=True)
+    for step in range(1 + refine):
+        if step == 0:  # P r: one product
+            gradients = np.matmul(residuals[:, rows], precisions)
+        else:  # the residual of the normal equations, through the factor
+            gradients = whiten(whiten(residuals[:, rows], factors), factors, back=True)
         gradient = gradients[:, positions, columns].transpose(1, 0, 2)  # (n, K, m)
         if substitute:
             solved = cholesky_substitutions(solver, gradient)[1]
