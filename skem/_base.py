@@ -9,6 +9,7 @@ import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
 from copy import deepcopy
+from math import log
 from numbers import Integral, Real
 
 import numpy as np
@@ -351,20 +352,19 @@ def take_rows(X, sample_weight, indices):
     return X[indices], None if sample_weight is None else sample_weight[indices]
 
 
-def fitted_weight(X, sample_weight):
-    """The total weight of the rows of X as given (the row count when unweighted).
+def log_total_weight(X, sample_weight):
+    """The log of the total weight of the rows of X as given (of the row count unweighted).
 
-    inf, without a warning, past the float range (weights near 1e308).
+    In logs, so that weights near the float limit keep their ratios.
     """
     if sample_weight is None:
-        return float(X.shape[0])
+        return log(X.shape[0])
     if not is_dask_array(sample_weight):
         sample_weight = np.asarray(sample_weight, dtype=np.float64)
     largest = float(sample_weight.max())
     if largest <= 0:
-        return 0.0
-    with np.errstate(over="ignore"):
-        return float(X.shape[0] * float((sample_weight / largest).mean()) * largest)
+        return -np.inf
+    return log(X.shape[0]) + log(float((sample_weight / largest).mean())) + log(largest)
 
 
 def weighted_sum(values, sample_weight):
@@ -752,7 +752,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 self._prepare_fit(X, sample_weight, random_state)
                 self._run_em(X, sample_weight, random_state)
                 self._warm_terms()  # predictions then leave the estimator as it is
-                self._fit_weight = fitted_weight(X, given_weight)
+                self._log_fit_weight = log_total_weight(X, given_weight)
             finally:
                 self._drop_fit_scratch()
         return self
@@ -760,8 +760,8 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
     #: What ``partial_fit`` keeps between calls, and ``fit`` removes.
     _ONLINE_STATE = (
         "_online_moments",
-        "_online_weight",
-        "_fit_weight",
+        "_log_online_weight",
+        "_log_fit_weight",
         "n_steps_",
         "n_samples_seen_",
     )
@@ -950,17 +950,19 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             if self._allow_nan:  # as fit: a row with no observed value is refused
                 check_rows_observed(X)
             # the batch's total weight, before validation scaled it to mean one
-            batch_weight = X.shape[0] * (1.0 if weights is None else np.mean(sample_weight))
+            # (in logs: weights near the float limit keep their ratios)
+            log_batch_weight = log_total_weight(X, sample_weight)
             n_steps = getattr(self, "n_steps_", 0) if fitted else 0
-            mean_weight = (
-                getattr(self, "_online_weight", batch_weight) * n_steps + batch_weight
-            ) / (n_steps + 1)
+            log_mean_weight = log_batch_weight
+            if n_steps:
+                log_mean_weight = np.logaddexp(
+                    log(n_steps) + self._log_online_weight, log_batch_weight
+                ) - log(n_steps + 1)
             # the steps so far: those of partial_fit, after the weight fit saw
             # counted in batches of the mean weight
-            with np.errstate(invalid="ignore", over="ignore"):
-                steps_seen = n_steps + getattr(self, "_fit_weight", 0.0) / mean_weight
-            if not np.isfinite(steps_seen):  # weights past the float range
-                steps_seen = n_steps
+            steps_seen = n_steps + np.exp(
+                getattr(self, "_log_fit_weight", -np.inf) - log_mean_weight
+            )
             step = 1.0
             try:
                 if fitted:
@@ -972,7 +974,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                     monitor.begin_iteration()
                     bound, moments = self._batch_moments(X, weights)
                     step = (self.learning_offset + steps_seen) ** -self.learning_decay
-                    step = min(1.0, step * batch_weight / mean_weight)
+                    step = min(1.0, step * np.exp(log_batch_weight - log_mean_weight))
                     moments = self._combine_moments(running, moments, step)
                     monitor.record(bound)
                     monitor.end_restart()
@@ -992,7 +994,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             finally:
                 self._drop_fit_scratch()
             self._online_moments = moments
-            self._online_weight = mean_weight
+            self._log_online_weight = log_mean_weight
             self.lower_bounds_ = np.append(getattr(self, "lower_bounds_", [])[:n_steps], bound)
             self.lower_bound_ = float(bound)
             self.n_steps_ = self.n_iter_ = n_steps + 1

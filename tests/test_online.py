@@ -252,7 +252,7 @@ ONLINE_MODELS = {
 }
 
 
-@pytest.mark.parametrize("weights", [None, "varied"])
+@pytest.mark.parametrize("weights", [None, "varied", "near the float limit"])
 def test_partial_fit_after_fit_steps_as_the_batch_after_the_fits_weight(weights):
     """The first step after a fit on 20,000 rows (total weight W) is the step of
     batch W / w + 1 of the schedule: the mean moves by eta = (10 + W / w) ** -0.7 of
@@ -261,16 +261,19 @@ def test_partial_fit_after_fit_steps_as_the_batch_after_the_fits_weight(weights)
     X = rng.normal(size=(20_000, 3))
     batch = rng.normal(loc=1.0, size=(100, 3))
     fit_weights = batch_weights = None
-    if weights == "varied":
-        fit_weights = rng.uniform(0.5, 1.5, size=len(X))
-        batch_weights = rng.uniform(0.5, 1.5, size=len(batch))
+    unit = 1e307 if weights == "near the float limit" else 1.0  # (sums overflow there)
+    if weights is not None:
+        fit_weights = rng.uniform(0.5, 1.5, size=len(X)) * unit
+        batch_weights = rng.uniform(0.5, 1.5, size=len(batch)) * unit
     model = EMGaussianMixture(1, random_state=0).fit(X, sample_weight=fit_weights)
     before = model.means_[0].copy()
     model.partial_fit(batch, sample_weight=batch_weights)
-    fitted_weight = len(X) if fit_weights is None else fit_weights.sum()
-    batch_weight = len(batch) if batch_weights is None else batch_weights.sum()
+    fitted_weight = len(X) if fit_weights is None else (fit_weights / unit).sum()
+    batch_weight = len(batch) if batch_weights is None else (batch_weights / unit).sum()
     eta = (10 + fitted_weight / batch_weight) ** -0.7
-    batch_mean = np.average(batch, axis=0, weights=batch_weights)
+    batch_mean = np.average(
+        batch, axis=0, weights=None if batch_weights is None else batch_weights / unit
+    )
     assert_allclose(model.means_[0], (1 - eta) * before + eta * batch_mean, rtol=1e-10)
 
 
