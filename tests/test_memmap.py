@@ -10,19 +10,36 @@ import skem._parallel
 from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
 
 
-@pytest.fixture(scope="module")
-def mapped(tmp_path_factory):
-    """A 64 MB float64 file (160k x 50), many times the 8 MB chunk of the E-step."""
-    path = tmp_path_factory.mktemp("memmap") / "X.npy"
-    rng = np.random.RandomState(0)
-    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(160_000, 50))
-    for start in range(0, len(X), 40_000):
-        block = rng.randn(40_000, 50)
-        block[:20_000] += 3.0
-        X[start : start + 40_000] = block
+def two_cluster_file(path, n_rows, block_rows, seed, missing_rate=0.0):
+    """A float64 .npy file of two clusters of 50 columns, written a block at a time,
+    with ``missing_rate`` of its cells NaN; opened memory-mapped."""
+    rng = np.random.RandomState(seed)
+    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(n_rows, 50))
+    for start in range(0, len(X), block_rows):
+        block = rng.randn(block_rows, 50)
+        block[: block_rows // 2] += 3.0
+        if missing_rate:
+            block[rng.uniform(size=block.shape) < missing_rate] = np.nan
+        X[start : start + block_rows] = block
     X.flush()
     del X
     return np.load(path, mmap_mode="r")
+
+
+def peak_of_fit(model, X):
+    """The peak of numpy's allocations (tracemalloc) while a clone of ``model`` fits X."""
+    tracemalloc.start()
+    try:
+        type(model)(**model.get_params()).fit(X)
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    """A 64 MB float64 file (160k x 50), many times the 8 MB chunk of the E-step."""
+    return two_cluster_file(tmp_path_factory.mktemp("memmap") / "X.npy", 160_000, 40_000, 0)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -47,15 +64,7 @@ def test_a_memory_mapped_file_is_fitted_without_a_copy(mapped, model, monkeypatc
     """
     monkeypatch.setattr(skem._parallel, "n_threads", lambda: 1)
 
-    def peak_of_fit(X):
-        tracemalloc.start()
-        try:
-            type(model)(**model.get_params()).fit(X)
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
-    growth = peak_of_fit(mapped) - peak_of_fit(mapped[: len(mapped) // 2])
+    growth = peak_of_fit(model, mapped) - peak_of_fit(model, mapped[: len(mapped) // 2])
     assert growth < 0.1 * mapped.nbytes
     fitted = type(model)(**model.get_params()).fit(mapped)
     in_memory = type(model)(**model.get_params()).fit(np.array(mapped))
@@ -66,16 +75,7 @@ def test_a_memory_mapped_file_is_fitted_without_a_copy(mapped, model, monkeypatc
 def mapped_with_nan(tmp_path_factory):
     """A 24 MB file (60k x 50) with 2% of its cells missing (NaN)."""
     path = tmp_path_factory.mktemp("memmap_nan") / "X.npy"
-    rng = np.random.RandomState(1)
-    X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(60_000, 50))
-    for start in range(0, len(X), 20_000):
-        block = rng.randn(20_000, 50)
-        block[:10_000] += 3.0
-        block[rng.uniform(size=block.shape) < 0.02] = np.nan
-        X[start : start + 20_000] = block
-    X.flush()
-    del X
-    return np.load(path, mmap_mode="r")
+    return two_cluster_file(path, 60_000, 20_000, 1, missing_rate=0.02)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -96,14 +96,6 @@ def test_a_memory_mapped_file_with_nan_is_fitted_without_a_mask_of_it(
     with NaN go block by block. The peak grows by well under that mask."""
     monkeypatch.setattr(skem._parallel, "n_threads", lambda: 1)
 
-    def peak_of_fit(X):
-        tracemalloc.start()
-        try:
-            type(model)(**model.get_params()).fit(X)
-            return tracemalloc.get_traced_memory()[1]
-        finally:
-            tracemalloc.stop()
-
     full, half = mapped_with_nan, mapped_with_nan[: len(mapped_with_nan) // 2]
-    growth = peak_of_fit(full) - peak_of_fit(half)
+    growth = peak_of_fit(model, full) - peak_of_fit(model, half)
     assert growth < 0.25 * (full.size - half.size)  # a quarter of the mask's bytes
