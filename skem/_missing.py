@@ -294,10 +294,12 @@ def missing_blocks(precisions, stacked, indices):
 
 
 def cholesky_inverse(cholesky):
-    """``(L L^T)^-1`` for a stack of lower factors L (..., m, m), from the factor alone."""
-    identity = np.eye(cholesky.shape[-1])
-    inverse = cholesky_substitutions(cholesky[..., np.newaxis, :, :], identity)[1]
-    return 0.5 * (inverse + np.swapaxes(inverse, -1, -2))
+    """``(L L^T)^-1 = L^-T L^-1`` for a stack of lower factors L (..., m, m).
+
+    The factor is inverted (numpy's batched inverse), never the block.
+    """
+    inverse_factor = np.linalg.inv(cholesky)
+    return np.swapaxes(inverse_factor, -1, -2) @ inverse_factor
 
 
 def whiten(residuals, factors, back=False):
