@@ -250,10 +250,11 @@ ROWS_PER_PATTERN = 2
 NEGLIGIBLE_WEIGHT = 1e-14
 
 
-#: A factor of ``P_MM`` whose squared spread of diagonal (a lower bound of
-#: the condition number of ``P_MM``) reaches this is ill-conditioned: it is
-#: taken from a QR of the rows of U instead, and the filled values are
-#: refined once. Below it the normal equations lose at most this many ulps.
+#: A block ``P_MM`` is ill-conditioned when ``1 / min_i (L_ii^2 / P_ii)`` (a
+#: lower bound of the condition number of the block scaled to a unit
+#: diagonal) reaches this: its factor is then taken from a QR of the rows of
+#: U, and the filled values are refined once. Below it the normal equations
+#: lose at most about this many ulps.
 ILL = 1e6
 
 
