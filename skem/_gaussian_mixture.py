@@ -17,6 +17,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._base import (
     ONLINE_PARAMETER_CONSTRAINTS,
+    Lazy,
     incomplete_row_share,
     is_dask_array,
     weighted_moments,
@@ -486,6 +487,7 @@ class EMGaussianMixture(BaseMixture):
         weights = np.asarray(self.weights_, dtype=np.float64)
         means = np.asarray(self.means_, dtype=np.float64)
         factors = np.asarray(self.precisions_cholesky_, dtype=np.float64)
+        floors = np.array(self._variance_floors, dtype=np.float64)
         center = (weights / weights.sum()) @ means
         shift = means - center
         terms = self._covariance.estep_terms(shift, factors, self.means_.dtype)
@@ -494,9 +496,8 @@ class EMGaussianMixture(BaseMixture):
             "center": center,
             "shift": shift,
             "terms": terms,
-            "missing_terms": self._covariance.missing_terms(
-                shift, factors, np.asarray(self._variance_floors, dtype=np.float64)
-            ),
+            # only rows with NaN need these (J d^3 for the precisions): on first use
+            "missing_terms": Lazy(lambda: self._covariance.missing_terms(shift, factors, floors)),
         }
 
     @property
@@ -543,7 +544,7 @@ class EMGaussianMixture(BaseMixture):
         # a square beyond the float range: density 0 (and inf - inf in the expansion)
         with np.errstate(over="ignore", invalid="ignore"):
             mahalanobis, log_det, conditionals = self._covariance.missing_mahalanobis(
-                centered, missing, reference["terms"], reference["missing_terms"]
+                centered, missing, reference["terms"], reference["missing_terms"].get()
             )
         n_observed = X.shape[1] - missing.sum(axis=1)
         log_prob = log_det - 0.5 * mahalanobis
