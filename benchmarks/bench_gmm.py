@@ -120,7 +120,7 @@ def measure(args, covariance_type, dtype):
         # runs one thread per core over chunks, each at the one-thread peak
         from threadpoolctl import threadpool_info
 
-        from skem._parallel import n_threads
+        from skem._core._parallel import n_threads
 
         blas_threads = max(
             info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"

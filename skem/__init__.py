@@ -8,17 +8,17 @@ from importlib import import_module
 
 __version__ = "0.1.0.dev0"
 
-# Public names and the private module of each, imported on first use so that
+# Public names and the module of each, imported on first use so that
 # ``import skem`` (and the command line's start-up) stays fast.
 _MODULES = {
-    "AmortizedVAE": "._vae",
-    "BaseEM": "._base",
-    "BaseMixture": "._mixture",
+    "AmortizedVAE": ".neural_network",
+    "BaseEM": "._core",
+    "BaseMixture": ".mixture",
     "DegenerateComponentWarning": ".exceptions",
-    "EMGaussianMixture": "._gaussian_mixture",
+    "EMGaussianMixture": ".mixture",
     "EMImputer": ".impute",
-    "MixtureOfPPCA": "._mixture_ppca",
-    "ProbabilisticPCA": "._ppca",
+    "MixtureOfPPCA": ".mixture",
+    "ProbabilisticPCA": ".decomposition",
     "VarianceFloorWarning": ".exceptions",
 }
 

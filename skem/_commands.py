@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ._monitor import plural
+from ._core._monitor import plural
 
 #: The models ``skem fit`` knows, by short name (imported when a command runs).
 MODEL_NAMES = {

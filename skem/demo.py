@@ -21,7 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from . import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, __version__
-from ._monitor import plural
+from ._core._monitor import plural
 from .datasets import load_anomaly_split, load_dequantized_digits, make_low_rank_mixture
 
 

@@ -14,7 +14,7 @@ from sklearn.mixture import GaussianMixture
 from sklearn.preprocessing import StandardScaler
 from test_ppca import rescaled_gaussian_log_density
 
-import skem._base
+import skem._core._blocks
 from skem import DegenerateComponentWarning, EMGaussianMixture, VarianceFloorWarning
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
@@ -135,7 +135,7 @@ def test_max_iter_zero_keeps_the_initialisation(iris):
 
 def test_chunked_e_step_equals_one_block(iris, monkeypatch):
     whole = EMGaussianMixture(3, random_state=0, tol=1e-8).fit(iris)
-    monkeypatch.setattr(skem._base, "CHUNK_FLOATS", 7 * whole._row_width())
+    monkeypatch.setattr(skem._core._blocks, "CHUNK_FLOATS", 7 * whole._row_width())
     chunked = EMGaussianMixture(3, random_state=0, tol=1e-8).fit(iris)
     assert_same_fit(chunked, whole, rtol=1e-11, atol=1e-11)
 

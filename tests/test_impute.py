@@ -19,7 +19,7 @@ from test_monitor import Recorder, needs_callbacks
 from threadpoolctl import threadpool_limits
 
 from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
-from skem.impute import (
+from skem.impute._imputer import (
     REFIT_ITERATIONS,
     VALIDATION_ITERATIONS,
     ImputationAverage,
@@ -499,7 +499,7 @@ def test_the_default_averages_every_size_left_equally_each_fitted_to_convergence
     (Weights fitted to the hidden values did no better than equal ones on
     held-out masks, and stopping EM after a few iterations did worse.)
     """
-    from skem import impute
+    from skem.impute import _imputer as impute
 
     refitted = []
     refit = impute.refit

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-import skem._parallel
+import skem._core._parallel
 from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
 
 
@@ -62,7 +62,7 @@ def test_a_memory_mapped_file_is_fitted_without_a_copy(mapped, model, monkeypatc
     the peak does not depend on how the threads happen to overlap. The fit is
     that of the array in memory.
     """
-    monkeypatch.setattr(skem._parallel, "n_threads", lambda: 1)
+    monkeypatch.setattr(skem._core._parallel, "n_threads", lambda: 1)
 
     growth = peak_of_fit(model, mapped) - peak_of_fit(model, mapped[: len(mapped) // 2])
     assert growth < 0.1 * mapped.nbytes
@@ -94,7 +94,7 @@ def test_a_memory_mapped_file_with_nan_is_fitted_without_a_mask_of_it(
     """With NaN, no pass makes an n x d mask (one byte a cell: 1.5 MB between the
     two sizes here): the validation's finiteness check and the count of rows
     with NaN go block by block. The peak grows by well under that mask."""
-    monkeypatch.setattr(skem._parallel, "n_threads", lambda: 1)
+    monkeypatch.setattr(skem._core._parallel, "n_threads", lambda: 1)
 
     full, half = mapped_with_nan, mapped_with_nan[: len(mapped_with_nan) // 2]
     growth = peak_of_fit(model, full) - peak_of_fit(model, half)

@@ -11,8 +11,9 @@ from sklearn.datasets import load_iris
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA, _base, _missing
-from skem._missing import pattern_groups
+from skem import EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
+from skem._core import _blocks, _missing
+from skem._core._missing import pattern_groups
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
 
@@ -356,7 +357,7 @@ def test_chunks_with_and_without_nan_add_up_to_the_one_block_fit(
         covariance_type=covariance_type, init_params=init_params, max_iter=10, tol=0, random_state=0
     )
     whole = fit_quietly(EMGaussianMixture(3, **params), X)
-    monkeypatch.setattr(_base, "CHUNK_FLOATS", 25 * whole._row_width())
+    monkeypatch.setattr(_blocks, "CHUNK_FLOATS", 25 * whole._row_width())
     monkeypatch.setattr(_missing, "STACK_FLOATS", 40)  # many stacks of patterns
     chunked = fit_quietly(EMGaussianMixture(3, **params), X)
     assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-11)

@@ -20,12 +20,11 @@ from skem import (
     EMGaussianMixture,
     MixtureOfPPCA,
     ProbabilisticPCA,
-    _base,
-    _mixture_ppca,
 )
-from skem._base import add_statistics
-from skem._mixture import MixturePosterior
+from skem._core import _blocks, add_statistics
 from skem.datasets import load_dequantized_digits, make_low_rank_mixture
+from skem.mixture import _mixture_ppca
+from skem.mixture._base import MixturePosterior
 
 
 def low_rank_mixture(
@@ -335,7 +334,7 @@ def test_closed_form_statistics_add_up_over_chunks(monkeypatch):
         warnings.simplefilter("ignore", ConvergenceWarning)
         whole.fit(X)
         # chunks of 97 rows: the E-step needs K + 3 d + 2 q floats per row
-        monkeypatch.setattr(_base, "CHUNK_FLOATS", 97 * (4 + 3 * 64 + 2 * 5))
+        monkeypatch.setattr(_blocks, "CHUNK_FLOATS", 97 * (4 + 3 * 64 + 2 * 5))
         chunked.fit(X)
     assert_allclose(chunked.lower_bounds_, whole.lower_bounds_, rtol=1e-13)
     assert_allclose(chunked.means_, whole.means_, rtol=1e-12)

@@ -11,7 +11,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skem import EMGaussianMixture, ProbabilisticPCA
-from skem._monitor import FitMonitor, Restart
+from skem._core._monitor import FitMonitor, Restart
 
 try:
     import sklearn.callback  # noqa: F401

@@ -12,7 +12,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 from skem import AmortizedVAE, EMGaussianMixture, MixtureOfPPCA, ProbabilisticPCA
-from skem._covariance import COVARIANCES
+from skem._core._covariance import COVARIANCES
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical", "tied_diag"]
 

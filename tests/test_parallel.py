@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from skem import EMGaussianMixture, _base, _parallel
+from skem import EMGaussianMixture
+from skem._core import _blocks, _parallel
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "register_at_fork") or _parallel.n_threads() < 2,
@@ -28,7 +29,7 @@ def test_fit_in_forked_child_after_parent_fit_returns_the_parents_numbers(init_p
     Small chunks make both fits use the thread pool (and the k-means start
     scikit-learn's OpenMP team), which used to leave the child waiting forever.
     """
-    monkeypatch.setattr(_base, "CHUNK_FLOATS", 2000)
+    monkeypatch.setattr(_blocks, "CHUNK_FLOATS", 2000)
     expected = _fit_score(init_params)
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(_fit_score, (init_params,)).get(timeout=120)

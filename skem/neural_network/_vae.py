@@ -18,15 +18,17 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import (
+from .._core import (
     BaseEM,
     check_missing,
     check_rows_observed,
-    is_dask_array,
+    route_of,
     row_weights,
     weighted_moments,
 )
-from ._missing import missing_mask
+from .._core._missing import missing_mask
+from .._core._monitor import EarlyStoppingMonitor
+from .._core._parallel import map_chunks
 from ._mlp import (
     ACTIVATIONS,
     Adam,
@@ -38,8 +40,6 @@ from ._mlp import (
     unpack,
 )
 from ._mlp import n_parameters as count_parameters
-from ._monitor import EarlyStoppingMonitor
-from ._parallel import map_chunks
 
 LOG_2PI = log(2 * pi)
 #: The encoder's log-variance is clipped to this range (its gradient is zero outside).
@@ -80,18 +80,6 @@ def moment_matched_normal(n_draws, n_dimensions, random_state):
             linalg.cholesky(covariance, lower=True), noise.T, lower=True
         ).T
     return noise
-
-
-def refuse_dask(X, method):
-    """The VAE trains in memory: refuse a dask array before any work, saying what to do."""
-    if is_dask_array(X):
-        raise ValueError(
-            f"AmortizedVAE.{method} does not train on dask arrays: it takes minibatch "
-            "gradient steps on data in memory (skem's EM models train on dask arrays). "
-            "Fit it on a sample brought into memory, for example "
-            "fit(X[:100_000].compute()), or stream the blocks through partial_fit: "
-            "for block in X.blocks: vae.partial_fit(block.compute())."
-        )
 
 
 def softplus(x):
@@ -532,6 +520,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
 
     _allow_nan = True
 
+    #: Trained by minibatch gradient steps on rows in memory, not by sums over blocks.
+    _fits_on_blocks = False
+
     def __init__(
         self,
         n_components=2,
@@ -599,7 +590,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         self : object
             The fitted estimator.
         """
-        refuse_dask(X, "fit")
+        route_of(X).require_memory(self, "fit")
         return super().fit(X, y, sample_weight=sample_weight)
 
     def partial_fit(self, X, y=None, sample_weight=None):
@@ -626,7 +617,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         self : object
             The estimator, trained on the batch.
         """
-        refuse_dask(X, "partial_fit")
+        route_of(X).require_memory(self, "partial_fit")
         with self._unchanged_on_error():
             first = not hasattr(self, "converged_")
             self._validate_params()  # at every call, as scikit-learn's partial_fit
@@ -1070,11 +1061,7 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             likelihood=self._fitted("likelihood"),
             allow_unobserved_rows=allow_unobserved_rows,
         )
-        if is_dask_array(X):
-            from ._dask import map_blocks
-
-            return map_blocks(partial(check, block=True), X)
-        return check(X)
+        return route_of(X).check_rows(check, X)
 
     def _row_width(self):
         hidden = sum(getattr(self, "_hidden_sizes", (0,)))
@@ -1327,13 +1314,12 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
             The mean of p(x|z) (probabilities for 'bernoulli').
         """
         check_is_fitted(self)
-        if is_dask_array(Z):
-            from ._dask import map_blocks
-
+        route = route_of(Z)
+        if not route.in_memory:
             if Z.ndim != 2:
                 raise ValueError(f"Z must be 2-dimensional; it has {Z.ndim} dimensions.")
             # each block checked and decoded as an array in memory, when it is computed
-            return map_blocks(self.inverse_transform, Z.rechunk({1: -1}))
+            return route.map(self.inverse_transform, Z, self._chunk_rows())
         Z = check_array(Z, input_name="Z")
         n_latent = self._fitted("n_components")
         if Z.shape[1] != n_latent:
@@ -1400,8 +1386,9 @@ class AmortizedVAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM):
         >>> bool((draws == vae.impute(X, sample_posterior=True, random_state=0)).all())
         True
         """
-        if is_dask_array(X):
-            return self._impute_blocks(X, sample_posterior)
+        return self._impute_where(X, sample_posterior, random_state, self._impute)
+
+    def _impute(self, X, sample_posterior, random_state):
         X = self._validate_predict_data(X, allow_unobserved_rows=True)
         imputed = X.copy()
         missing = missing_mask(X)

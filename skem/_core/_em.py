@@ -4,7 +4,6 @@ Models plug in through a few hooks built around sufficient statistics that are
 sums over samples, so chunked and weighted EM are the same code.
 """
 
-import threading
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
@@ -18,361 +17,20 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.random import sample_without_replacement
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
+from . import _blocks
+from ._blocks import fingerprint, row_slices, weighted_sum
+from ._checks import check_rows_observed
+from ._missing import clear_pattern_cache
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
-from ._parallel import map_chunks
-
-#: Floats of working memory per chunk of rows in the E-step (8 MiB in float64).
-CHUNK_FLOATS = 2**20
-
-#: Largest magnitude of training data by dtype: the models sum squares of the
-#: data, which overflow float64 near 1e150 (1e100 leaves room for sums of 1e10
-#: rows); float32 parameters hold variances only up to about 3e38.
-MAX_ABS_VALUE = {np.dtype(np.float64): 1e100, np.dtype(np.float32): 1e18}
-
+from ._routes import log_total_weight, route_of
 
 #: The parameters of online EM, for the models with ``partial_fit``.
 ONLINE_PARAMETER_CONSTRAINTS = {
     "learning_decay": [Interval(Real, 0.5, 1.0, closed="right")],
     "learning_offset": [Interval(Real, 1.0, None, closed="left")],
 }
-
-
-def is_dask_array(X):
-    """Whether ``X`` is a ``dask.array.Array`` (told without importing dask)."""
-    return type(X).__module__.startswith("dask.array") and hasattr(X, "chunks")
-
-
-def check_magnitude(X):
-    """Refuse data whose squares would overflow, naming the scale and the remedy."""
-    limit = MAX_ABS_VALUE[X.dtype]
-    if not X.size:
-        return
-    with warnings.catch_warnings():  # an all-NaN X is refused elsewhere
-        warnings.simplefilter("ignore", RuntimeWarning)
-        largest = max(float(np.nanmax(X)), -float(np.nanmin(X)))  # no |X| copy
-    if largest > limit:
-        precision = (
-            "float32, whose variances overflow beyond 3e38 (convert X to float64, or rescale it)"
-            if X.dtype == np.float32
-            else "float64, whose sums of squares overflow near 1e150"
-        )
-        raise ValueError(
-            f"X has values of magnitude up to {largest:.3g}; skem fits {X.dtype} data up "
-            f"to {limit:.0e}, as X is {precision}. Divide X by a constant c (every "
-            "log-density then shifts by n_features * log(c)) or standardise it "
-            "(sklearn's StandardScaler)."
-        )
-
-
-def may_have_nan(X):
-    """False only if X has no NaN: NaN propagates through the sum (so can inf - inf
-    of values past the float range, a false alarm the caller's exact check settles)."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return bool(np.isnan(X.sum(dtype=np.float64)))
-
-
-def data_block_rows(X):
-    """Rows of X in a block of CHUNK_FLOATS values, for the passes over the data."""
-    return max(1, CHUNK_FLOATS // max(1, X.shape[1]))
-
-
-def check_no_infinity(X):
-    """scikit-learn's finiteness check with NaN allowed, a block of rows at a time.
-
-    scikit-learn's own check makes an n x d mask of X when X has NaN (one
-    byte a cell, the size of a memory-mapped file's rows); a block's sum is
-    finite unless the block holds NaN, inf or sums past the float range, and
-    only then are its cells looked at.
-    """
-    for rows in row_slices(X.shape[0], data_block_rows(X)):
-        block = X[rows]
-        with np.errstate(over="ignore", invalid="ignore"):
-            if np.isfinite(block.sum(dtype=np.float64)):
-                continue
-        if np.isinf(block).any():
-            raise ValueError(f"Input X contains infinity or a value too large for {X.dtype!r}.")
-
-
-def incomplete_row_share(X):
-    """The share of the rows of X (in memory) with a missing value, counted block by block."""
-
-    def count(block, weights):
-        if not may_have_nan(block):
-            return 0.0
-        return float(np.count_nonzero(np.isnan(block).any(axis=1)))
-
-    return reduce_rows(count, X, None, data_block_rows(X)) / max(1, X.shape[0])
-
-
-def check_sample_weight(sample_weight, n_samples):
-    """Validate ``sample_weight``: None or finite, non-negative, shape (n_samples,).
-
-    Returns None or a float64 array with a positive sum.
-    """
-    if sample_weight is None:
-        return None
-    weights = np.asarray(sample_weight)
-    if weights.dtype.kind not in "biuf":
-        raise ValueError(f"sample_weight must be numeric, got an array of dtype {weights.dtype}.")
-    weights = weights.astype(np.float64, copy=True)
-    if weights.ndim == 0:
-        weights = np.full(n_samples, float(weights))
-    if weights.shape != (n_samples,):
-        raise ValueError(f"sample_weight must have shape ({n_samples},), got {weights.shape}.")
-    check_weight_values(weights)
-    if not np.any(weights > 0):
-        raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
-    # Only relative weights matter; mean one keeps the models' small absolute
-    # guards (such as the floor on a component's total responsibility)
-    # negligible. Dividing by the largest first keeps the sum finite for
-    # weights near the float limit.
-    weights /= weights.max()
-    return weights / weights.mean()
-
-
-def check_weight_values(weights):
-    """Raise ValueError unless every weight is finite and non-negative."""
-    if not np.all(np.isfinite(weights)):
-        raise ValueError("sample_weight must be finite (no NaN or inf).")
-    if np.any(weights < 0):
-        raise ValueError("sample_weight must be non-negative.")
-
-
-def fingerprint(value):
-    """A key that changes with an array's values, dtype or shape (in place or replaced)."""
-    array = np.ascontiguousarray(value)
-    return array.dtype.str, array.shape, hash(array.tobytes())
-
-
-class Lazy:
-    """A value computed on first use, once, by whichever thread asks first.
-
-    For terms of fixed parameters that only some data need (rows with NaN).
-    """
-
-    def __init__(self, function):
-        self._function = function
-        self._lock = threading.Lock()
-        self._value = None
-
-    def get(self):
-        with self._lock:
-            if self._value is None:
-                self._value = self._function()
-            return self._value
-
-
-def row_weights(sample_weight, n_samples):
-    """The weight of every row: ``sample_weight``, or ones when it is None."""
-    return np.ones(n_samples) if sample_weight is None else sample_weight
-
-
-def weighted_moments(X, sample_weight, block_rows=None):
-    """Weighted mean and variance of each column, ignoring NaN entries.
-
-    Two passes of ``reduce_rows`` (the mean, then the squares about it), so no
-    temporary of the size of ``X`` is made (nor a float64 copy of float32
-    data), and a dask array is read block by block on its cluster.
-    """
-
-    def sums(block, weights):
-        weights = row_weights(weights, block.shape[0])
-        if not may_have_nan(block):
-            return weights @ block.astype(np.float64, copy=False), np.full(
-                block.shape[1], weights.sum()
-            )
-        observed = ~np.isnan(block)
-        return weights @ np.where(observed, block, 0.0), weights @ observed
-
-    def squares(block, weights):
-        weights = row_weights(weights, block.shape[0])
-        centered = np.subtract(block, mean, dtype=np.float64)
-        np.square(centered, out=centered)
-        np.copyto(centered, 0.0, where=np.isnan(centered))
-        return weights @ centered
-
-    if block_rows is None:
-        block_rows = data_block_rows(X)
-    total, column_weight = reduce_rows(sums, X, sample_weight, block_rows)
-    mean = total / column_weight
-    return mean, reduce_rows(squares, X, sample_weight, block_rows) / column_weight
-
-
-def add_terms(total, part):
-    """``total + part`` for the results of a block function, summed in float64.
-
-    Results are numbers, arrays, or tuples and dicts of them (nested).
-    """
-    if total is None:
-        return _as_float64(part)
-    if isinstance(total, dict):
-        return {name: add_terms(total[name], part[name]) for name in total}
-    if isinstance(total, tuple):
-        return tuple(add_terms(a, b) for a, b in zip(total, part))
-    return total + part
-
-
-def _as_float64(part):
-    if isinstance(part, dict):
-        return {name: _as_float64(value) for name, value in part.items()}
-    if isinstance(part, tuple):
-        return tuple(_as_float64(value) for value in part)
-    return np.array(part, dtype=np.float64)
-
-
-#: For the statistics of the fit loop (the name models and tests use).
-add_statistics = add_terms
-
-
-def row_slices(n_samples, block_rows):
-    """Consecutive slices of ``block_rows`` rows covering ``range(n_samples)``."""
-    block_rows = max(1, int(block_rows))
-    return [
-        slice(start, min(start + block_rows, n_samples))
-        for start in range(0, n_samples, block_rows)
-    ]
-
-
-def reduce_rows(function, X, sample_weight, block_rows):
-    """The sum of ``function(X_block, weight_block)`` over blocks of rows.
-
-    The one loop over the data of every pass a model makes (moments, the
-    E-step, the closed forms). For an array in memory (or memory-mapped) the
-    blocks hold ``block_rows`` rows and run on all cores (``map_chunks``); the
-    sum is taken in block order. For a dask array, each of its blocks is
-    reduced so, on the cluster, and the sums are added in a tree
-    (``skem._dask``). ``weight_block`` is None when ``sample_weight`` is.
-    ``function`` returns numbers, arrays, or tuples and dicts of them; it
-    must not modify the estimator.
-    """
-    if is_dask_array(X):
-        from ._dask import reduce_blocks
-
-        return reduce_blocks(
-            lambda block, weights: reduce_rows(function, block, weights, block_rows),
-            X,
-            sample_weight,
-        )
-
-    def apply(rows):
-        return function(X[rows], None if sample_weight is None else sample_weight[rows])
-
-    total = None
-    for part in map_chunks(apply, row_slices(X.shape[0], block_rows)):
-        total = add_terms(total, part)
-    return total
-
-
-def check_missing(X, sample_weight):
-    """Whether X has missing values (NaN); raise ValueError if a row or column has none observed.
-
-    One pass over the data (``reduce_rows``), so a dask array is checked on its
-    cluster. Every row needs an observed value, and every column one in a row
-    of positive weight.
-    """
-
-    def counts(block, weights):
-        n_features = block.shape[1]
-        if not may_have_nan(block):
-            weight = block.shape[0] if weights is None else weights.sum()
-            return 0.0, 0.0, np.full(n_features, float(weight))
-        observed = ~np.isnan(block)
-        empty_rows = np.count_nonzero(~observed.any(axis=1))
-        return (
-            float(observed.size - np.count_nonzero(observed)),
-            float(empty_rows),
-            (row_weights(weights, block.shape[0]) @ observed),
-        )
-
-    n_missing, n_empty_rows, column_weight = reduce_rows(
-        counts, X, sample_weight, data_block_rows(X)
-    )
-    if n_empty_rows:
-        if is_dask_array(X):
-            raise ValueError(empty_rows_message(int(n_empty_rows)))
-        check_rows_observed(X)
-    columns = np.flatnonzero(column_weight == 0)
-    if columns.size:
-        raise ValueError(
-            f"Columns {columns[:10].tolist()} of X are entirely NaN (missing), or observed "
-            "only in rows of zero sample_weight; every feature needs an observed value of "
-            "positive weight."
-        )
-    return n_missing > 0
-
-
-def check_rows_observed(X, block=False):
-    """Raise ValueError naming the rows of X (in memory) that are entirely NaN.
-
-    For a ``block`` of a larger array, whose place in it is not known, the
-    message counts the rows instead.
-    """
-    rows = np.flatnonzero(np.isnan(X).all(axis=1))
-    if rows.size and block:
-        raise ValueError(empty_rows_message(rows.size))
-    if rows.size:
-        raise ValueError(
-            f"Rows {rows[:10].tolist()} of X are entirely NaN (missing); "
-            "every row needs at least one observed value."
-        )
-
-
-def empty_rows_message(count):
-    """The error for rows with no observed value, counted (for a dask array)."""
-    rows = "1 row of X is" if count == 1 else f"{count} rows of X are"
-    return f"{rows} entirely NaN (missing); every row needs at least one observed value."
-
-
-def sample_rows(n_samples, size, sample_weight, random_state):
-    """``size`` distinct rows drawn at random, in order, among those of positive weight.
-
-    Drawn with O(size) memory when unweighted (``RandomState.choice`` without
-    replacement permutes all rows: 8 bytes per row); the weights, if any, are
-    read whole (to the client, for a dask array). Rows of zero weight would add
-    nothing to a start computed from the sample.
-    """
-    if sample_weight is None:
-        return np.sort(sample_without_replacement(n_samples, size, random_state=random_state))
-    positive = np.flatnonzero(np.asarray(sample_weight) > 0)
-    if size >= positive.size:
-        return positive
-    drawn = sample_without_replacement(positive.size, size, random_state=random_state)
-    return positive[np.sort(drawn)]
-
-
-def take_rows(X, sample_weight, indices):
-    """Rows ``indices`` of X and their weights, in that order, as numpy arrays."""
-    if is_dask_array(X):
-        from ._dask import take_rows
-
-        return take_rows(X, sample_weight, indices)
-    return X[indices], None if sample_weight is None else sample_weight[indices]
-
-
-def log_total_weight(X, sample_weight):
-    """The log of the total weight of the rows of X as given (of the row count unweighted).
-
-    In logs, so that weights near the float limit keep their ratios.
-    """
-    if sample_weight is None:
-        return log(X.shape[0])
-    if not is_dask_array(sample_weight):
-        sample_weight = np.asarray(sample_weight, dtype=np.float64)
-    largest = float(sample_weight.max())
-    if largest <= 0:
-        return -np.inf
-    return log(X.shape[0]) + log(float((sample_weight / largest).mean())) + log(largest)
-
-
-def weighted_sum(values, sample_weight):
-    """Sum of ``values`` along the first axis, weighted, accumulated in float64."""
-    values = np.asarray(values, dtype=np.float64)
-    if sample_weight is None:
-        return values.sum(axis=0)
-    return sample_weight @ values
 
 
 class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMeta):
@@ -443,10 +101,10 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         :class:`skem.AmortizedVAE`) overrides ``_em_iteration(X,
         sample_weight)`` instead of the E- and M-step hooks, making one
         iteration one epoch, and may give the fit another monitor
-        (``_make_monitor``; see ``skem._monitor``).
+        (``_make_monitor``; see ``skem._core._monitor``).
 
     Progress
-        Every fit reports to a monitor (``skem._monitor.FitMonitor``) that
+        Every fit reports to a monitor (``skem._core._monitor.FitMonitor``) that
         owns the bound history, the convergence test, the verbose output and,
         with scikit-learn >= 1.9, the callbacks of ``sklearn.callback``:
         ``model.set_callbacks(ProgressBar()).fit(X)`` shows the restarts and
@@ -496,6 +154,9 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
     #: Whether NaN entries are missing values the model handles (inf never is).
     _allow_nan: bool = False
 
+    #: Whether ``fit`` is a sum over blocks of rows (so it runs on every route).
+    _fits_on_blocks: bool = True
+
     def __init__(
         self,
         *,
@@ -519,8 +180,6 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
         """Forget what only a fit needs: its scratch, and the pattern groupings of its data."""
         for name in self._fit_scratch:
             self.__dict__.pop(name, None)
-        from ._missing import clear_pattern_cache  # (skem._missing imports this module)
-
         clear_pattern_cache()
 
     def __getstate__(self):
@@ -634,7 +293,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 )
 
     def _make_monitor(self, X, sample_weight, n_init):
-        """The monitor of this fit (see ``skem._monitor``)."""
+        """The monitor of this fit (see ``skem._core._monitor``)."""
         return FitMonitor(self, X, sample_weight, n_init)
 
     @abstractmethod
@@ -786,22 +445,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             raise
 
     def _validate_fit_data(self, X, sample_weight, reset=True):
-        if is_dask_array(X):  # before scikit-learn's validation, which would load it
-            from ._dask import validate_fit_data
-
-            return validate_fit_data(self, X, sample_weight)
-        X = validate_data(
-            self,
-            X,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            ensure_all_finite=not self._allow_nan,  # NaN: checked block by block
-            reset=reset,
-        )
-        if self._allow_nan:
-            check_no_infinity(X)
-        check_magnitude(X)
-        return X, check_sample_weight(sample_weight, X.shape[0])
+        return route_of(X).validate_fit(self, X, sample_weight, reset)
 
     def _run_em(self, X, sample_weight, random_state):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
@@ -868,7 +512,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _chunk_rows(self):
         """Rows per chunk: the E-step's working memory fits in CHUNK_FLOATS."""
-        return max(1, CHUNK_FLOATS // max(1, self._row_width()))
+        return max(1, _blocks.CHUNK_FLOATS // max(1, self._row_width()))
 
     def _chunks(self, n_samples):
         """Slices of rows whose E-step working memory fits in CHUNK_FLOATS."""
@@ -876,21 +520,14 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _reduce(self, function, X, sample_weight):
         """``reduce_rows`` over chunks of the model's size."""
-        with self._one_pass():
-            return reduce_rows(function, X, sample_weight, self._chunk_rows())
+        return route_of(X).reduce(function, X, sample_weight, self._chunk_rows(), self._one_pass)
 
     def _map_chunks(self, function, X):
         """Apply ``function`` to each chunk of rows (on all cores); stack the results.
 
         On a dask array the result is a dask array, computed block by block.
         """
-        if is_dask_array(X):
-            from ._dask import map_blocks
-
-            return map_blocks(lambda block: self._map_chunks(function, block), X)
-        chunks = self._chunks(X.shape[0])
-        with self._one_pass():
-            return np.concatenate(list(map_chunks(lambda rows: function(X[rows]), chunks)))
+        return route_of(X).map(function, X, self._chunk_rows(), self._one_pass)
 
     # ------------------------------------------------------------------ online
 
@@ -936,12 +573,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             The updated estimator.
         """
         with self._unchanged_on_error():
-            if is_dask_array(X):
-                raise ValueError(
-                    f"{type(self).__name__}.partial_fit takes arrays in memory; for a dask "
-                    "array, call fit(X) (exact EM on the cluster), or partial_fit on each "
-                    "block: for block in X.blocks: model.partial_fit(block.compute())."
-                )
+            route_of(X).require_memory(self, "partial_fit")
             fitted = hasattr(self, "converged_")
             self._validate_params()  # at every call, as scikit-learn's partial_fit
             if fitted:
@@ -1007,23 +639,22 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
                 )
         return self
 
-    def _impute_blocks(self, X, sample_posterior):
-        """``impute`` of a dask array: the conditional means, block by block, lazily.
+    def _impute_where(self, X, sample_posterior, random_state, impute):
+        """``impute(X, sample_posterior, random_state)``, the model's, where X lives.
 
-        Draws are refused: reproducible draws need one generator over all the
+        In memory, ``impute`` runs on X. Elsewhere (a dask array) the
+        conditional means are computed block by block, lazily; draws are
+        refused there: reproducible draws need one generator over all the
         rows, which the blocks, computed anywhere in any order, do not share.
         """
+        route = route_of(X)
+        if route.in_memory:
+            return impute(X, sample_posterior, random_state)
         if sample_posterior:
-            raise ValueError(
-                "impute(sample_posterior=True) takes arrays in memory; for a dask array, "
-                "impute each block: [model.impute(block.compute(), sample_posterior=True, "
-                "random_state=seed + i) for i, block in enumerate(X.blocks)]."
-            )
+            route.require_memory(self, "impute(sample_posterior=True)")
         check_is_fitted(self)
-        from ._dask import validate_predict_data
-
-        X = validate_predict_data(self, X)
-        return self._map_chunks(lambda chunk: self.impute(chunk), X)
+        X = route.validate_predict(self, X)
+        return self._map_chunks(lambda chunk: impute(chunk, False, None), X)
 
     def _get_parameters(self):
         return {name: deepcopy(getattr(self, name)) for name in self._fitted_parameters}
@@ -1036,20 +667,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
 
     def _validate_predict_data(self, X):
         check_is_fitted(self)
-        if is_dask_array(X):
-            from ._dask import validate_predict_data
-
-            return validate_predict_data(self, X)
-        X = validate_data(
-            self,
-            X,
-            dtype=[np.float64, np.float32],
-            reset=False,
-            ensure_all_finite=not self._allow_nan,  # NaN: checked block by block
-        )
-        if self._allow_nan:
-            check_no_infinity(X)
-        return X
+        return route_of(X).validate_predict(self, X)
 
     def score_samples(self, X):
         """Log-density of each row under the fitted model, in nats.
@@ -1085,12 +703,7 @@ class BaseEM(CallbackSupportMixin, DensityMixin, BaseEstimator, metaclass=ABCMet
             Per-sample mean log-likelihood; higher is better.
         """
         log_density = self.score_samples(X)
-        if is_dask_array(log_density):
-            from ._dask import weighted_mean
-
-            return weighted_mean(log_density, sample_weight)
-        weights = check_sample_weight(sample_weight, log_density.shape[0])
-        return float(np.average(log_density, weights=weights))
+        return route_of(log_density).mean(log_density, sample_weight)
 
     @available_if(_counts_parameters)
     def bic(self, X):

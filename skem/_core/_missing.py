@@ -29,7 +29,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._base import CHUNK_FLOATS, may_have_nan, row_weights
+from ._blocks import CHUNK_FLOATS, row_weights
+from ._checks import may_have_nan
 from ._linalg import cholesky_substitutions, normalize_log_rows
 
 #: Floats in one stack of per-pattern matrices (the factorisations and the

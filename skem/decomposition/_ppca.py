@@ -16,22 +16,22 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import randomized_svd, svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted
 
-from ._base import (
+from .._core import (
     CHUNK_FLOATS,
     ONLINE_PARAMETER_CONSTRAINTS,
     BaseEM,
     check_missing,
     check_rows_observed,
-    is_dask_array,
     reduce_rows,
+    route_of,
     row_weights,
     sample_rows,
     take_rows,
     weighted_moments,
 )
-from ._covariance import COVARIANCES
-from ._missing import condition_on_observed, missing_mask
-from ._parallel import single_blas_thread
+from .._core._covariance import COVARIANCES
+from .._core._missing import condition_on_observed, missing_mask
+from .._core._parallel import single_blas_thread
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
 EIGEN_SOLVER_MAX_FEATURES = 1000
@@ -426,8 +426,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             self._set_from_covariance(mean, weighted_covariance(X, sample_weight, mean))
         else:
             rows, weights = X, row_weights(sample_weight, n_samples)
-            if is_dask_array(X):  # fewer rows than features: they fit on the client
-                rows, weights = take_rows(X, weights, np.arange(n_samples))
+            # fewer rows than features: here (from a cluster, the rows come here)
+            rows, weights = take_rows(X, weights)
             scaled = (rows - mean) * np.sqrt(weights / weights.sum())[:, np.newaxis]
             # numpy's LAPACK: the SVD of the few rows, once
             _, singular_values, right = np.linalg.svd(scaled, full_matrices=False)
@@ -505,7 +505,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         followed by the eigen-solution. With missing values they are
         expected under the current parameters: each missing block filled
         with its conditional mean, its conditional covariance added (the
-        E-step of exact EM for a Gaussian, ``skem._missing``).
+        E-step of exact EM for a Gaussian, ``skem._core._missing``).
         """
         bound = self._mean_log_likelihood(X, sample_weight)
         if missing_mask(X) is not None:  # (a column of the batch may have no value)
@@ -586,8 +586,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if X.shape[0] > self.INIT_SIZE:
             indices = sample_rows(X.shape[0], self.INIT_SIZE, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight, indices)
-        elif is_dask_array(X):
-            X, sample_weight = take_rows(X, sample_weight, np.arange(X.shape[0]))
+        else:  # (every row, here)
+            X, sample_weight = take_rows(X, sample_weight)
         weights = row_weights(sample_weight, X.shape[0])
         centered = X - mean
         if self._has_missing:
@@ -799,10 +799,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             Reconstructions.
         """
         check_is_fitted(self)
-        if is_dask_array(Z):
-            from ._dask import map_blocks
-
-            return map_blocks(self.inverse_transform, Z.rechunk({1: -1}))
+        route = route_of(Z)
+        if not route.in_memory:
+            return route.map(self.inverse_transform, Z, self._chunk_rows())
         Z = check_array(Z, dtype=[np.float64, np.float32], input_name="Z")
         if Z.shape[1] != self.components_.shape[0]:
             raise ValueError(
@@ -843,9 +842,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         def chunk_values(chunk):
             log_density, posterior = self._posterior(chunk, precision_terms)
             if not posterior["n_observed"].all():
-                if is_dask_array(X):  # (a block, whose place in X is not known here)
-                    check_rows_observed(chunk, block=True)
-                check_rows_observed(X)
+                route_of(X).reject_empty_rows(X, block=chunk)
             return extract(log_density, posterior)
 
         return self._map_chunks(chunk_values, X)
@@ -925,8 +922,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         X_imputed : ndarray of shape (n_samples, n_features)
             A float copy of X with its observed values unchanged.
         """
-        if is_dask_array(X):
-            return self._impute_blocks(X, sample_posterior)
+        return self._impute_where(X, sample_posterior, random_state, self._impute)
+
+    def _impute(self, X, sample_posterior, random_state):
         X = self._validate_predict_data(X)
         imputed = X.copy()
         missing = np.isnan(imputed)

@@ -14,19 +14,19 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._base import (
+from .._core import (
     BaseEM,
     add_statistics,
     check_missing,
     check_rows_observed,
     empty_rows_message,
-    is_dask_array,
+    route_of,
     sample_rows,
     take_rows,
 )
-from ._linalg import logsumexp_rows, normalize_log_rows
-from ._missing import fill_with_column_means, impute_rows, missing_mask
-from ._parallel import fork_safe_openmp, map_chunks
+from .._core._linalg import logsumexp_rows, normalize_log_rows
+from .._core._missing import fill_with_column_means, impute_rows, missing_mask
+from .._core._parallel import fork_safe_openmp, map_chunks
 
 #: Added to every component's total responsibility so an empty one divides safely.
 RESPONSIBILITY_FLOOR = 10 * np.finfo(np.float64).eps
@@ -49,7 +49,7 @@ class MissingWorkspace(NamedTuple):
     ``incomplete`` marks its rows with a missing value; ``complete`` is the
     workspace of the other rows (from ``_log_prob_and_workspace``, or None);
     ``conditionals`` holds the conditional moments of the missing values
-    (see ``skem._missing``); ``initial`` is True in the initialisation, where
+    (see ``skem._core._missing``); ``initial`` is True in the initialisation, where
     they come from ``_initial_conditionals``.
     """
 
@@ -237,14 +237,14 @@ class BaseMixture(BaseEM):
             X, sample_weight = take_rows(X, sample_weight, indices)
             return X, sample_weight, np.eye(n_components, dtype=X.dtype)
         size = self.init_size
-        if size is None and is_dask_array(X):
+        if size is None and not route_of(X).in_memory:
             size = max(self.DASK_INIT_SIZE, 50 * n_components)
         if size is not None and size < n_samples:
             indices = sample_rows(n_samples, size, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight, indices)
             n_samples = indices.shape[0]
-        elif is_dask_array(X):  # init_size >= n_samples: every row, on the client
-            X, sample_weight = take_rows(X, sample_weight, np.arange(n_samples))
+        else:  # init_size >= n_samples: every row, here (from a cluster, to the client)
+            X, sample_weight = take_rows(X, sample_weight)
         if self.init_params == "random":
             responsibilities = random_state.uniform(size=(n_samples, n_components))
             responsibilities /= responsibilities.sum(axis=1)[:, np.newaxis]
@@ -469,7 +469,7 @@ class BaseMixture(BaseEM):
         dask array is checked chunk by chunk in ``_chunk_log_prob``.)
         """
         X = super()._validate_predict_data(X)
-        if not allow_unobserved_rows and self._allow_nan and not is_dask_array(X):
+        if not allow_unobserved_rows and self._allow_nan and route_of(X).in_memory:
             if missing_mask(X) is not None:
                 check_rows_observed(X)
         return X
@@ -479,14 +479,15 @@ class BaseMixture(BaseEM):
 
         For a mixture whose components have ``means_`` and whose
         ``_missing_log_prob`` gives conditionals with ``residuals`` about
-        them and a ``noise`` method (``skem._missing``). All random numbers
+        them and a ``noise`` method (``skem._core._missing``). All random numbers
         are drawn before the chunks run, in one order, so a draw is
         reproducible for a given ``random_state`` however the chunks are
         scheduled.
         """
         check_is_fitted(self)
-        if is_dask_array(X):
-            return self._impute_blocks(X, sample_posterior)
+        return self._impute_where(X, sample_posterior, random_state, self._impute_in_memory)
+
+    def _impute_in_memory(self, X, sample_posterior, random_state):
         X = self._validate_predict_data(X, allow_unobserved_rows=True)
         imputed = X.copy()
         missing = missing_mask(X)

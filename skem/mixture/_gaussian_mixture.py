@@ -3,8 +3,8 @@
 The E-step is one matrix product against all components per chunk of rows; the
 M-step reuses it (for 'full', the whitened residuals give the scatters about the
 current means), summed over chunks in float64. What differs by covariance type
-lives in ``skem._covariance``; missing values (NaN) are integrated out exactly,
-with the pattern-grouped Gaussian algebra of ``skem._missing``.
+lives in ``skem._core._covariance``; missing values (NaN) are integrated out exactly,
+with the pattern-grouped Gaussian algebra of ``skem._core._missing``.
 """
 
 import warnings
@@ -15,17 +15,11 @@ import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._base import (
-    ONLINE_PARAMETER_CONSTRAINTS,
-    Lazy,
-    incomplete_row_share,
-    is_dask_array,
-    weighted_moments,
-)
-from ._covariance import COVARIANCES, log_normalizer
-from ._missing import DiagonalConditionals, missing_mask, observed_moments
-from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture
-from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, route_of, weighted_moments
+from .._core._covariance import COVARIANCES, log_normalizer
+from .._core._missing import DiagonalConditionals, missing_mask, observed_moments
+from ..exceptions import DegenerateComponentWarning, VarianceFloorWarning
+from ._base import RESPONSIBILITY_FLOOR, BaseMixture
 
 
 def _check_shape(array, shape, name):
@@ -342,7 +336,7 @@ class EMGaussianMixture(BaseMixture):
         variances = weighted_moments(X, sample_weight)[1]
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
-        share = 0.0 if is_dask_array(X) else incomplete_row_share(X)
+        share = route_of(X).incomplete_row_share(X)
         self._missing_row_width = self._covariance.missing_row_width(
             self.n_components, X.shape[1], share
         )

@@ -13,30 +13,23 @@ import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
-from ._base import (
-    ONLINE_PARAMETER_CONSTRAINTS,
-    Lazy,
-    check_missing,
-    incomplete_row_share,
-    is_dask_array,
-    weighted_moments,
-)
-from ._covariance import COVARIANCES
-from ._missing import (
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, check_missing, route_of, weighted_moments
+from .._core._covariance import COVARIANCES
+from .._core._missing import (
     condition_on_observed,
     conditioning_row_width,
     missing_mask,
     observed_moments,
 )
-from ._mixture import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
-from ._parallel import single_blas_thread
-from ._ppca import (
+from .._core._parallel import single_blas_thread
+from ..decomposition._ppca import (
     latent_precision_terms,
     ppca_log_density,
     ppca_precision_factor,
     principal_subspace,
 )
-from .exceptions import DegenerateComponentWarning
+from ..exceptions import DegenerateComponentWarning
+from ._base import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
 
 #: Up to this many features the M-step is the exact closed form, above it one
 #: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
@@ -266,7 +259,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         scale = float(weighted_moments(X, sample_weight)[1].mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
         self._closed_form = self._uses_closed_form(X.shape[1])
-        share = 0.0 if is_dask_array(X) else incomplete_row_share(X)
+        share = route_of(X).incomplete_row_share(X)
         self._missing_row_width = conditioning_row_width(share, self.n_components, X.shape[1])
 
     def _uses_closed_form(self, n_features):

@@ -2,7 +2,7 @@
 
 Imported only when a model meets a ``dask.array.Array``; the rest of skem never
 imports dask. Every pass a model makes over its data is a sum of a block
-function (``skem._base.reduce_rows``); here that function runs on each block
+function (``skem._core._routes``); here that function runs on each block
 of the dask array where the block lives, and the per-block sums are added in a
 tree, pairwise, so the client receives one small result per pass. The M-step
 and everything else that is small (initialisation on a sample of rows, the
@@ -11,11 +11,12 @@ the data itself: ``fit`` reads only sums and the rows drawn for the start.
 
 Whatever scheduler is active runs the graph: dask's threads by default, or a
 ``distributed.Client`` if one was created. With the threaded scheduler each
-thread runs its block on one BLAS thread (as ``skem._parallel`` does in
+thread runs its block on one BLAS thread (as ``skem._core._parallel`` does in
 memory); a distributed worker has its own setting (``distributed`` starts
 worker processes with one BLAS thread).
 """
 
+from functools import partial
 from uuid import uuid4
 
 import cloudpickle
@@ -24,7 +25,8 @@ import dask.array as da
 import numpy as np
 from sklearn.utils.validation import _assert_all_finite, _check_feature_names, _check_n_features
 
-from ._base import add_terms, check_magnitude, check_weight_values, is_dask_array
+from ._blocks import add_terms, map_in_memory, reduce_in_memory
+from ._checks import check_magnitude, check_rows_observed, check_weight_values, empty_rows_message
 from ._parallel import single_blas_thread
 
 
@@ -183,7 +185,7 @@ def _as_weight_array(sample_weight, X):
     """``sample_weight`` as a float64 dask array with the row blocks of X (or None)."""
     if sample_weight is None:
         return None
-    if not is_dask_array(sample_weight):
+    if not isinstance(sample_weight, da.Array):
         weights = np.asarray(sample_weight)
         if weights.dtype.kind not in "biuf":
             raise ValueError(
@@ -240,3 +242,83 @@ def weighted_mean(values, sample_weight):
     if not weight > 0:
         raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
     return float(total / weight)
+
+
+class DaskArrays:
+    """The route of dask arrays (``skem._core._routes`` names the operations).
+
+    Every block function runs on the blocks of rows of the dask array, each
+    in blocks of ``block_rows`` rows as in memory; sums are added in a tree.
+    """
+
+    in_memory = False
+
+    def validate_fit(self, estimator, X, sample_weight, reset=True):
+        return validate_fit_data(estimator, X, sample_weight)
+
+    def validate_predict(self, estimator, X):
+        return validate_predict_data(estimator, X)
+
+    def reduce(self, function, X, sample_weight, block_rows, within=None):
+        # ``within`` pins the model's terms on the client; each worker
+        # rebuilds them from the parameters it receives
+        def per_block(block, weights):
+            return reduce_in_memory(function, block, weights, block_rows)
+
+        return reduce_blocks(per_block, X, sample_weight)
+
+    def map(self, function, X, block_rows, within=None):
+        def per_block(block):
+            if within is None:
+                return map_in_memory(function, block, block_rows)
+            with within():
+                return map_in_memory(function, block, block_rows)
+
+        return map_blocks(per_block, X.rechunk({1: -1}))
+
+    def take_rows(self, X, sample_weight, indices=None):
+        if indices is None:
+            indices = np.arange(X.shape[0])
+        return take_rows(X, sample_weight, indices)
+
+    def mean(self, values, sample_weight):
+        return weighted_mean(values, sample_weight)
+
+    def reject_empty_rows(self, X, count=None, block=None):
+        # the rows' places in X are not known where they were found: counted
+        if block is not None:
+            check_rows_observed(block, block=True)
+        raise ValueError(empty_rows_message(count))
+
+    def incomplete_row_share(self, X):
+        # (it sizes chunks in memory; no pass over a cluster's data is spent on it)
+        return 0.0
+
+    def check_rows(self, check, X):
+        # each block checked when it is computed: nothing is read now
+        return X.map_blocks(partial(check, block=True), dtype=X.dtype)
+
+    def require_memory(self, estimator, method):
+        name = type(estimator).__name__
+        if not estimator._fits_on_blocks:  # (the VAE: minibatch gradient steps)
+            raise ValueError(
+                f"{name}.{method} does not train on dask arrays: it takes minibatch "
+                "gradient steps on data in memory (skem's EM models train on dask arrays). "
+                "Fit it on a sample brought into memory, for example "
+                "fit(X[:100_000].compute()), or stream the blocks through partial_fit: "
+                "for block in X.blocks: model.partial_fit(block.compute())."
+            )
+        hints = {
+            "partial_fit": "call fit(X) (exact EM on the cluster), or partial_fit on each "
+            "block: for block in X.blocks: model.partial_fit(block.compute()).",
+            "impute(sample_posterior=True)": "impute each block: "
+            "[model.impute(block.compute(), sample_posterior=True, random_state=seed + i) "
+            "for i, block in enumerate(X.blocks)].",
+        }
+        raise ValueError(
+            f"{name}.{method} takes arrays in memory; for a dask array, "
+            + hints.get(method, "compute it first (X.compute()), or a sample of its rows.")
+        )
+
+
+DASK = DaskArrays()

@@ -23,10 +23,10 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from ._base import weighted_moments
-from ._gaussian_mixture import EMGaussianMixture
-from ._monitor import CallbackSupportMixin, plural, with_callbacks
-from .exceptions import DegenerateComponentWarning, VarianceFloorWarning
+from .._core import weighted_moments
+from .._core._monitor import CallbackSupportMixin, plural, with_callbacks
+from ..exceptions import DegenerateComponentWarning, VarianceFloorWarning
+from ..mixture._gaussian_mixture import EMGaussianMixture
 
 #: Numbers of components the default model chooses from.
 COMPONENT_GRID = (1, 2, 3, 5, 10, 20, 30, 50, 100)

@@ -6,7 +6,7 @@ Mahalanobis distances, the sufficient statistics of a block of rows, the
 covariance update with its floor, the precision factors and their repair, the
 degeneracy test, the sampling noise, and for rows with missing values the
 marginal terms and expected statistics (the matrix types condition through
-``skem._missing``'s pattern groups, the diagonal ones with the mask alone).
+``skem._core._missing``'s pattern groups, the diagonal ones with the mask alone).
 ``EMGaussianMixture`` picks one at fit and delegates to it; a new type is one
 class and one line in ``COVARIANCES``.
 
@@ -159,10 +159,10 @@ class Covariance:
         return {"n": n, "means": means, "covariances": covariances}
 
     def missing_terms(self, centered_means, factors, floors):
-        """What rows with missing values need from the parameters (see ``skem._missing``).
+        """What rows with missing values need from the parameters (see ``skem._core._missing``).
 
         ``floors`` (K,) are the variances each component's floor added: the
-        statistics take the conditional covariances less them (``skem._missing``).
+        statistics take the conditional covariances less them (``skem._core._missing``).
         """
         raise NotImplementedError
 
@@ -178,7 +178,7 @@ class Covariance:
         squared Mahalanobis distance of the observed values to each component
         and the log-determinant of the precision factor of their marginal,
         both (n, K), and the conditional moments of the missing values (a
-        ``skem._missing`` conditionals object).
+        ``skem._core._missing`` conditionals object).
         """
         raise NotImplementedError
 

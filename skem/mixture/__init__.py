@@ -1,0 +1,7 @@
+"""Mixture models: a discrete latent component, fitted by exact EM."""
+
+from ._base import BaseMixture
+from ._gaussian_mixture import EMGaussianMixture
+from ._mixture_ppca import MixtureOfPPCA
+
+__all__ = ["BaseMixture", "EMGaussianMixture", "MixtureOfPPCA"]

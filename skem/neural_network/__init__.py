@@ -1,0 +1,5 @@
+"""Amortised variational inference: the VAE and its networks."""
+
+from ._vae import AmortizedVAE
+
+__all__ = ["AmortizedVAE"]
