@@ -19,10 +19,10 @@ from test_monitor import Recorder, needs_callbacks
 from threadpoolctl import threadpool_limits
 
 from skem import EMGaussianMixture, EMImputer, ProbabilisticPCA
-from skem.impute._imputer import (
+from skem.impute import ImputationAverage
+from skem.impute._selection import (
     REFIT_ITERATIONS,
     VALIDATION_ITERATIONS,
-    ImputationAverage,
     huber_loss,
 )
 
@@ -499,7 +499,7 @@ def test_the_default_averages_every_size_left_equally_each_fitted_to_convergence
     (Weights fitted to the hidden values did no better than equal ones on
     held-out masks, and stopping EM after a few iterations did worse.)
     """
-    from skem.impute import _imputer as impute
+    from skem.impute import _selection as impute
 
     refitted = []
     refit = impute.refit

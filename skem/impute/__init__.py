@@ -1,5 +1,6 @@
 """Imputation of missing values from fitted densities."""
 
-from ._imputer import EMImputer, ImputationAverage
+from ._average import ImputationAverage
+from ._imputer import EMImputer
 
 __all__ = ["EMImputer", "ImputationAverage"]
