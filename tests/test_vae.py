@@ -17,8 +17,8 @@ from sklearn.preprocessing import StandardScaler
 
 from skem import AmortizedVAE, EMGaussianMixture, ProbabilisticPCA
 from skem.datasets import load_anomaly_split, load_dequantized_digits
+from skem.neural_network._elbo import _MinibatchELBO, moment_matched_normal, softplus_and_sigmoid
 from skem.neural_network._mlp import Adam, forward
-from skem.neural_network._vae import _MinibatchELBO, moment_matched_normal, softplus_and_sigmoid
 
 
 def fitted_vae(likelihood, activation, hidden=(7, 6), seed=0):

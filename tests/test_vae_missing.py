@@ -16,8 +16,8 @@ from sklearn.utils import estimator_checks
 from test_vae import assert_gradient_matches_central_differences, perturbed_point
 
 from skem import AmortizedVAE, ProbabilisticPCA
+from skem.neural_network._elbo import _MinibatchELBO
 from skem.neural_network._mlp import forward
-from skem.neural_network._vae import _MinibatchELBO
 
 
 class LinearGaussian:

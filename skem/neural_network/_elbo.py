@@ -1,0 +1,280 @@
+"""The ELBO of a minibatch, as training computes it, and its numeric helpers.
+
+``_MinibatchELBO`` evaluates the evidence lower bound of a minibatch and its
+gradient in place, feature-major, in buffers kept from batch to batch; the
+scoring form of the same formulas is ``NetworkModelMixin`` (``_model.py``).
+"""
+
+from math import log, pi
+from types import SimpleNamespace
+
+import numpy as np
+from scipy import linalg
+
+from ._mlp import MinibatchNetwork, feature_major
+from ._mlp import n_parameters as count_parameters
+
+LOG_2PI = log(2 * pi)
+#: The encoder's log-variance is clipped to this range (its gradient is zero outside).
+LOG_VARIANCE_RANGE = (-30.0, 20.0)
+
+
+def moment_matched_normal(n_draws, n_dimensions, random_state):
+    """Standard normal draws shifted and whitened to mean 0 and covariance I exactly.
+
+    Every row is scored with these same draws, so their sampling error would
+    be shared by all rows rather than average out; matching the first two
+    moments removes it wherever the integrand is quadratic in z and shrinks
+    it elsewhere. With a single draw this is the posterior mean.
+    """
+    noise = random_state.standard_normal(size=(n_draws, n_dimensions))
+    if n_draws == 1:
+        return np.zeros_like(noise)
+    noise -= noise.mean(axis=0)
+    if n_draws > n_dimensions:
+        covariance = noise.T @ noise / n_draws
+        # scipy once per scoring call, on a small matrix, before the row loop
+        noise = linalg.solve_triangular(
+            linalg.cholesky(covariance, lower=True), noise.T, lower=True
+        ).T
+    return noise
+
+
+def softplus(x):
+    """log(1 + e^x) without overflow, as ``np.logaddexp(0, x)`` but faster."""
+    return np.maximum(x, 0.0) + np.log1p(np.exp(-np.abs(x)))
+
+
+def softplus_and_sigmoid(x, softplus_out, sigmoid_out):
+    """Write log(1 + e^x) and 1 / (1 + e^-x) into the buffers, without overflow.
+
+    Both come from one exponential: softplus(x) = max(x, 0) + log1p(e^-|x|)
+    and sigmoid(x) = exp(x - softplus(x)), whose exponent is never positive.
+    """
+    np.abs(x, out=sigmoid_out)
+    np.negative(sigmoid_out, out=sigmoid_out)
+    np.exp(sigmoid_out, out=sigmoid_out)
+    np.log1p(sigmoid_out, out=softplus_out)
+    np.maximum(x, 0.0, out=sigmoid_out)
+    softplus_out += sigmoid_out
+    np.subtract(x, softplus_out, out=sigmoid_out)
+    np.exp(sigmoid_out, out=sigmoid_out)
+
+
+class _MinibatchELBO:
+    """The ELBO of a minibatch and its gradient, in buffers reused from batch to batch.
+
+    Holds both networks (:class:`skem._mlp.MinibatchNetwork`) on views of
+    ``parameters`` and of one flat gradient buffer, and the buffers of the
+    latent and reconstruction terms, for up to ``max_rows`` rows. Inside,
+    a batch is feature-major (one column per row) so that every array is
+    contiguous. The formulas are those of ``AmortizedVAE._reconstruction``
+    and ``_encode`` (which score), written as in-place passes.
+
+    ``load`` writes a batch into the buffers, then a call computes; it
+    returns views into the buffers, valid until the next call.
+
+    With ``masked=True`` a row of the data holds the zero-filled values
+    followed by the observed mask (1 observed, 0 missing), as made by
+    ``AmortizedVAE._training_rows``: the likelihood and its gradient then
+    count the observed coordinates only. The encoder reads the mask too when
+    the model has mask inputs; otherwise it reads the zero-filled values.
+    """
+
+    def __init__(self, vae, parameters, max_rows, masked=False):
+        self.parameters = parameters
+        self.gradient = np.empty_like(parameters)
+        self.n_latent = vae.n_components
+        self.n_features = vae.n_features_in_
+        self.masked = masked
+        self.likelihood = vae.likelihood
+        self.variance_floor = float(vae.variance_floor)
+        encoder_shapes, decoder_shapes = vae._network_shapes()
+        used = count_parameters(encoder_shapes)
+        self.encoder = MinibatchNetwork(
+            parameters[:used], self.gradient[:used], encoder_shapes, vae.activation, max_rows
+        )
+        self.decoder = MinibatchNetwork(
+            parameters[used:], self.gradient[used:], decoder_shapes, vae.activation, max_rows
+        )
+        self.n_outputs = decoder_shapes[-1][1]
+        # the mask is read by the likelihood but is no input of the encoder
+        self.separate_mask = masked and encoder_shapes[0][0] == self.n_features
+        dtype = parameters.dtype
+        # name: (entries per row of the batch, dtype), None for a vector of one per row
+        latent, features = self.n_latent, self.n_features
+        self.data_width = 2 * features if masked else features
+        self.layout = {
+            "noise": (latent, dtype),
+            "log_variance": (latent, dtype),
+            "std": (latent, dtype),
+            "variance": (latent, dtype),
+            "scaled_noise": (latent, dtype),
+            "latent_scratch": (latent, dtype),
+            "inside": (latent, bool),
+            "below": (latent, bool),
+            "encoder_gradient": (2 * latent, dtype),
+            "output_gradient": (self.n_outputs, dtype),
+            "softplus": (features, dtype),
+            "sigmoid": (features, dtype),
+            "scratch": (features, dtype),
+            "gathered": (self.data_width, dtype),
+            "row_scale": (None, dtype),
+            "kl_scale": (None, dtype),
+            "kl": (None, dtype),
+            "elbo": (None, dtype),
+        }
+        if self.separate_mask:
+            self.layout["observed"] = (features, dtype)
+        self.buffers = {
+            name: np.empty((width or 1) * max_rows, dtype=kind)
+            for name, (width, kind) in self.layout.items()
+        }
+        self._views = {}
+
+    def views(self, n_rows):
+        """The buffers as arrays for a batch of ``n_rows`` (built once per batch size)."""
+        views = self._views.get(n_rows)
+        if views is None:
+            views = {
+                name: self.buffers[name][:n_rows]
+                if width is None
+                else feature_major(self.buffers[name], width, n_rows)
+                for name, (width, _) in self.layout.items()
+            }
+            # the batch as drawn (row-major), before it is transposed into the input
+            views["gathered"] = feature_major(self.buffers["gathered"], n_rows, self.data_width)
+            views["input"] = self.encoder.input(n_rows)
+            views["latent"] = self.decoder.input(n_rows)
+            # what the likelihood reads: the values and, with missing values, the mask
+            features = self.n_features
+            if not self.masked:
+                views["values"], views["observed"] = views["input"], None
+            elif not self.separate_mask:
+                views["values"], views["observed"] = (
+                    views["input"][:features],
+                    views["input"][features:],
+                )
+            else:
+                views["values"] = views["input"]
+            views = self._views[n_rows] = SimpleNamespace(**views)
+        return views
+
+    def load(self, data, rows):
+        """Write ``data[rows]``, transposed, into the input (and the mask, if apart)."""
+        views = self.views(rows.size)
+        np.take(data, rows, axis=0, out=views.gathered)
+        if self.separate_mask:
+            np.copyto(views.input, views.gathered[:, : self.n_features].T)
+            np.copyto(views.observed, views.gathered[:, self.n_features :].T)
+        else:
+            np.copyto(views.input, views.gathered.T)
+
+    def __call__(self, n_rows, sample_weight, noise, kl_weight):
+        """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
+
+        ``noise`` is (n_rows, n_components), as ``AmortizedVAE._objective_and_gradient``.
+        """
+        n_latent, v = self.n_latent, self.views(n_rows)
+        if sample_weight is None:
+            v.row_scale.fill(1.0 / n_rows)
+        else:
+            np.divide(sample_weight, sample_weight.sum(), out=v.row_scale)
+        np.multiply(v.row_scale, kl_weight, out=v.kl_scale)
+
+        # q(z|x) and the reparameterised draw z = mu + sigma * eps
+        encoded = self.encoder.forward(n_rows)
+        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
+        log_variance, std, variance = v.log_variance, v.std, v.variance
+        np.maximum(raw_log_variance, LOG_VARIANCE_RANGE[0], out=log_variance)
+        np.minimum(log_variance, LOG_VARIANCE_RANGE[1], out=log_variance)
+        np.multiply(log_variance, 0.5, out=std)
+        np.exp(std, out=std)
+        np.multiply(std, std, out=variance)
+        np.copyto(v.noise, noise.T, casting="same_kind")
+        np.multiply(std, v.noise, out=v.scaled_noise)
+        np.add(mean, v.scaled_noise, out=v.latent)
+        scratch = v.latent_scratch
+        np.multiply(mean, mean, out=scratch)
+        scratch += variance
+        scratch -= log_variance
+        np.sum(scratch, axis=0, out=v.kl)
+        v.kl -= n_latent
+        v.kl *= 0.5
+
+        # log p(x|z), and its gradient with respect to the decoder output
+        decoded = self.decoder.forward(n_rows)
+        elbo = self._reconstruction(v, decoded)
+        elbo -= v.kl
+
+        latent_gradient = self.decoder.backward(n_rows, v.output_gradient)
+        gradient = v.encoder_gradient
+        mean_gradient, log_variance_gradient = gradient[:n_latent], gradient[n_latent:]
+        # d/d mu: dz/dmu = 1, and the KL term's mu
+        np.multiply(mean, v.kl_scale, out=mean_gradient)
+        np.subtract(latent_gradient, mean_gradient, out=mean_gradient)
+        # d/d log sigma^2: dz/dlog sigma^2 = sigma eps / 2, and the KL term's (sigma^2 - 1) / 2
+        np.multiply(latent_gradient, v.scaled_noise, out=log_variance_gradient)
+        np.subtract(variance, 1.0, out=scratch)
+        scratch *= v.kl_scale
+        log_variance_gradient -= scratch
+        log_variance_gradient *= 0.5
+        # zero outside the clipping range
+        np.greater(raw_log_variance, LOG_VARIANCE_RANGE[0], out=v.inside)
+        v.inside &= np.less(raw_log_variance, LOG_VARIANCE_RANGE[1], out=v.below)
+        log_variance_gradient *= v.inside
+        self.encoder.backward(n_rows, gradient, input_gradient=False)
+        return elbo, self.gradient
+
+    def _reconstruction(self, v, decoded):
+        """log p(x|z) of each row into ``v.elbo``, its gradient into ``v.output_gradient``.
+
+        The gradient is with respect to ``decoded`` (feature-major), times
+        ``v.row_scale``. Missing coordinates (``v.observed`` zero) add nothing
+        to either: the likelihood factorises over the features given z.
+        """
+        X, gradient, row_scale, elbo = v.values, v.output_gradient, v.row_scale, v.elbo
+        sigmoid, scratch, observed = v.sigmoid, v.scratch, v.observed
+        if self.likelihood == "bernoulli":
+            softplus_and_sigmoid(decoded, v.softplus, sigmoid)
+            np.multiply(X, decoded, out=scratch)
+            scratch -= v.softplus
+            if observed is not None:
+                scratch *= observed
+            np.sum(scratch, axis=0, out=elbo)
+            np.subtract(X, sigmoid, out=gradient)
+            if observed is not None:
+                gradient *= observed
+            gradient *= row_scale
+            return elbo
+        n_features = self.n_features
+        mean, raw = decoded[:n_features], decoded[n_features:]
+        mean_gradient, raw_gradient = gradient[:n_features], gradient[n_features:]
+        softplus_and_sigmoid(raw, v.softplus, sigmoid)
+        variance = v.softplus
+        variance += self.variance_floor
+        residual = np.subtract(X, mean, out=scratch)
+        standardized = np.divide(residual, variance, out=mean_gradient)
+        # -0.5 (log 2 pi + log variance + residual^2 / variance), the log in raw_gradient's room
+        residual *= standardized
+        residual += np.log(variance, out=raw_gradient)
+        if observed is None:
+            np.sum(residual, axis=0, out=elbo)
+            elbo += n_features * LOG_2PI
+        else:
+            residual += LOG_2PI
+            residual *= observed
+            np.sum(residual, axis=0, out=elbo)
+        elbo *= -0.5
+        # d/d raw = 0.5 (standardized^2 - 1 / variance) sigmoid(raw)
+        np.reciprocal(variance, out=variance)
+        np.multiply(standardized, standardized, out=raw_gradient)
+        raw_gradient -= variance
+        raw_gradient *= sigmoid
+        if observed is not None:
+            mean_gradient *= observed
+            raw_gradient *= observed
+        mean_gradient *= row_scale
+        raw_gradient *= row_scale
+        raw_gradient *= 0.5
+        return elbo
