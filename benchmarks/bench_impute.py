@@ -57,7 +57,8 @@ from sklearn.impute import IterativeImputer, KNNImputer, SimpleImputer
 from sklearn.linear_model import BayesianRidge
 from sklearn.preprocessing import StandardScaler
 
-from skem import EMImputer, impute
+from skem import EMImputer
+from skem.impute import _selection as impute
 
 
 def statsmodels_data(name, drop=()):
@@ -92,7 +93,7 @@ METHODS = ("skem", "mean", "knn", "iterative")
 
 
 #: Other choices of the default's constants (module attributes of
-#: ``skem.impute`` each variant sets): the one size best on the hidden values
+#: ``skem.impute._selection`` each variant sets): the one size best on the hidden values
 #: instead of the mean of every size the race leaves; EM stopped after 6 and 2
 #: iterations (the default until it imputed worse on the masks of seeds 100 to
 #: 102) instead of run to convergence; a variance floor of 0.1 or 1 instead of

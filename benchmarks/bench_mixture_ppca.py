@@ -29,8 +29,9 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA, _mixture_ppca
+from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA
 from skem.datasets import load_dequantized_digits, make_low_rank_mixture
+from skem.mixture import _mixture_ppca
 
 
 def timed_fit(make, X, repeats):

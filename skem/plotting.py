@@ -10,6 +10,8 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.validation import check_is_fitted
 
+from ._core._covariance import covariance_matrix
+
 
 def _pyplot():
     try:
@@ -177,7 +179,9 @@ def plot_mixture_ellipses(model, X=None, dimensions=(0, 1), ax=None):
     n_components, n_features = model.means_.shape
     covariances = np.asarray(model.covariances_, dtype=np.float64)
     for k in range(n_components):
-        covariance = model._covariance.matrix(covariances, k, n_features)[np.ix_([i, j], [i, j])]
+        covariance = covariance_matrix(model._covariance, covariances, k, n_features)[
+            np.ix_([i, j], [i, j])
+        ]
         eigenvalues, eigenvectors = np.linalg.eigh(covariance)
         angle = np.degrees(np.arctan2(eigenvectors[1, 1], eigenvectors[0, 1]))
         for radius in (1, 2):

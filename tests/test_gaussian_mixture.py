@@ -16,6 +16,7 @@ from test_ppca import rescaled_gaussian_log_density
 
 import skem._core._blocks
 from skem import DegenerateComponentWarning, EMGaussianMixture, VarianceFloorWarning
+from skem._core._covariance import covariance_matrix
 
 COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
 FITTED = ["weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_"]
@@ -708,7 +709,7 @@ def test_scores_of_clusters_far_from_the_centre_match_scipy(covariance_type):
         *[
             np.log(model.weights_[k])
             + multivariate_normal(
-                model.means_[k], model._covariance.matrix(covariances, k, 3)
+                model.means_[k], covariance_matrix(model._covariance, covariances, k, 3)
             ).logpdf(X)
             for k in range(2)
         ]
@@ -794,7 +795,7 @@ def test_diagonal_types_score_rows_whose_squares_overflow_exactly(
             [
                 np.log(model.weights_[k])
                 + rescaled_gaussian_log_density(
-                    model.means_[k], model._covariance.matrix(covariances, k, 4), rows
+                    model.means_[k], covariance_matrix(model._covariance, covariances, k, 4), rows
                 )
                 for k in range(3)
             ],

@@ -16,6 +16,7 @@ from skem import (  # noqa: E402
     ProbabilisticPCA,
     plotting,  # noqa: E402
 )
+from skem._core._covariance import covariance_matrix  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +78,7 @@ def test_ellipses_follow_each_covariance_type(covariance_type):
     model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
     ax = plotting.plot_mixture_ellipses(model, X, dimensions=(0, 2))
     k = 1
-    covariance = model._covariance.matrix(np.asarray(model.covariances_), k, 4)[
+    covariance = covariance_matrix(model._covariance, np.asarray(model.covariances_), k, 4)[
         np.ix_([0, 2], [0, 2])
     ]
     one_sigma = ax.patches[2 * k]

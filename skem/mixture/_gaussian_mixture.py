@@ -10,13 +10,25 @@ with the pattern-grouped Gaussian algebra of ``skem._core._missing``.
 import warnings
 from math import log, pi
 from numbers import Real
+from typing import Any, NamedTuple
 
 import numpy as np
 from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, route_of, weighted_moments
-from .._core._covariance import COVARIANCES, log_normalizer
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, route_of, weighted_moments
+from .._core._covariance import (
+    COVARIANCES,
+    StartTerms,
+    combine_moments,
+    log_normalizer,
+    n_parameters,
+    precision_shape,
+    precisions,
+    row_width,
+    sample_noise,
+    without_floor,
+)
 from .._core._missing import DiagonalConditionals, missing_mask, observed_moments
 from ..exceptions import DegenerateComponentWarning, VarianceFloorWarning
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture
@@ -67,17 +79,35 @@ def check_means(means, n_components, n_features):
 def check_precisions(precisions, covariance_type, n_components, n_features):
     """Validate initial precisions: shape and positive-definiteness."""
     covariance = COVARIANCES[covariance_type]
-    shape = covariance.precision_shape(n_components, n_features)
+    shape = precision_shape(covariance, n_components, n_features)
     precisions = _as_float_array(precisions, "precisions_init", allow_nd=len(shape) > 2)
     name = f"{covariance_type} precision"
     _check_shape(precisions, shape, name)
-    covariance.check_precisions(precisions, name)
+    covariance.from_precisions(np.asarray(precisions, dtype=np.float64), name)  # (checks)
     return precisions
+
+
+class GaussianTerms(NamedTuple):
+    """What the E-step and the statistics need of the parameters: immutable.
+
+    ``center`` is the weighted mean of the means, which the rows are taken
+    about; ``means`` the means about it; ``structure`` the covariance
+    structure's terms (``skem._core._covariance``); ``log_norm`` the log of
+    each component's normalising constant. The first M-step, from
+    responsibilities, has the start's centre and means, a
+    ``StartTerms`` structure and, with NaN, ``fill_variances``.
+    """
+
+    center: np.ndarray
+    means: np.ndarray
+    structure: Any
+    log_norm: Any = None
+    fill_variances: Any = None
 
 
 def _centered(X, reference):
     """Rows minus the centre of the current means, in the data's dtype."""
-    return X - reference["center"].astype(X.dtype)
+    return X - reference.center.astype(X.dtype)
 
 
 class EMGaussianMixture(BaseMixture):
@@ -262,7 +292,7 @@ class EMGaussianMixture(BaseMixture):
         "_floored_columns",
         "_column_variances",
         "_initial",
-        "_missing_row_width",
+        "_incomplete_share",
     )
 
     _allow_nan = True
@@ -336,10 +366,7 @@ class EMGaussianMixture(BaseMixture):
         variances = weighted_moments(X, sample_weight)[1]
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
-        share = route_of(X).incomplete_row_share(X)
-        self._missing_row_width = self._covariance.missing_row_width(
-            self.n_components, X.shape[1], share
-        )
+        self._incomplete_share = route_of(X).incomplete_row_share(X)
 
     # ------------------------------------------------------------------ init
 
@@ -367,12 +394,15 @@ class EMGaussianMixture(BaseMixture):
             nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
             center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
             means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
-            self._start_reference = {"center": center, "shift": means - center}
+            shift = means - center
+            self._start_reference = GaussianTerms(center, shift, StartTerms(shift))
         else:
             center, means, variances = observed_moments(
                 X, missing, weighted.astype(np.float64), sample_weight, self._column_variances
             )
-            self._start_reference = {"center": center, "shift": means, "fill_variances": variances}
+            self._start_reference = GaussianTerms(
+                center, means, StartTerms(means), fill_variances=variances
+            )
         try:
             super()._initialize_from_responsibilities(
                 X, sample_weight, responsibilities, random_state
@@ -389,7 +419,7 @@ class EMGaussianMixture(BaseMixture):
             self.means_ = initial["means"].astype(dtype)
         if initial["precisions"] is not None:
             factors, covariances = self._covariance.from_precisions(
-                np.asarray(initial["precisions"], dtype=np.float64)
+                np.asarray(initial["precisions"], dtype=np.float64), "precisions_init"
             )
             self.precisions_cholesky_ = factors.astype(dtype)
             self.covariances_ = covariances.astype(dtype)
@@ -397,8 +427,9 @@ class EMGaussianMixture(BaseMixture):
     # ------------------------------------------------------------------ EM
 
     def _row_width(self):
-        width = self._covariance.row_width(self._fitted_components(), self.n_features_in_)
-        return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
+        # (rows with NaN widen it while fitting data with NaN)
+        share = getattr(self, "_incomplete_share", 0.0)
+        return row_width(self._covariance, self._fitted_components(), self.n_features_in_, share)
 
     def _component_statistics(self, X, responsibilities, workspace=None):
         """Responsibility-weighted sums of a chunk, about the current parameters.
@@ -413,27 +444,25 @@ class EMGaussianMixture(BaseMixture):
         reference = self._reference
         centered = _centered(X, reference) if workspace is None else workspace["centered"]
         centered64 = centered.astype(np.float64, copy=False)
-        statistics = self._covariance.statistics(
-            centered, centered64, responsibilities, reference, workspace
+        second = self._covariance.second_moments(
+            centered, centered64, responsibilities, reference.structure, workspace
         )
-        statistics["sum_x"] = responsibilities.astype(np.float64, copy=False).T @ centered64
-        return statistics
+        sum_x = responsibilities.astype(np.float64, copy=False).T @ centered64
+        return {"sum_x": sum_x, "second": second}
 
     def _m_step_components(self, statistics):
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
         reference = self._reference
-        covariances = self._covariance.unfloored(statistics, centered_means, nk, reference)
-        self._set_components(centered_means + reference["center"], covariances)
+        covariances = self._covariance.covariances(
+            statistics, centered_means, nk, reference.structure
+        )
+        self._set_components(centered_means + reference.center, covariances)
 
     def _set_components(self, means, covariances):
         """Set the means and the floored, factorised covariances (float64 in)."""
-        n_components = means.shape[0]
-        covariances, self._variance_floors = self._covariance.floored(
-            covariances, self.reg_covar, n_components
-        )
-        factors, repaired = self._covariance.factorize(  # may repair in place
-            covariances, self.reg_covar, n_components
+        covariances, self._variance_floors, factors, repaired = self._covariance.factorize(
+            covariances, self.reg_covar, means.shape[0]
         )
         self._repaired_components = tuple(repaired)
         dtype = self._parameter_dtype()
@@ -447,16 +476,19 @@ class EMGaussianMixture(BaseMixture):
         bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
-        covariances = self._covariance.unfloored(statistics, centered_means, nk, self._reference)
+        reference = self._reference
+        covariances = self._covariance.covariances(
+            statistics, centered_means, nk, reference.structure
+        )
         moments = {
             "n": statistics["nk"] / weight,
-            "means": centered_means + self._reference["center"],
+            "means": centered_means + reference.center,
             "covariances": covariances,
         }
         return bound / weight, moments
 
     def _combine_moments(self, running, batch, step):
-        return self._covariance.combine(running, batch, step)
+        return combine_moments(running, batch, step, self._covariance)
 
     def _m_step_from_moments(self, moments):
         n = moments["n"] + RESPONSIBILITY_FLOOR
@@ -464,8 +496,8 @@ class EMGaussianMixture(BaseMixture):
         self._set_components(moments["means"], moments["covariances"].copy())
 
     def _moments_of_parameters(self):
-        covariances = self._covariance.without_floor(
-            np.asarray(self.covariances_, dtype=np.float64), self._variance_floors
+        covariances = without_floor(
+            self._covariance, np.asarray(self.covariances_, dtype=np.float64), self._variance_floors
         )
         return {
             "n": np.asarray(self.weights_, dtype=np.float64),
@@ -484,15 +516,9 @@ class EMGaussianMixture(BaseMixture):
         floors = np.array(self._variance_floors, dtype=np.float64)
         center = (weights / weights.sum()) @ means
         shift = means - center
-        terms = self._covariance.estep_terms(shift, factors, self.means_.dtype)
-        terms["log_norm"] = log_normalizer(terms, means.shape[1])
-        return {
-            "center": center,
-            "shift": shift,
-            "terms": terms,
-            # only rows with NaN need these (J d^3 for the precisions): on first use
-            "missing_terms": Lazy(lambda: self._covariance.missing_terms(shift, factors, floors)),
-        }
+        # (what only rows with NaN need is built on their first use: J d^3 for 'full')
+        structure = self._covariance.terms(shift, factors, floors, self.means_.dtype)
+        return GaussianTerms(center, shift, structure, log_normalizer(structure, means.shape[1]))
 
     @property
     def _reference(self):
@@ -517,15 +543,15 @@ class EMGaussianMixture(BaseMixture):
         data, where the log-density of a far row can overflow to -inf).
         """
         reference = self._reference
-        terms = reference["terms"]
+        structure = reference.structure
         centered = _centered(X, reference)
         workspace = {"centered": centered}
         with np.errstate(over="ignore"):  # a square beyond the float range: density 0
             mahalanobis = self._covariance.mahalanobis(
-                centered, centered.astype(np.float64, copy=False), terms, workspace
+                centered, centered.astype(np.float64, copy=False), structure, workspace
             )
         mahalanobis *= -0.5
-        mahalanobis += terms["log_norm"]
+        mahalanobis += reference.log_norm
         return mahalanobis, workspace
 
     # ------------------------------------------------------------------ missing values
@@ -533,12 +559,12 @@ class EMGaussianMixture(BaseMixture):
     def _missing_log_prob(self, X, missing):
         """Log-densities of the observed values of each row (float64), and conditionals."""
         reference = self._reference
-        centered = np.subtract(X, reference["center"], dtype=np.float64)
+        centered = np.subtract(X, reference.center, dtype=np.float64)
         np.copyto(centered, 0.0, where=missing)
         # a square beyond the float range: density 0 (and inf - inf in the expansion)
         with np.errstate(over="ignore", invalid="ignore"):
-            mahalanobis, log_det, conditionals = self._covariance.missing_mahalanobis(
-                centered, missing, reference["terms"], reference["missing_terms"].get()
+            mahalanobis, log_det, conditionals = self._covariance.conditioned(
+                centered, missing, reference.structure
             )
         n_observed = X.shape[1] - missing.sum(axis=1)
         log_prob = log_det - 0.5 * mahalanobis
@@ -546,26 +572,24 @@ class EMGaussianMixture(BaseMixture):
         return log_prob, conditionals
 
     def _missing_statistics(self, conditionals, responsibilities, initial):
-        statistics = self._covariance.missing_statistics(
-            conditionals, responsibilities, self._reference, initial
+        # (a first M-step is told by its terms: about the start's means, in no basis)
+        second = self._covariance.expected_second_moments(
+            conditionals, responsibilities, self._reference.structure
         )
-        statistics["sum_x"] = conditionals.mean_sum(responsibilities)
-        return statistics
+        return {"sum_x": conditionals.mean_sum(responsibilities), "second": second}
 
     def _initial_conditionals(self, X, missing):
         """Each component's observed means and variances (see the initialisation)."""
         reference = self._reference
-        centered = np.subtract(X, reference["center"], dtype=np.float64)
+        centered = np.subtract(X, reference.center, dtype=np.float64)
         np.copyto(centered, 0.0, where=missing)
-        return DiagonalConditionals(
-            centered, missing, reference["shift"], reference["fill_variances"]
-        )
+        return DiagonalConditionals(centered, missing, reference.means, reference.fill_variances)
 
     # ------------------------------------------------------------------ results
 
     def _set_parameters(self, parameters):
         super()._set_parameters(parameters)
-        self.precisions_ = self._covariance.precisions(self.precisions_cholesky_)
+        self.precisions_ = precisions(self._covariance, self.precisions_cholesky_)
 
     def _degenerate_components(self):
         """Components whose empirical covariance (before the floor) is singular."""
@@ -607,12 +631,12 @@ class EMGaussianMixture(BaseMixture):
         n_features = self.means_.shape[1]
         noise = random_state.standard_normal(size=(labels.shape[0], n_features))
         covariances = np.asarray(self.covariances_, dtype=np.float64)
-        noise = self._covariance.sample_noise(noise, covariances, labels)
+        noise = sample_noise(self._covariance, noise, covariances, labels)
         return (self.means_[labels] + noise).astype(self.means_.dtype)
 
     def _n_component_parameters(self):
         n_components, n_features = self.means_.shape
-        covariance_parameters = self._covariance.n_parameters(n_components, n_features)
+        covariance_parameters = n_parameters(self._covariance, n_components, n_features)
         return int(covariance_parameters + n_features * n_components)
 
     # ------------------------------------------------------------------ use

@@ -14,7 +14,7 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils._param_validation import Interval
 
 from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, check_missing, route_of, weighted_moments
-from .._core._covariance import COVARIANCES
+from .._core._covariance import combine_moments
 from .._core._missing import (
     condition_on_observed,
     conditioning_row_width,
@@ -22,7 +22,7 @@ from .._core._missing import (
     observed_moments,
 )
 from .._core._parallel import single_blas_thread
-from ..decomposition._ppca import (
+from ..decomposition._lowrank import (
     latent_precision_terms,
     ppca_log_density,
     ppca_precision_factor,
@@ -571,7 +571,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return bound / weight, moments
 
     def _combine_moments(self, running, batch, step):
-        return COVARIANCES["full"].combine(running, batch, step)
+        return combine_moments(running, batch, step)
 
     def _m_step_from_moments(self, moments):
         n = moments["n"] + RESPONSIBILITY_FLOOR

@@ -1,0 +1,320 @@
+"""Low-rank-plus-noise Gaussians: the maths PPCA, MixtureOfPPCA and factor analysers share.
+
+A Gaussian of covariance ``W W^T + s I`` (W of rank q, d x q) is handled
+through q x q matrices (the matrix-inversion lemma): no d x d matrix is
+formed, inverted or factorised but for rows with missing values. The
+functions take parameters and data, not a model.
+"""
+
+from math import log, pi
+
+import numpy as np
+from scipy import linalg
+from sklearn.utils.extmath import randomized_svd
+
+from .._core import CHUNK_FLOATS, reduce_rows, row_weights
+
+
+def weighted_column_sums(X, sample_weight):
+    """Weighted sum of each column in float64, NaN wherever a column has a NaN.
+
+    Not a BLAS matrix-vector product: BLAS may skip the rows of zero weight,
+    and with them the NaN they hold.
+    """
+    if sample_weight is None:
+        return X.sum(axis=0, dtype=np.float64)
+    return np.einsum("n,nd->d", sample_weight, X)
+
+
+def weighted_covariance(X, sample_weight, mean):
+    """Weighted 1/N covariance of complete rows about ``mean`` (d x d, float64).
+
+    Accumulated over blocks of rows (``reduce_rows``) as numpy's
+    ``block.T @ block`` (syrk), so neither a centred copy of X nor a float64
+    copy of float32 data is made. A block holds up to the larger of
+    CHUNK_FLOATS and the d x d result: syrk keeps its efficiency and the
+    accumulation stays a small part of the work.
+    """
+    n_features = X.shape[1]
+
+    def scatter(block, weights):
+        block = np.subtract(block, mean, dtype=np.float64)
+        if weights is not None:
+            block *= np.sqrt(weights)[:, np.newaxis]
+        return block.T @ block, row_weights(weights, block.shape[0]).sum()
+
+    block_rows = max(CHUNK_FLOATS // n_features, n_features, 1)
+    covariance, weight = reduce_rows(scatter, X, sample_weight, block_rows)
+    return covariance / weight
+
+
+def principal_subspace(centered, n_latent, total_variance, noise_floor, random_state):
+    """Starting PPCA parameters from a randomized SVD of centred, weighted rows.
+
+    ``centered`` holds rows already multiplied by the square root of their
+    normalised weights, so its squared singular values are eigenvalues of the
+    weighted covariance. Returns ``(components, noise_variance)``; every
+    loading keeps a positive norm, since a zero column is a fixed point of EM.
+    """
+    n_features = centered.shape[1]
+    _, singular_values, right = randomized_svd(
+        centered, n_latent, n_iter=4, random_state=random_state
+    )
+    leading = singular_values**2
+    missing_directions = n_latent - right.shape[0]
+    if missing_directions > 0:  # fewer rows than latent dimensions: any directions do
+        extra = random_state.normal(size=(missing_directions, n_features))
+        right = np.linalg.qr(np.vstack([right, extra]).T)[0].T
+        leading = np.pad(leading, (0, missing_directions))
+    noise_variance = total_variance / n_features
+    if n_latent < n_features:
+        noise_variance = (total_variance - leading.sum()) / (n_features - n_latent)
+    noise_variance = max(float(noise_variance), noise_floor)
+    scales = np.sqrt(np.maximum(leading - noise_variance, 1e-3 * noise_variance))
+    return right * scales[:, np.newaxis], noise_variance
+
+
+def latent_precision_terms(components, noise_variance):
+    """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
+    precision = components @ components.T
+    precision.flat[:: precision.shape[0] + 1] += noise_variance
+    # numpy's LAPACK, not scipy's: this runs next to numpy's matrix products
+    # (once per pass over the rows, per component in MixtureOfPPCA), and each
+    # wheel's OpenBLAS has its own thread pool.
+    cholesky = np.linalg.cholesky(precision)
+    inverse_cholesky = np.linalg.inv(cholesky)
+    return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
+
+
+def ppca_precision_factor(components, noise_variance):
+    """Upper factor U of the model precision, ``U U^T = (W^T W + s I)^-1`` (d x d).
+
+    From the Cholesky factor of the covariance itself (``U = L^-T``), not of a
+    precision formed by the matrix-inversion lemma, whose entries lose the
+    digits an ill-conditioned model needs. For rows with missing values only.
+    """
+    covariance = components.T @ components
+    covariance.flat[:: covariance.shape[0] + 1] += noise_variance
+    return np.linalg.inv(np.linalg.cholesky(covariance)).T
+
+
+def ppca_covariance(components, noise_variance):
+    """The model covariance ``W W^T + noise_variance I`` (d x d), W = ``components.T``."""
+    covariance = components.T @ components
+    covariance.flat[:: covariance.shape[0] + 1] += noise_variance
+    return covariance
+
+
+def ppca_precision(components, noise_variance):
+    """Inverse of the model covariance, by the matrix-inversion lemma (d x d)."""
+    loadings = components.T
+    precision_inverse, _ = latent_precision_terms(components, noise_variance)
+    precision = -(loadings @ precision_inverse @ loadings.T)
+    precision.flat[:: precision.shape[0] + 1] += 1.0
+    return precision / noise_variance
+
+
+def ppca_log_density(
+    residual,
+    squared_norms,
+    projected,
+    posterior_mean,
+    latent_terms,
+    n_observed,
+    n_latent,
+    noise_variance,
+    log_det_precision,
+):
+    """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
+
+    With r = x - mean, projected = r W and posterior_mean = M^{-1} W^T r:
+    r^T C^{-1} r = (|r|^2 - projected . posterior_mean) / s and
+    log|C| = (d - q) log s + log|M|.
+
+    For a row so far away that |r|^2 nears the float range, or whose
+    projection or posterior mean overflowed, the lemma is applied to r / c
+    (c = max |r_i|): ``latent_terms(scaled_residual, rows)`` recomputes the
+    projection and posterior mean of those rows (``rows`` a boolean mask of
+    the block) from the scaled residual, and the difference is multiplied by
+    c^2, which is finite when the true value is, and +inf (a log-density of
+    -inf) only when the true value is beyond the float range. Never NaN. The
+    posterior means of those rows are set in place to c times that of r / c
+    (infinite only where the true value is).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
+        quadratic /= noise_variance
+    far = ~(squared_norms < 1e300) | ~np.isfinite(quadratic)
+    if far.any():
+        quadratic[far], posterior_mean[far] = _far_quadratic(
+            residual[far], far, latent_terms, noise_variance
+        )
+    log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
+    return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
+
+
+def _far_quadratic(residual, rows, latent_terms, noise_variance):
+    """r^T C^{-1} r of far rows, the lemma on r / c times c^2, and their posterior means.
+
+    c is the power of two at or just above max |r_i|, so the scaling and its
+    undoing are exact and the terms of the lemma are at most d in size.
+    """
+    exponent = np.frexp(np.abs(residual).max(axis=1))[1]
+    scaled = np.ldexp(residual, -exponent[:, np.newaxis])
+    projected, posterior_mean = latent_terms(scaled, rows)
+    difference = np.einsum("nd,nd->n", scaled, scaled) - np.einsum(
+        "nq,nq->n", projected, posterior_mean
+    )
+    # rounding may leave this sum of squares a little below 0; a value that
+    # is not a finite number means the terms were lost, not that x is near
+    difference = np.where(np.isfinite(difference), np.maximum(difference, 0.0), np.inf)
+    with np.errstate(over="ignore"):  # +inf exactly when the true value is beyond the range
+        return (
+            np.ldexp(difference / noise_variance, 2 * exponent),
+            np.ldexp(posterior_mean, exponent[:, np.newaxis]),
+        )
+
+
+def ppca_posterior(X, components, model_mean, noise_variance, precision_terms=None):
+    """Posterior of z for each row, and the log-density of its observed values.
+
+    Under the PPCA model of loadings ``components`` (q x d, W transposed),
+    mean ``model_mean`` and ``noise_variance``; returns ``(log_density,
+    posterior)``, ``posterior`` a dict of the posterior means and
+    covariances and the terms the sufficient statistics need. Complete rows
+    share one posterior covariance; a row with missing values gets its own,
+    from the rows of W of its observed coordinates. ``precision_terms`` is
+    ``latent_precision_terms`` of the parameters, computed here if not given
+    (callers that loop over chunks pass it).
+    """
+    loadings = components.T
+    n_samples, n_latent = X.shape[0], loadings.shape[1]
+    if precision_terms is None:
+        precision_terms = latent_precision_terms(components, noise_variance)
+    precision_inverse, log_det_precision = precision_terms
+    # float64 in one pass, also from float32 rows (the model's mean is float64)
+    residual = np.subtract(X, model_mean, dtype=np.float64)
+    # the squared norm of a row is NaN exactly when one of its values is
+    # (X has no infinity), so finding incomplete rows costs no extra pass;
+    # a row far enough to overflow is handled by ppca_log_density
+    with np.errstate(over="ignore"):
+        squared_norms = np.einsum("nd,nd->n", residual, residual)
+    incomplete = np.isnan(squared_norms)
+    complete = ~incomplete
+    n_observed = np.full(n_samples, float(X.shape[1]))
+    observed_incomplete = None
+    if incomplete.any():
+        # zeros in place of the missing values (no float copy of the rows)
+        missing = np.isnan(residual)
+        observed_incomplete = ~missing[incomplete]
+        np.copyto(residual, 0.0, where=missing)
+        del missing
+        with np.errstate(over="ignore"):
+            squared_norms = np.einsum("nd,nd->n", residual, residual)
+        n_observed[incomplete] = observed_incomplete.sum(axis=1)
+    log_det = np.full(n_samples, log_det_precision)
+    covariance_incomplete = inverse = None
+    if observed_incomplete is not None:
+        outer = (loadings[:, :, np.newaxis] * loadings[:, np.newaxis, :]).reshape(
+            loadings.shape[0], -1
+        )
+        precisions = (observed_incomplete @ outer).reshape(-1, n_latent, n_latent)
+        precisions += noise_variance * np.eye(n_latent)
+        factors = np.linalg.cholesky(precisions)
+        inverse = np.linalg.inv(precisions)
+        log_det[incomplete] = 2 * np.log(np.diagonal(factors, axis1=1, axis2=2)).sum(axis=1)
+        covariance_incomplete = noise_variance * inverse
+
+    def latent_terms(rows_residual, rows):
+        """r W and the posterior mean M^{-1} W^T r of the given rows of the block."""
+        rows_projected = rows_residual @ loadings
+        rows_mean = rows_projected @ precision_inverse
+        if inverse is not None:  # each row with NaN has its own M
+            rows_incomplete = incomplete[rows]
+            position = (np.cumsum(incomplete) - 1)[rows][rows_incomplete]
+            rows_mean[rows_incomplete] = np.einsum(
+                "nij,nj->ni", inverse[position], rows_projected[rows_incomplete]
+            )
+        return rows_projected, rows_mean
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        projected, mean = latent_terms(residual, slice(None))
+    log_density = ppca_log_density(
+        residual,
+        squared_norms,
+        projected,
+        mean,
+        latent_terms,
+        n_observed,
+        n_latent,
+        noise_variance,
+        log_det,
+    )
+    posterior = {
+        "mean": mean,
+        "residual": residual,
+        "squared_norms": squared_norms,
+        "n_observed": n_observed,
+        "complete": complete,
+        "observed_incomplete": observed_incomplete,
+        "covariance_complete": noise_variance * precision_inverse,
+        "covariance_incomplete": covariance_incomplete,
+    }
+    return log_density, posterior
+
+
+def ppca_sufficient_statistics(X, sample_weight, posterior, has_missing):
+    """Weighted sums for the joint regression of [W, mean] on [E z, 1].
+
+    ``posterior`` is ``ppca_posterior``'s for the rows of X. With
+    ``has_missing`` (values are missing somewhere in the data) the sums hold
+    per-feature moments of the rows with missing values, zero if X has none.
+    """
+    weights = row_weights(sample_weight, X.shape[0])
+    residual, complete = posterior["residual"], posterior["complete"]
+    augmented = np.hstack([posterior["mean"], np.ones((X.shape[0], 1))])
+    n_latent = posterior["mean"].shape[1]
+    weighted_augmented = augmented * weights[:, np.newaxis]
+
+    complete_weight = weights[complete]
+    shared = augmented[complete].T @ weighted_augmented[complete]
+    shared[:n_latent, :n_latent] += complete_weight.sum() * posterior["covariance_complete"]
+    statistics = {
+        "shared_moments": shared,
+        "cross": residual.T @ weighted_augmented,
+        "squares": np.array(weights @ posterior["squared_norms"]),
+        "n_observed": np.array(weights @ posterior["n_observed"]),
+    }
+    if has_missing:
+        per_feature = np.zeros((X.shape[1], (n_latent + 1) ** 2))
+        incomplete = ~complete
+        if incomplete.any():
+            moments = augmented[incomplete, :, np.newaxis] * augmented[incomplete, np.newaxis, :]
+            moments[:, :n_latent, :n_latent] += posterior["covariance_incomplete"]
+            observed_weight = posterior["observed_incomplete"] * weights[incomplete, None]
+            per_feature = observed_weight.T @ moments.reshape(moments.shape[0], -1)
+        statistics["feature_moments"] = per_feature
+    return statistics
+
+
+def ppca_m_step(statistics, noise_floor):
+    """The joint regression of [W, mean] on [E z, 1] from ``ppca_sufficient_statistics``.
+
+    Returns ``(components, mean_shift, noise_variance)``: W transposed, the
+    change of the mean, and the mean squared residual per observed value,
+    at least ``noise_floor``.
+    """
+    shared, cross = statistics["shared_moments"], statistics["cross"]
+    n_features, width = cross.shape
+    if "feature_moments" in statistics:
+        moments = shared + statistics["feature_moments"].reshape(n_features, width, width)
+        coefficients = np.linalg.solve(moments, cross[:, :, np.newaxis])[:, :, 0]
+        fitted = np.einsum("dj,djk,dk->", coefficients, moments, coefficients)
+    else:
+        # scipy's solver on one (q + 1) x (q + 1) system per iteration,
+        # outside the row loop: too small to start a BLAS thread pool
+        coefficients = linalg.solve(shared, cross.T, assume_a="pos").T
+        fitted = np.sum((coefficients @ shared) * coefficients)
+    residual = statistics["squares"] - 2 * np.sum(coefficients * cross) + fitted
+    noise_variance = max(float(residual / statistics["n_observed"]), noise_floor)
+    return coefficients[:, :-1].T.copy(), coefficients[:, -1], noise_variance
