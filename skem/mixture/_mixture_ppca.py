@@ -21,7 +21,6 @@ from .._core._missing import (
     missing_mask,
     observed_moments,
 )
-from .._core._parallel import single_blas_thread
 from ..decomposition._lowrank import (
     latent_precision_terms,
     ppca_log_density,
@@ -30,6 +29,13 @@ from ..decomposition._lowrank import (
 )
 from ..exceptions import DegenerateComponentWarning
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
+from ._lowrank_mixture import (
+    expected_scatter_statistics,
+    local_covariances,
+    ppca_closed_form,
+    ppca_one_step,
+    scatter_statistics,
+)
 
 #: Up to this many features the M-step is the exact closed form, above it one
 #: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
@@ -405,16 +411,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     def _missing_statistics(self, conditionals, responsibilities, initial):
         """The closed form's sums in expectation: filled residuals plus conditional covariances."""
-        residuals = conditionals.residuals
-        scatter = conditionals.covariance_sum(responsibilities)
-        root_responsibilities = np.sqrt(responsibilities)
-        for k in range(residuals.shape[0]):
-            weighted = residuals[k] * root_responsibilities[:, k, np.newaxis]
-            scatter[k] += weighted.T @ weighted
-        return {
-            "sum_residual": np.einsum("nk,knd->kd", responsibilities, residuals),
-            "scatter": scatter,
-        }
+        return expected_scatter_statistics(conditionals, responsibilities)
 
     def _component_statistics(self, X, responsibilities):
         """Per component, responsibility-weighted sums about its current mean m_k.
@@ -449,54 +446,20 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     def _scatter_statistics(self, X, responsibilities):
         """``sum_residual`` and the shifted ``scatter`` of every component."""
-        n_samples, n_features = X.shape
-        statistics = {
-            "sum_residual": np.zeros((self.n_components, n_features)),
-            "scatter": np.zeros((self.n_components, n_features, n_features)),
-        }
-        for k in range(self.n_components):
-            rows = np.flatnonzero(responsibilities[:, k])
-            if rows.size == 0:
-                continue
-            if rows.size == n_samples:  # no copy of the rows
-                rows = slice(None)
-            weight = responsibilities[rows, k].astype(np.float64)
-            residual = np.subtract(X[rows], self.means_[k], dtype=np.float64)
-            statistics["sum_residual"][k] = weight @ residual
-            residual *= np.sqrt(weight)[:, np.newaxis]
-            # numpy sees a product with its own transpose and calls syrk in
-            # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
-            statistics["scatter"][k] = residual.T @ residual
-        return statistics
+        return scatter_statistics(X, responsibilities, self.means_)
 
     def _m_step_components(self, statistics):
         if self._closed_form:
             self._m_step_closed_form(statistics)
             return
-        nk = statistics["nk"] + RESPONSIBILITY_FLOOR
-        n_features = self.means_.shape[1]
-        identity = np.eye(self.n_latent)
-        precision_inverses = self._terms()["precision_inverses"]
-        means, components, noise_variances = [], [], []
-        for k in range(self.n_components):
-            loadings = self.components_[k].T
-            shift = statistics["sum_residual"][k] / nk[k]
-            # the local covariance S_k about the new mean, times W_k, and tr(S_k)
-            scatter_loadings = statistics["scatter_loadings"][k] / nk[k] - np.outer(
-                shift, shift @ loadings
-            )
-            trace = statistics["sum_squares"][k] / nk[k] - shift @ shift
-            inverse = precision_inverses[k]
-            noise_variance = self.noise_variance_[k]
-            inner = noise_variance * identity + inverse @ loadings.T @ scatter_loadings
-            new_loadings = np.linalg.solve(inner.T, scatter_loadings.T).T
-            explained = np.einsum("dq,qr,dr->", scatter_loadings, inverse, new_loadings)
-            noise_variances.append(max((trace - explained) / n_features, self._noise_floor))
-            means.append(self.means_[k] + shift)
-            components.append(new_loadings.T)
-        self.means_ = np.array(means)
-        self.components_ = np.array(components)
-        self.noise_variance_ = np.array(noise_variances)
+        self.means_, self.components_, self.noise_variance_ = ppca_one_step(
+            statistics,
+            self.means_,
+            self.components_,
+            self.noise_variance_,
+            self._terms()["precision_inverses"],
+            self._noise_floor,
+        )
 
     def _m_step_closed_form(self, statistics):
         """Weighted PPCA maximum likelihood per component (Tipping & Bishop, 1999).
@@ -516,44 +479,14 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     def _local_covariances(self, statistics):
         """Each component's weighted mean and covariance about it (float64)."""
-        counts = statistics["nk"]
-        nk = counts + RESPONSIBILITY_FLOOR
-        residual_sums = statistics["sum_residual"]
-        shifts = residual_sums / nk[:, np.newaxis]
-        # sum r (x - m - shift)(x - m - shift)^T from the sums about the old
-        # mean m: scatter - t shift^T - shift t^T + R shift shift^T with
-        # t = sum r (x - m), R = sum r; exactly symmetric, and positive
-        # semi-definite up to rounding (zero for an empty component)
-        cross = residual_sums[:, :, np.newaxis] * shifts[:, np.newaxis, :]
-        covariances = statistics["scatter"] - cross
-        covariances -= np.swapaxes(cross, 1, 2)
-        covariances += counts[:, np.newaxis, np.newaxis] * (
-            shifts[:, :, np.newaxis] * shifts[:, np.newaxis, :]
-        )
-        covariances /= nk[:, np.newaxis, np.newaxis]
-        return self.means_ + shifts, covariances
+        return local_covariances(self.means_, statistics)
 
     def _set_from_covariances(self, means, covariances):
         """PPCA's closed form per component, from its mean and covariance."""
-        n_features, n_latent = means.shape[1], self.n_latent
-        # numpy's LAPACK, one d x d problem per component, outside the row
-        # loop, on one BLAS thread: for d <= CLOSED_FORM_MAX_FEATURES two
-        # threads were at best 20% faster than one (fastest of 40 calls, on
-        # 2 cores), and on a busy machine their synchronisation made eigh 5
-        # to 80 times slower
-        with single_blas_thread():
-            eigenvalues, eigenvectors = np.linalg.eigh(covariances)
-        if n_latent < n_features:
-            discarded = eigenvalues[:, : n_features - n_latent].mean(axis=1)
-            noise_variances = np.maximum(discarded, self._noise_floor)
-        else:
-            noise_variances = np.full(self.n_components, float(self._noise_floor))
-        leading = eigenvalues[:, ::-1][:, :n_latent]
-        scales = np.sqrt(np.maximum(leading - noise_variances[:, np.newaxis], 0.0))
-        directions = np.swapaxes(eigenvectors[:, :, ::-1][:, :, :n_latent], 1, 2)
-        self.means_ = means
-        self.components_ = np.ascontiguousarray(directions * scales[:, :, np.newaxis])
-        self.noise_variance_ = noise_variances
+        components, noise_variances = ppca_closed_form(
+            covariances, self.n_latent, self._noise_floor
+        )
+        self.means_, self.components_, self.noise_variance_ = means, components, noise_variances
 
     # ------------------------------------------------------------------ online
 

@@ -1,0 +1,145 @@
+"""Mixtures of low-rank-plus-noise Gaussians: the per-component maths of MixtureOfPPCA.
+
+The sums the E-step gives each component and the two M-steps of
+:class:`skem.MixtureOfPPCA`, as functions of arrays stacked over the
+components (first axis), not of a model. The maths of one such Gaussian is
+in ``skem.decomposition._lowrank``.
+"""
+
+import numpy as np
+
+from .._core._parallel import single_blas_thread
+from ._base import RESPONSIBILITY_FLOOR
+
+
+def scatter_statistics(X, responsibilities, means):
+    """``sum_residual`` and the shifted ``scatter`` of every component.
+
+    Both are sums weighted by the responsibilities about the component's
+    current mean ``means[k]``: ``sum_residual`` = sum r (x - m) and
+    ``scatter`` = sum r (x - m)(x - m)^T (d x d). Rows of zero responsibility
+    are skipped.
+    """
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    statistics = {
+        "sum_residual": np.zeros((n_components, n_features)),
+        "scatter": np.zeros((n_components, n_features, n_features)),
+    }
+    for k in range(n_components):
+        rows = np.flatnonzero(responsibilities[:, k])
+        if rows.size == 0:
+            continue
+        if rows.size == n_samples:  # no copy of the rows
+            rows = slice(None)
+        weight = responsibilities[rows, k].astype(np.float64)
+        residual = np.subtract(X[rows], means[k], dtype=np.float64)
+        statistics["sum_residual"][k] = weight @ residual
+        residual *= np.sqrt(weight)[:, np.newaxis]
+        # numpy sees a product with its own transpose and calls syrk in
+        # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
+        statistics["scatter"][k] = residual.T @ residual
+    return statistics
+
+
+def expected_scatter_statistics(conditionals, responsibilities):
+    """``scatter_statistics`` in expectation over the missing values.
+
+    The residuals of ``conditionals`` (K x n x d) are filled with their
+    conditional means, and each component's scatter adds the
+    responsibility-weighted sum of their conditional covariances.
+    """
+    residuals = conditionals.residuals
+    scatter = conditionals.covariance_sum(responsibilities)
+    root_responsibilities = np.sqrt(responsibilities)
+    for k in range(residuals.shape[0]):
+        weighted = residuals[k] * root_responsibilities[:, k, np.newaxis]
+        scatter[k] += weighted.T @ weighted
+    return {
+        "sum_residual": np.einsum("nk,knd->kd", responsibilities, residuals),
+        "scatter": scatter,
+    }
+
+
+def local_covariances(means, statistics):
+    """Each component's weighted mean and covariance about it (float64).
+
+    From ``nk`` and the ``scatter_statistics`` about the current ``means``.
+    """
+    counts = statistics["nk"]
+    nk = counts + RESPONSIBILITY_FLOOR
+    residual_sums = statistics["sum_residual"]
+    shifts = residual_sums / nk[:, np.newaxis]
+    # sum r (x - m - shift)(x - m - shift)^T from the sums about the old
+    # mean m: scatter - t shift^T - shift t^T + R shift shift^T with
+    # t = sum r (x - m), R = sum r; exactly symmetric, and positive
+    # semi-definite up to rounding (zero for an empty component)
+    cross = residual_sums[:, :, np.newaxis] * shifts[:, np.newaxis, :]
+    covariances = statistics["scatter"] - cross
+    covariances -= np.swapaxes(cross, 1, 2)
+    covariances += counts[:, np.newaxis, np.newaxis] * (
+        shifts[:, :, np.newaxis] * shifts[:, np.newaxis, :]
+    )
+    covariances /= nk[:, np.newaxis, np.newaxis]
+    return means + shifts, covariances
+
+
+def ppca_closed_form(covariances, n_latent, noise_floor):
+    """PPCA's maximum-likelihood loadings and noise variance of each covariance.
+
+    With l_1 >= ... >= l_d the eigenvalues of a covariance, of eigenvectors
+    U: the noise variance is the mean of the d - q smallest (at least
+    ``noise_floor``; the floor itself if q = d) and the loadings are
+    U_q diag(max(l_i - s, 0))^(1/2). Returns ``(components,
+    noise_variances)``, components of shape (K, q, d) (W_k transposed).
+    """
+    n_components, n_features = covariances.shape[:2]
+    # numpy's LAPACK, one d x d problem per component, outside the row
+    # loop, on one BLAS thread: for d <= CLOSED_FORM_MAX_FEATURES (of
+    # _mixture_ppca) two threads were at best 20% faster than one (fastest
+    # of 40 calls, on 2 cores), and on a busy machine their synchronisation
+    # made eigh 5 to 80 times slower
+    with single_blas_thread():
+        eigenvalues, eigenvectors = np.linalg.eigh(covariances)
+    if n_latent < n_features:
+        discarded = eigenvalues[:, : n_features - n_latent].mean(axis=1)
+        noise_variances = np.maximum(discarded, noise_floor)
+    else:
+        noise_variances = np.full(n_components, float(noise_floor))
+    leading = eigenvalues[:, ::-1][:, :n_latent]
+    scales = np.sqrt(np.maximum(leading - noise_variances[:, np.newaxis], 0.0))
+    directions = np.swapaxes(eigenvectors[:, :, ::-1][:, :, :n_latent], 1, 2)
+    return np.ascontiguousarray(directions * scales[:, :, np.newaxis]), noise_variances
+
+
+def ppca_one_step(statistics, means, components, noise_variances, precision_inverses, noise_floor):
+    """One PPCA EM step per component, with S_k never formed.
+
+    ``W_k <- S_k W_k (s I + M^-1 W_k^T S_k W_k)^-1`` (Tipping & Bishop's
+    two-stage procedure), S_k the local covariance about the new mean, from
+    ``nk``, ``sum_residual``, ``scatter_loadings`` and ``sum_squares`` (sums
+    about the current ``means``) and ``precision_inverses`` (M_k^-1). Returns
+    the new ``(means, components, noise_variances)``, each noise variance at
+    least ``noise_floor``.
+    """
+    nk = statistics["nk"] + RESPONSIBILITY_FLOOR
+    n_features = means.shape[1]
+    identity = np.eye(components.shape[1])
+    new_means, new_components, new_noise_variances = [], [], []
+    for k in range(means.shape[0]):
+        loadings = components[k].T
+        shift = statistics["sum_residual"][k] / nk[k]
+        # the local covariance S_k about the new mean, times W_k, and tr(S_k)
+        scatter_loadings = statistics["scatter_loadings"][k] / nk[k] - np.outer(
+            shift, shift @ loadings
+        )
+        trace = statistics["sum_squares"][k] / nk[k] - shift @ shift
+        inverse = precision_inverses[k]
+        noise_variance = noise_variances[k]
+        inner = noise_variance * identity + inverse @ loadings.T @ scatter_loadings
+        new_loadings = np.linalg.solve(inner.T, scatter_loadings.T).T
+        explained = np.einsum("dq,qr,dr->", scatter_loadings, inverse, new_loadings)
+        new_noise_variances.append(max((trace - explained) / n_features, noise_floor))
+        new_means.append(means[k] + shift)
+        new_components.append(new_loadings.T)
+    return np.array(new_means), np.array(new_components), np.array(new_noise_variances)
