@@ -14,6 +14,7 @@ _MODULES = {
     "AmortizedVAE": ".neural_network",
     "BaseEM": "._core",
     "BaseMixture": ".mixture",
+    "BernoulliMixture": ".mixture",
     "DegenerateComponentWarning": ".exceptions",
     "EMGaussianMixture": ".mixture",
     "EMImputer": ".impute",

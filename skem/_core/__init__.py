@@ -29,7 +29,8 @@ from ._blocks import (
     weighted_sum,
 )
 from ._checks import check_rows_observed, empty_rows_message
-from ._em import ONLINE_PARAMETER_CONSTRAINTS, BaseEM
+from ._em import BaseEM
+from ._online import ONLINE_PARAMETER_CONSTRAINTS
 from ._routes import (
     check_missing,
     reduce_rows,

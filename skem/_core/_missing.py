@@ -452,7 +452,22 @@ def conditional_covariances(factors, precisions, stacked, indices):
     return cholesky_inverse(missing_factors(factors, precisions, stacked, indices)[0])
 
 
-class PatternConditionals:
+class GaussianImputation:
+    """``expected`` and ``draw`` of Gaussian conditionals (``impute_rows``), from
+    their ``residuals`` about the means and their ``noise``."""
+
+    def expected(self, posterior, means):
+        """``sum_k p(k | x_O) E[x | x_O, k]`` of each row."""
+        return np.einsum("nk,knd->nd", posterior, self.residuals) + posterior @ means
+
+    def draw(self, labels, means, standard_normal):
+        """One draw of each row from the conditional of its component ``labels``."""
+        rows = np.arange(labels.size)
+        noise = self.noise(labels, standard_normal)
+        return self.residuals[labels, rows] + means[labels] + noise
+
+
+class PatternConditionals(GaussianImputation):
     """Conditional moments of the missing values of a block, by pattern.
 
     ``residuals`` (K, n, d) are ``E[x | x_O, k] - means[k]``; the conditional
@@ -580,7 +595,7 @@ class PatternConditionals:
         return noise
 
 
-class DiagonalConditionals:
+class DiagonalConditionals(GaussianImputation):
     """Conditional moments when coordinates are independent given the component.
 
     The conditional of the missing values is then their marginal: mean
@@ -637,23 +652,23 @@ class DiagonalConditionals:
         return np.sqrt(self.variances[labels]) * standard_normal * self._missing_float
 
 
-def impute_rows(log_prob, log_weights, conditionals, means, uniform=None, standard_normal=None):
+def impute_rows(log_prob, log_weights, conditionals, means, uniform=None, noise=None):
     """Imputed rows of a block: the conditional mean or one conditional draw.
 
     ``log_prob`` (n, K) are the log-densities of the observed values under
     each component, ``means`` (K, d) the means the conditionals' residuals
-    are about. Without ``uniform`` each row is ``sum_k p(k | x_O) E[x | x_O, k]``;
-    with ``uniform`` (n,) and ``standard_normal`` (n, d), row i draws
-    ``k ~ p(k | x_O)`` by inverting the cumulative sum at ``uniform[i]``,
-    then ``x_M ~ p(x_M | x_O, k)``. Observed coordinates come back as the
-    conditional mean has them (the caller keeps the observed values).
+    are about. Without ``uniform`` each row is ``sum_k p(k | x_O) E[x | x_O, k]``
+    (the conditionals' ``expected``); with ``uniform`` (n,) and ``noise``
+    (n, d: the model's ``_imputation_noise``), row i draws ``k ~ p(k | x_O)``
+    by inverting the cumulative sum at ``uniform[i]``, then
+    ``x_M ~ p(x_M | x_O, k)`` (the conditionals' ``draw``). Observed
+    coordinates come back as the conditional mean has them (the caller keeps
+    the observed values).
     """
     posterior = normalize_log_rows(log_prob + log_weights)[1]
-    residuals = conditionals.residuals
     if uniform is None:
-        return np.einsum("nk,knd->nd", posterior, residuals) + posterior @ means
+        return conditionals.expected(posterior, means)
     cumulative = np.cumsum(posterior, axis=1)
     labels = (cumulative < uniform[:, np.newaxis] * cumulative[:, -1:]).sum(axis=1)
     labels = np.minimum(labels, posterior.shape[1] - 1)
-    rows = np.arange(labels.size)
-    return residuals[labels, rows] + means[labels] + conditionals.noise(labels, standard_normal)
+    return conditionals.draw(labels, means, noise)

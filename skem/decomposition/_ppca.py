@@ -19,7 +19,6 @@ from .._core import (
     ONLINE_PARAMETER_CONSTRAINTS,
     BaseEM,
     check_missing,
-    check_rows_observed,
     route_of,
     row_weights,
     sample_rows,
@@ -600,10 +599,6 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             return extract(log_density, posterior)
 
         return self._map_chunks(chunk_values, X)
-
-    @staticmethod
-    def _check_rows_observed(X):
-        check_rows_observed(X)
 
     def get_covariance(self):
         """Model covariance ``W W^T + noise_variance_ I`` (n_features x n_features).

@@ -12,6 +12,7 @@ import numpy as np
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._core import (
@@ -215,8 +216,9 @@ class BaseMixture(BaseEM):
             statistics = add_statistics(statistics, chunk)
         self._m_step(statistics)
 
-    #: Rows of a dask array the start is computed on when ``init_size`` is None.
-    DASK_INIT_SIZE = 20_000
+    #: Rows of data elsewhere (not in memory) the start is computed on when
+    #: ``init_size`` is None.
+    REMOTE_INIT_SIZE = 20_000
 
     def _initial_responsibilities(self, X, sample_weight, random_state):
         """``(rows, their weights, responsibilities)`` that the start is computed from.
@@ -238,7 +240,7 @@ class BaseMixture(BaseEM):
             return X, sample_weight, np.eye(n_components, dtype=X.dtype)
         size = self.init_size
         if size is None and not route_of(X).in_memory:
-            size = max(self.DASK_INIT_SIZE, 50 * n_components)
+            size = max(self.REMOTE_INIT_SIZE, 50 * n_components)
         if size is not None and size < n_samples:
             indices = sample_rows(n_samples, size, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight, indices)
@@ -474,15 +476,46 @@ class BaseMixture(BaseEM):
                 check_rows_observed(X)
         return X
 
+    #: The draws ``impute(sample_posterior=True)`` takes per missing value (a
+    #: method of ``RandomState``), given to the conditionals' ``draw``.
+    _imputation_noise = "standard_normal"
+
+    @available_if(lambda self: self._allow_nan)
+    def impute(self, X, *, sample_posterior=False, random_state=None):
+        """Fill the missing values (NaN) of X from the fitted mixture.
+
+        The conditional mean ``sum_k p(k | x_O) E[x_M | x_O, k]`` of each
+        row's missing values given its observed ones, or with
+        ``sample_posterior=True`` one draw from ``p(x_M | x_O)``: a component
+        from ``p(k | x_O)``, then the component's conditional. A row with no
+        observed value gets the mixture's mean (or a draw from it).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Data; NaN marks a missing value.
+        sample_posterior : bool, default=False
+            If True, one draw from the conditional distribution (for
+            multiple imputation) instead of its mean.
+        random_state : int, RandomState instance or None, default=None
+            Source of the draws when ``sample_posterior=True``.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A copy of X with its observed values unchanged.
+        """
+        return self._impute(X, sample_posterior, random_state)
+
     def _impute(self, X, sample_posterior, random_state):
         """The missing values of X filled from the fitted density (see ``impute``).
 
         For a mixture whose components have ``means_`` and whose
-        ``_missing_log_prob`` gives conditionals with ``residuals`` about
-        them and a ``noise`` method (``skem._core._missing``). All random numbers
-        are drawn before the chunks run, in one order, so a draw is
-        reproducible for a given ``random_state`` however the chunks are
-        scheduled.
+        ``_missing_log_prob`` gives conditionals with ``expected`` and
+        ``draw`` methods (``skem._core._missing.GaussianImputation``). All
+        random numbers are drawn before the chunks run, in one order, so a
+        draw is reproducible for a given ``random_state`` however the chunks
+        are scheduled.
         """
         check_is_fitted(self)
         return self._impute_where(X, sample_posterior, random_state, self._impute_in_memory)
@@ -499,7 +532,7 @@ class BaseMixture(BaseEM):
             random_state = check_random_state(random_state)
             draws = (
                 random_state.uniform(size=rows.size),
-                random_state.standard_normal(size=(rows.size, X.shape[1])),
+                getattr(random_state, self._imputation_noise)(size=(rows.size, X.shape[1])),
             )
         log_weights = self._log_weights(np.float64)
         means = np.asarray(self.means_, dtype=np.float64)
