@@ -18,6 +18,7 @@ _MODULES = {
     "DegenerateComponentWarning": ".exceptions",
     "EMGaussianMixture": ".mixture",
     "EMImputer": ".impute",
+    "FactorAnalysis": ".decomposition",
     "MixtureOfPPCA": ".mixture",
     "ProbabilisticPCA": ".decomposition",
     "VarianceFloorWarning": ".exceptions",

@@ -209,3 +209,16 @@ def test_callbacks_see_each_iteration_and_the_model_after_it():
     assert tasks == ["fit", "restart"] + ["iteration"] * 4
     # the model after an iteration scores the next iteration's bound
     assert_allclose(recorder.scores[:3], model.lower_bounds_[1:], rtol=1e-12)
+
+
+def test_a_changed_structure_and_an_unresolvable_floor_are_refused():
+    X = three_clusters(200)
+    model = BernoulliMixture(2, warm_start=True, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="continues the fitted model, which has n_components=2"):
+        model.set_params(n_components=3).fit(X)
+    with pytest.raises(ValueError, match="partial_fit continues the fitted model"):
+        model.partial_fit(X[:50])
+    assert model.weights_.shape == (2,)
+    for dtype, floor in [(np.float64, 1e-17), (np.float32, 1e-8)]:
+        with pytest.raises(ValueError, match="below the resolution of"):
+            BernoulliMixture(2, min_probability=floor).fit(X.astype(dtype))

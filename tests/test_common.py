@@ -6,6 +6,7 @@ from skem import (
     AmortizedVAE,
     BernoulliMixture,
     EMGaussianMixture,
+    FactorAnalysis,
     MixtureOfPPCA,
     ProbabilisticPCA,
 )
@@ -20,6 +21,8 @@ ESTIMATORS = [
     MixtureOfPPCA(n_components=2, n_latent=1, random_state=0),
     AmortizedVAE(hidden_layer_sizes=(8,), max_iter=20, random_state=0),
     BernoulliMixture(binarize=0.0, random_state=0),
+    FactorAnalysis(random_state=0),
+    FactorAnalysis(n_components=1, random_state=0),
     BernoulliMixture(n_components=2, binarize=0.0, random_state=0),
 ]
 
@@ -32,6 +35,15 @@ def expected_failed_checks(estimator):
                 "Stochastic gradient training draws its minibatches and noise per "
                 "row, so repeated rows and integer weights follow different random "
                 "paths; weights scale each row's share of the gradient exactly."
+            ),
+        }
+    if isinstance(estimator, FactorAnalysis) and estimator.n_components is None:
+        return {
+            "check_sample_weight_equivalence_on_dense_data": (
+                "With n_features - 1 factors on the check's random data, the factors "
+                "beyond the data's structure carry no variance: their posterior means "
+                "are rounding noise (about 1e-10, either sign), which the check's 1e-9 "
+                "tolerance sees."
             ),
         }
     if isinstance(estimator, (ProbabilisticPCA, BernoulliMixture)) or estimator.n_components == 1:

@@ -425,3 +425,43 @@ def test_ppca_decoder_mean_of_a_dask_array_is_lazy(data):
         lazy = model.inverse_transform(da.from_array(Z, chunks=(120, 1)))
     assert computes.count == 0 and isinstance(lazy, da.Array)
     assert_allclose(lazy.compute(), Z @ model.components_ + model.mean_, rtol=1e-12)
+
+
+def test_weights_of_the_wrong_length_or_near_the_float_limit(data):
+    X, weights = data
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(3000,\), got \(300,\)"):
+        model.score(dask_of(X), sample_weight=weights[:300])
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(3000,\), got \(300,\)"):
+        EMGaussianMixture(2).fit(dask_of(X), sample_weight=weights[:300])
+    huge = weights * 1e307
+    assert_allclose(
+        model.score(dask_of(X), sample_weight=huge), model.score(X, sample_weight=weights)
+    )
+
+
+def test_a_pass_on_dask_threads_derives_the_terms_once_on_the_calling_thread(data, monkeypatch):
+    """dask's threads share the estimator: they read the terms pinned for the pass
+    and never derive (or write) them."""
+    import threading
+
+    X, _ = data
+    derived_on = []
+    derive = EMGaussianMixture._derive_terms
+
+    def recorded(self):
+        derived_on.append(threading.current_thread() is threading.main_thread())
+        return derive(self)
+
+    monkeypatch.setattr(EMGaussianMixture, "_derive_terms", recorded)
+    EMGaussianMixture(3, max_iter=4, tol=0, random_state=0).fit(dask_of(X, rows=300))
+    assert derived_on and all(derived_on)
+
+
+def test_vae_draws_on_dask_are_refused_with_the_imputation_message(data):
+    X, _ = data
+    holes = X.copy()
+    holes[::5, 1] = np.nan
+    vae = AmortizedVAE(hidden_layer_sizes=(8,), max_iter=3, random_state=0).fit(holes)
+    with pytest.raises(ValueError, match=r"impute\(sample_posterior=True\) takes arrays in memory"):
+        vae.impute(dask_of(holes), sample_posterior=True)

@@ -16,6 +16,7 @@ memory); a distributed worker has its own setting (``distributed`` starts
 worker processes with one BLAS thread).
 """
 
+from contextlib import nullcontext
 from functools import partial
 from uuid import uuid4
 
@@ -193,6 +194,8 @@ def _as_weight_array(sample_weight, X):
             )
         if weights.ndim == 0:
             weights = np.full(X.shape[0], float(weights))
+        if weights.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight must have shape ({X.shape[0]},), got {weights.shape}.")
         sample_weight = da.from_array(weights, chunks=(X.chunks[0],) if weights.ndim == 1 else -1)
     if sample_weight.dtype.kind not in "biuf":
         raise ValueError(
@@ -238,9 +241,11 @@ def weighted_mean(values, sample_weight):
         return block_weights
 
     weights = weights.map_blocks(checked, dtype=weights.dtype)
-    total, weight = _compute((values * weights).sum(), weights.sum())
-    if not weight > 0:
+    largest = float(_compute(weights.max())[0])
+    if not largest > 0:
         raise ValueError("sample_weight is zero everywhere: at least one weight must be positive.")
+    weights = weights / largest  # (sums of weights near the float limit stay finite)
+    total, weight = _compute((values * weights).sum(), weights.sum())
     return float(total / weight)
 
 
@@ -260,12 +265,14 @@ class DaskArrays:
         return validate_predict_data(estimator, X)
 
     def reduce(self, function, X, sample_weight, block_rows, within=None):
-        # ``within`` pins the model's terms on the client; each worker
-        # rebuilds them from the parameters it receives
+        # ``within`` pins the model's terms for the pass, here: dask's threads
+        # share the estimator and only read them (a distributed worker gets
+        # a pickled copy without them and derives its own)
         def per_block(block, weights):
             return reduce_in_memory(function, block, weights, block_rows)
 
-        return reduce_blocks(per_block, X, sample_weight)
+        with nullcontext() if within is None else within():
+            return reduce_blocks(per_block, X, sample_weight)
 
     def map(self, function, X, block_rows, within=None):
         def per_block(block):
@@ -300,7 +307,7 @@ class DaskArrays:
 
     def require_memory(self, estimator, method):
         name = type(estimator).__name__
-        if not estimator._fits_on_blocks:  # (the VAE: minibatch gradient steps)
+        if not estimator._fits_on_blocks and method in ("fit", "partial_fit"):  # (the VAE)
             raise ValueError(
                 f"{name}.{method} does not train on dask arrays: it takes minibatch "
                 "gradient steps on data in memory (skem's EM models train on dask arrays). "

@@ -10,7 +10,7 @@ from math import log, pi
 
 import numpy as np
 from scipy import linalg
-from sklearn.utils.extmath import randomized_svd
+from sklearn.utils.extmath import randomized_svd, svd_flip
 
 from .._core import CHUNK_FLOATS, reduce_rows, row_weights
 
@@ -263,12 +263,14 @@ def ppca_posterior(X, components, model_mean, noise_variance, precision_terms=No
     return log_density, posterior
 
 
-def ppca_sufficient_statistics(X, sample_weight, posterior, has_missing):
+def ppca_sufficient_statistics(X, sample_weight, posterior, has_missing, per_feature=False):
     """Weighted sums for the joint regression of [W, mean] on [E z, 1].
 
     ``posterior`` is ``ppca_posterior``'s for the rows of X. With
     ``has_missing`` (values are missing somewhere in the data) the sums hold
     per-feature moments of the rows with missing values, zero if X has none.
+    With ``per_feature`` (a noise variance per feature, as in factor
+    analysis) they also hold each feature's squares and observed weight.
     """
     weights = row_weights(sample_weight, X.shape[0])
     residual, complete = posterior["residual"], posterior["complete"]
@@ -286,35 +288,55 @@ def ppca_sufficient_statistics(X, sample_weight, posterior, has_missing):
         "n_observed": np.array(weights @ posterior["n_observed"]),
     }
     if has_missing:
-        per_feature = np.zeros((X.shape[1], (n_latent + 1) ** 2))
+        feature_moments = np.zeros((X.shape[1], (n_latent + 1) ** 2))
         incomplete = ~complete
         if incomplete.any():
             moments = augmented[incomplete, :, np.newaxis] * augmented[incomplete, np.newaxis, :]
             moments[:, :n_latent, :n_latent] += posterior["covariance_incomplete"]
             observed_weight = posterior["observed_incomplete"] * weights[incomplete, None]
-            per_feature = observed_weight.T @ moments.reshape(moments.shape[0], -1)
-        statistics["feature_moments"] = per_feature
+            feature_moments = observed_weight.T @ moments.reshape(moments.shape[0], -1)
+        statistics["feature_moments"] = feature_moments
+    if per_feature:
+        statistics["feature_squares"] = weights @ np.square(residual)  # (zeros where missing)
+        observed = np.ones(X.shape[1]) * weights.sum()
+        if posterior["observed_incomplete"] is not None:
+            observed -= (~posterior["observed_incomplete"]).T @ weights[~complete]
+        statistics["feature_observed"] = observed
     return statistics
 
 
-def ppca_m_step(statistics, noise_floor):
+def ppca_m_step(statistics, noise_floor, per_feature=False):
     """The joint regression of [W, mean] on [E z, 1] from ``ppca_sufficient_statistics``.
 
     Returns ``(components, mean_shift, noise_variance)``: W transposed, the
     change of the mean, and the mean squared residual per observed value,
-    at least ``noise_floor``.
+    at least ``noise_floor``: over all features, or with ``per_feature``
+    (statistics taken so) one per feature.
     """
     shared, cross = statistics["shared_moments"], statistics["cross"]
     n_features, width = cross.shape
     if "feature_moments" in statistics:
         moments = shared + statistics["feature_moments"].reshape(n_features, width, width)
         coefficients = np.linalg.solve(moments, cross[:, :, np.newaxis])[:, :, 0]
-        fitted = np.einsum("dj,djk,dk->", coefficients, moments, coefficients)
+        fitted = np.einsum("dj,djk,dk->d", coefficients, moments, coefficients)
     else:
         # scipy's solver on one (q + 1) x (q + 1) system per iteration,
         # outside the row loop: too small to start a BLAS thread pool
         coefficients = linalg.solve(shared, cross.T, assume_a="pos").T
-        fitted = np.sum((coefficients @ shared) * coefficients)
-    residual = statistics["squares"] - 2 * np.sum(coefficients * cross) + fitted
-    noise_variance = max(float(residual / statistics["n_observed"]), noise_floor)
+        fitted = np.sum((coefficients @ shared) * coefficients, axis=1)
+    if per_feature:
+        residual = statistics["feature_squares"] - 2 * np.sum(coefficients * cross, axis=1)
+        residual += fitted
+        noise_variance = np.maximum(residual / statistics["feature_observed"], noise_floor)
+    else:
+        residual = statistics["squares"] - 2 * np.sum(coefficients * cross) + fitted.sum()
+        noise_variance = max(float(residual / statistics["n_observed"]), noise_floor)
     return coefficients[:, :-1].T.copy(), coefficients[:, -1], noise_variance
+
+
+def orthogonal_loadings(components):
+    """``(components, singular values)``: W rotated to orthogonal columns of
+    decreasing norm, signs fixed (the same covariance W W^T, so the same model)."""
+    left, singular_values, _ = linalg.svd(components.T, full_matrices=False)
+    left, _ = svd_flip(left, np.eye(left.shape[1]), u_based_decision=True)
+    return (left * singular_values).T, singular_values

@@ -12,7 +12,6 @@ from scipy import linalg
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.extmath import svd_flip
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from .._core import (
@@ -30,6 +29,7 @@ from .._core._missing import condition_on_observed, missing_mask
 from .._core._parallel import single_blas_thread
 from ._lowrank import (
     latent_precision_terms,
+    orthogonal_loadings,
     ppca_covariance,
     ppca_m_step,
     ppca_posterior,
@@ -167,6 +167,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     }
 
     _fitted_parameters = ("components_", "mean_", "noise_variance_")
+    _terms_from = ("components_", "noise_variance_")
     _allow_nan = True
 
     def __init__(
@@ -348,10 +349,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
 
     def _mean_log_likelihood(self, X, sample_weight):
         """Weighted mean log-density of the rows of X under the current parameters."""
-        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
 
         def sums(block, weights):
-            log_density = self._posterior(block, precision_terms)[0]
+            log_density = self._posterior(block)[0]
             if weights is None:
                 return log_density.sum(), float(block.shape[0])
             return weights @ log_density, weights.sum()
@@ -474,29 +474,20 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         n_latent = self.components_.shape[0] if hasattr(self, "components_") else 1
         return n_features + n_features // 4 + 3 * (n_latent + 1) ** 2
 
-    def _posterior(self, X, precision_terms=None):
+    def _derive_terms(self):
+        """M^{-1} and log|M| of the parameters: once per set of them, not per chunk."""
+        return latent_precision_terms(self.components_, self.noise_variance_)
+
+    def _posterior(self, X):
         """Posterior of z for each row, and the log-density of its observed values.
 
         Complete rows share one posterior covariance; a row with missing
         values gets its own, from the rows of W of its observed coordinates.
-        ``precision_terms`` is ``latent_precision_terms`` of the parameters,
-        computed here if not given (callers that loop over chunks pass it).
         """
-        return ppca_posterior(
-            X, self.components_, self.mean_, self.noise_variance_, precision_terms
-        )
-
-    def _em_iteration(self, X, sample_weight):
-        # M^{-1} and log|M| depend only on the parameters: factorise once per
-        # iteration, not once per chunk of rows
-        self._precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
-        try:
-            return super()._em_iteration(X, sample_weight)
-        finally:
-            del self._precision_terms
+        return ppca_posterior(X, self.components_, self.mean_, self.noise_variance_, self._terms())
 
     def _e_step(self, X):
-        return self._posterior(X, getattr(self, "_precision_terms", None))
+        return self._posterior(X)
 
     def _sufficient_statistics(self, X, sample_weight, posterior):
         """Weighted sums for the joint regression of [W, mean] on [E z, 1]."""
@@ -512,9 +503,7 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
     def _after_fit(self, X, sample_weight):
         """Rotate W to orthogonal columns of decreasing norm (same likelihood)."""
         # once, after the fit loop
-        left, singular_values, _ = linalg.svd(self.components_.T, full_matrices=False)
-        left, _ = svd_flip(left, np.eye(left.shape[1]), u_based_decision=True)
-        self.components_ = (left * singular_values).T
+        self.components_, singular_values = orthogonal_loadings(self.components_)
         self.explained_variance_ = singular_values**2 + self.noise_variance_
 
     # ------------------------------------------------------------------ use
@@ -590,10 +579,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         values (no separate pass over X) and raises the error of
         ``check_rows_observed``.
         """
-        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
 
         def chunk_values(chunk):
-            log_density, posterior = self._posterior(chunk, precision_terms)
+            log_density, posterior = self._posterior(chunk)
             if not posterior["n_observed"].all():
                 route_of(X).reject_empty_rows(X, block=chunk)
             return extract(log_density, posterior)
@@ -673,12 +661,11 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         missing = np.isnan(imputed)
         incomplete_rows = np.flatnonzero(missing.any(axis=1))
         random_state = check_random_state(random_state) if sample_posterior else None
-        precision_terms = latent_precision_terms(self.components_, self.noise_variance_)
         # chunks in order (not on all cores), so that the draws are reproducible
         for chunk in self._chunks(incomplete_rows.size):
             rows = incomplete_rows[chunk]
             # every row of the chunk is incomplete: each has its own posterior
-            _, posterior = self._posterior(imputed[rows], precision_terms)
+            _, posterior = self._posterior(imputed[rows])
             latent = posterior["mean"]
             chunk_missing = missing[rows]
             if sample_posterior:
@@ -688,7 +675,8 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
             reconstruction = (latent @ self.components_ + self.mean_)[chunk_missing]
             if sample_posterior:
                 noise = random_state.standard_normal(reconstruction.shape)
-                reconstruction += np.sqrt(self.noise_variance_) * noise
+                deviations = np.sqrt(self.noise_variance_) * np.ones(chunk_missing.shape[1])
+                reconstruction += deviations[np.nonzero(chunk_missing)[1]] * noise
             block = imputed[rows]
             block[chunk_missing] = reconstruction
             imputed[rows] = block

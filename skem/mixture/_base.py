@@ -458,6 +458,9 @@ class BaseMixture(BaseEM):
             lambda chunk: normalize_log_rows(self._estimate_weighted_log_prob(chunk))[1], X
         )
 
+    def _fitted_structure(self):
+        return {"n_components": self._fitted_components()}
+
     def _n_parameters(self):
         """Number of free parameters of the mixture."""
         return int(self._n_component_parameters() + self._fitted_components() - 1)

@@ -57,7 +57,8 @@ class BernoulliMixture(BaseMixture):
         log-density.
     binarize : float or None, default=None
         None: X must hold only 0, 1 (and NaN); a float: values above it
-        count as 1, the others as 0 (as scikit-learn's ``BernoulliNB``).
+        count as 1, the others as 0 (as scikit-learn's ``BernoulliNB``;
+        ``impute`` then returns the rows so binarised).
     tol, max_iter, n_init, init_params, init_size, random_state, warm_start, \
 verbose, verbose_interval, learning_decay, learning_offset
         As for :class:`skem.EMGaussianMixture`.
@@ -129,6 +130,14 @@ verbose, verbose_interval, learning_decay, learning_offset
     def _validate_predict_data(self, X, *, allow_unobserved_rows=False):
         X = super()._validate_predict_data(X, allow_unobserved_rows=allow_unobserved_rows)
         return route_of(X).check_rows(self._binary, X)
+
+    def _check_parameters(self, X, sample_weight):
+        super()._check_parameters(X, sample_weight)
+        if X.dtype.type(1) - X.dtype.type(self.min_probability) == 1:
+            raise ValueError(
+                f"min_probability={self.min_probability!r} is below the resolution of "
+                f"{X.dtype} near 1: a probability held at 1 - min_probability would be 1."
+            )
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)

@@ -357,7 +357,7 @@ class EMGaussianMixture(BaseMixture):
         }
 
     def _fitted_structure(self):
-        return {"n_components": self.weights_.shape[0], "covariance_type": self._covariance.name}
+        return {**super()._fitted_structure(), "covariance_type": self._covariance.name}
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)

@@ -257,8 +257,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 )
 
     def _fitted_structure(self):
-        n_components, n_latent = self.components_.shape[:2]
-        return {"n_components": n_components, "n_latent": n_latent}
+        return {**super()._fitted_structure(), "n_latent": self.components_.shape[1]}
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)

@@ -64,7 +64,7 @@ def softplus_and_sigmoid(x, softplus_out, sigmoid_out):
 class _MinibatchELBO:
     """The ELBO of a minibatch and its gradient, in buffers reused from batch to batch.
 
-    Holds both networks (:class:`skem._mlp.MinibatchNetwork`) on views of
+    Holds both networks (:class:`skem.neural_network._mlp.MinibatchNetwork`) on views of
     ``parameters`` and of one flat gradient buffer, and the buffers of the
     latent and reconstruction terms, for up to ``max_rows`` rows. Inside,
     a batch is feature-major (one column per row) so that every array is

@@ -1,0 +1,212 @@
+"""FactorAnalysis: a noise variance per feature, by exact EM (Rubin & Thayer 1982).
+
+The model is probabilistic PCA's with a diagonal noise covariance Psi in place
+of sigma^2 I. Scaling each feature by 1 / sqrt(psi_j) turns it into PPCA with
+unit noise, so the E-step, the log-densities (matrix-inversion lemma, O(n d q),
+no d x d inverse per row), missing values and the joint regression of
+[W, mean] are ProbabilisticPCA's, in the scaled coordinates; the M-step's
+noise is then per feature (``skem.decomposition._lowrank``).
+"""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted
+
+from .._core import BaseEM, check_missing
+from .._core._online import OnlineEM
+from ..exceptions import VarianceFloorWarning
+from ._lowrank import (
+    latent_precision_terms,
+    orthogonal_loadings,
+    ppca_m_step,
+    ppca_posterior,
+    ppca_sufficient_statistics,
+)
+from ._ppca import ProbabilisticPCA
+
+
+class FactorAnalysis(ProbabilisticPCA):
+    """Factor analysis, ``x = W z + mean + noise`` with ``noise ~ N(0, Psi)``, by exact EM.
+
+    ``z ~ N(0, I_q)`` and Psi is diagonal: each feature has its own noise
+    variance (``noise_variance_``), where probabilistic PCA has one for all.
+    The data are Gaussian with covariance ``W W^T + Psi``. EM (Rubin & Thayer
+    1982) reaches the maximum-likelihood optimum that scikit-learn's
+    :class:`~sklearn.decomposition.FactorAnalysis` finds by another
+    iteration; it also takes sample weights, missing values (NaN, integrated
+    out exactly: the bound of the observed values never falls), dask arrays
+    and chunked data as the other skem models do. Log-densities use the
+    matrix-inversion lemma and the determinant lemma, O(n d q).
+
+    A noise variance that EM drives towards zero (a Heywood case: a feature
+    the factors explain entirely) is held at the floor, ``noise_variance_floor``
+    times the mean variance of the features, and named in a
+    :class:`~skem.VarianceFloorWarning`.
+
+    Parameters
+    ----------
+    n_components : int, default=None
+        Number of factors q; None gives ``n_features - 1``.
+    noise_variance_floor : float, default=1e-6
+        Floor of every noise variance, relative to the mean variance of the
+        features.
+    tol : float, default=1e-6
+        Convergence threshold on the change of the per-sample log-likelihood.
+        EM for factor analysis converges linearly and can be slow (hundreds
+        of iterations on strongly correlated data).
+    max_iter : int, default=1000
+        Maximum number of EM iterations.
+    n_init, random_state, warm_start, verbose, verbose_interval
+        As for :class:`skem.ProbabilisticPCA` (the start is PPCA's solution,
+        from a randomized SVD).
+
+    Attributes
+    ----------
+    components_ : ndarray of shape (n_components, n_features)
+        The loadings W, transposed (scikit-learn's name and shape).
+    mean_ : ndarray of shape (n_features,)
+    noise_variance_ : ndarray of shape (n_features,)
+        The diagonal of Psi.
+    lower_bounds_, lower_bound_, n_iter_, converged_, n_features_in_
+        As for every skem model (the bound is the mean log-likelihood).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import FactorAnalysis
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.standard_normal((2000, 1)) * [1.0, 2.0, 1.0, 0.5]
+    >>> X += rng.standard_normal((2000, 4)) * [0.3, 0.3, 1.0, 1.0]
+    >>> model = FactorAnalysis(1, random_state=0).fit(X)
+    >>> np.sqrt(model.noise_variance_).round(1)
+    array([0.3, 0.3, 1. , 1. ])
+    >>> np.abs(model.components_).round(1)
+    array([[1. , 1.9, 1. , 0.5]])
+    """
+
+    _parameter_constraints: dict = {
+        **BaseEM._parameter_constraints,
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
+        "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
+    }
+    _terms_from = ("components_", "noise_variance_")
+
+    # no partial_fit: PPCA's online EM is its closed form, which FA has not
+    _batch_moments = OnlineEM._batch_moments
+
+    def __init__(
+        self,
+        n_components=None,
+        *,
+        noise_variance_floor=1e-6,
+        tol=1e-6,
+        max_iter=1000,
+        n_init=1,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        BaseEM.__init__(
+            self,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.n_components = n_components
+        self.noise_variance_floor = noise_variance_floor
+
+    def _check_parameters(self, X, sample_weight):
+        n_latent = self._latent_dimension(X.shape[1])
+        if n_latent > X.shape[1]:
+            raise ValueError(f"n_components={n_latent} must be at most n_features={X.shape[1]}.")
+        check_missing(X, sample_weight)
+
+    def _uses_eigen_solver(self):
+        return False
+
+    def _initialize(self, X, sample_weight, random_state):
+        super()._initialize(X, sample_weight, random_state)  # PPCA's solution
+        self.noise_variance_ = np.full(X.shape[1], float(self.noise_variance_))
+
+    # ------------------------------------------------------------------ E and M
+
+    def _derive_terms(self):
+        """The scaling by 1 / sqrt(psi) and PPCA's q x q terms in scaled coordinates."""
+        deviations = np.sqrt(np.asarray(self.noise_variance_, dtype=np.float64))
+        scaled_components = self.components_ / deviations
+        return deviations, scaled_components, latent_precision_terms(scaled_components, 1.0)
+
+    def _posterior(self, X):
+        """PPCA's posterior of the rows scaled by 1 / sqrt(psi), unit noise.
+
+        log N(x; mean, W W^T + Psi) = log N(x / s; mean / s, W' W'^T + I) - sum log s_j
+        over the observed features (s = sqrt(psi), W' = W / s); the
+        posterior of z is the same in both coordinates.
+        """
+        deviations, scaled_components, precision_terms = self._terms()
+        log_density, posterior = ppca_posterior(
+            X / deviations, scaled_components, self.mean_ / deviations, 1.0, precision_terms
+        )
+        log_deviations = np.log(deviations)
+        log_density -= log_deviations.sum()
+        observed = posterior["observed_incomplete"]
+        if observed is not None:
+            log_density[~posterior["complete"]] += (~observed) @ log_deviations
+        return log_density, posterior
+
+    def _sufficient_statistics(self, X, sample_weight, posterior):
+        return ppca_sufficient_statistics(
+            X, sample_weight, posterior, self._has_missing, per_feature=True
+        )
+
+    def _m_step(self, statistics):
+        """The M-step in the scaled coordinates, then scaled back (feature by feature)."""
+        deviations = self._terms()[0]
+        variances = deviations**2
+        components, shift, noise = ppca_m_step(
+            statistics, self._noise_floor / variances, per_feature=True
+        )
+        self.components_ = components * deviations
+        self.mean_ = self.mean_ + shift * deviations
+        self.noise_variance_ = np.maximum(noise * variances, self._noise_floor)
+
+    def _after_fit(self, X, sample_weight):
+        """Rotate W to orthogonal columns (same likelihood); name the Heywood cases."""
+        self.components_ = orthogonal_loadings(self.components_)[0]
+        floored = np.flatnonzero(self.noise_variance_ <= self._noise_floor * (1 + 1e-9))
+        if floored.size:
+            warnings.warn(
+                f"The noise variance of {floored.size} of {self.noise_variance_.size} "
+                f"features (features {floored[:10].tolist()}) went to the floor "
+                f"{self._noise_floor:.3g} (a Heywood case: the factors explain those "
+                "features entirely). It is held there, so scores stay finite; consider "
+                "fewer components, or removing features that are copies or sums of others.",
+                VarianceFloorWarning,
+            )
+
+    # ------------------------------------------------------------------ results
+
+    def get_precision(self):
+        """Inverse of the model covariance ``W W^T + Psi``, by the matrix-inversion lemma.
+
+        Returns
+        -------
+        precision : ndarray of shape (n_features, n_features)
+        """
+        check_is_fitted(self)
+        deviations, scaled_components, (precision_inverse, _) = self._terms()
+        scaled = -(scaled_components.T @ precision_inverse @ scaled_components)
+        scaled.flat[:: scaled.shape[0] + 1] += 1.0
+        return scaled / deviations / deviations[:, np.newaxis]
+
+    def _n_parameters(self):
+        n_latent, n_features = self.components_.shape
+        return int(n_features * n_latent - n_latent * (n_latent - 1) / 2 + 2 * n_features)
