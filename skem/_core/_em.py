@@ -19,6 +19,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from . import _blocks
+from ._accelerate import accelerated_restart
 from ._blocks import fingerprint, row_slices, weighted_sum
 from ._missing import clear_pattern_cache
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
@@ -438,10 +439,13 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
             monitor.begin_restart(init, -np.inf if do_init else self.lower_bound_)
             if do_init:
                 self._initialize(X, sample_weight, random_state)
-            for _ in range(self.max_iter):
-                monitor.begin_iteration()
-                if monitor.record(self._em_iteration(X, sample_weight)):
-                    break
+            if getattr(self, "accelerate", False):  # (models with the parameter)
+                accelerated_restart(self, X, sample_weight, monitor, self.max_iter)
+            else:
+                for _ in range(self.max_iter):
+                    monitor.begin_iteration()
+                    if monitor.record(self._em_iteration(X, sample_weight)):
+                        break
             monitor.end_restart()
         return monitor.best
 

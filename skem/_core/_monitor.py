@@ -93,13 +93,17 @@ class FitMonitor:
                 estimator=self.estimator, X=self.X, metadata=self.metadata
             )
 
-    def record(self, lower_bound):
-        """Record an iteration's bound; return True when the restart should stop."""
+    def record(self, lower_bound, may_converge=True):
+        """Record an iteration's bound; return True when the restart should stop.
+
+        ``may_converge=False``: the change is not a step of plain EM (an
+        accelerated jump), so it does not count for the convergence test.
+        """
         previous, self.lower_bound = self.lower_bound, lower_bound
         self.lower_bounds.append(lower_bound)
         n_iter = len(self.lower_bounds)
         self._print_iteration(n_iter, lower_bound - previous)
-        stop = self.converged = self._converged(lower_bound, previous)
+        stop = self.converged = may_converge and self._converged(lower_bound, previous)
         if self._context is not None:
             stop |= self._iteration_context.call_on_fit_task_end(
                 estimator=self.estimator,
