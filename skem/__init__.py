@@ -19,6 +19,7 @@ _MODULES = {
     "EMGaussianMixture": ".mixture",
     "EMImputer": ".impute",
     "FactorAnalysis": ".decomposition",
+    "MixtureOfFactorAnalyzers": ".mixture",
     "MixtureOfPPCA": ".mixture",
     "ProbabilisticPCA": ".decomposition",
     "VarianceFloorWarning": ".exceptions",

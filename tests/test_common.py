@@ -7,6 +7,7 @@ from skem import (
     BernoulliMixture,
     EMGaussianMixture,
     FactorAnalysis,
+    MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
     ProbabilisticPCA,
 )
@@ -23,6 +24,8 @@ ESTIMATORS = [
     BernoulliMixture(binarize=0.0, random_state=0),
     FactorAnalysis(random_state=0),
     FactorAnalysis(n_components=1, random_state=0),
+    MixtureOfFactorAnalyzers(n_components=1, n_latent=1, random_state=0),
+    MixtureOfFactorAnalyzers(n_components=2, n_latent=1, random_state=0),
     BernoulliMixture(n_components=2, binarize=0.0, random_state=0),
 ]
 

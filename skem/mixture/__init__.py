@@ -2,7 +2,14 @@
 
 from ._base import BaseMixture
 from ._bernoulli import BernoulliMixture
+from ._factor_mixture import MixtureOfFactorAnalyzers
 from ._gaussian_mixture import EMGaussianMixture
 from ._mixture_ppca import MixtureOfPPCA
 
-__all__ = ["BaseMixture", "BernoulliMixture", "EMGaussianMixture", "MixtureOfPPCA"]
+__all__ = [
+    "BaseMixture",
+    "BernoulliMixture",
+    "EMGaussianMixture",
+    "MixtureOfFactorAnalyzers",
+    "MixtureOfPPCA",
+]

@@ -333,9 +333,19 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         components = np.asarray(self.components_, dtype=np.float64)
         noise_variances = np.asarray(self.noise_variance_, dtype=np.float64)
         terms = [latent_precision_terms(w, s) for w, s in zip(components, noise_variances)]
+        log_det_precisions = np.array([log_det for _, log_det in terms])
+        n_latent, n_features = components.shape[1:]
         return {
             "precision_inverses": np.array([inverse for inverse, _ in terms]),
-            "log_det_precisions": np.array([log_det for _, log_det in terms]),
+            "log_det_precisions": log_det_precisions,
+            # log|C_k| = (d - q) log s + log|M_k|
+            "log_det_covariances": (n_features - n_latent) * np.log(noise_variances)
+            + log_det_precisions,
+            # E[z | x, k] = M_k^-1 (projections_k (x - m_k)), and the noise in
+            # the coordinates of the E-step (see MixtureOfFactorAnalyzers)
+            "projections": components,
+            "noise": noise_variances,
+            "log_scales": np.zeros(components.shape[0]),
             "missing_factors": Lazy(
                 lambda: np.array(
                     [ppca_precision_factor(w, s) for w, s in zip(components, noise_variances)]
@@ -356,15 +366,19 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             return (
                 residual,
                 np.einsum("nd,nd->n", residual, residual),
-                residual @ self.components_[k].T,
+                residual @ self._loadings(k),
             )
+
+    def _loadings(self, k):
+        """W_k, in the coordinates of the E-step (``_component_terms``)."""
+        return self.components_[k].T
 
     def _estimate_log_prob(self, X):
         n_components, n_latent = self.components_.shape[:2]
         terms = self._terms()
         log_prob = np.empty((X.shape[0], n_components))
         for k in range(n_components):
-            loadings, precision_inverse = self.components_[k].T, terms["precision_inverses"][k]
+            loadings, precision_inverse = self._loadings(k), terms["precision_inverses"][k]
 
             def latent_terms(rows_residual, rows):
                 rows_projected = rows_residual @ loadings
@@ -381,9 +395,10 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 latent_terms,
                 X.shape[1],
                 n_latent,
-                self.noise_variance_[k],
+                terms["noise"][k],
                 terms["log_det_precisions"][k],
             )
+            log_prob[:, k] -= terms["log_scales"][k]
         return log_prob
 
     def _missing_log_prob(self, X, missing):
@@ -399,11 +414,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             mahalanobis, log_det_missing, conditionals = condition_on_observed(
                 residuals, missing, terms["missing_factors"].get(), means
             )
-        n_features, n_latent = X.shape[1], self.components_.shape[1]
-        log_det = (n_features - n_latent) * np.log(self.noise_variance_)
-        log_det += terms["log_det_precisions"]
-        n_observed = n_features - missing.sum(axis=1)
-        log_prob = mahalanobis + log_det_missing + log_det
+        n_observed = X.shape[1] - missing.sum(axis=1)
+        log_prob = mahalanobis + log_det_missing + terms["log_det_covariances"]
         log_prob += log(2 * pi) * n_observed[:, np.newaxis]
         log_prob *= -0.5
         return log_prob, conditionals
@@ -568,7 +580,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         """
         X = self._validate_predict_data(X)
 
-        precision_inverses = self._terms()["precision_inverses"]
+        terms = self._terms()
+        precision_inverses, projections = terms["precision_inverses"], terms["projections"]
 
         def latent_means(chunk):
             log_prob, workspace = self._chunk_log_prob(chunk)
@@ -582,7 +595,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 rows = np.flatnonzero(workspace.incomplete)
                 label = labels[rows]
                 filled = workspace.conditionals.residuals[label, np.arange(rows.size)]
-                projected = np.einsum("nd,nqd->nq", filled, self.components_[label])
+                projected = np.einsum("nd,nqd->nq", filled, projections[label])
                 latent[rows] = np.einsum("nq,nqr->nr", projected, precision_inverses[label])
             for k in np.unique(labels):
                 rows = np.flatnonzero((labels == k) & complete)
