@@ -10,7 +10,8 @@ ratio of fit times.
 A last section times whole fits on the dequantised digits' training rows
 (64 features, ``n_latent=10``): MixtureOfPPCA with its closed-form M-step (the
 default up to 200 features), with the one-step M-step it uses above 200 (for
-reference) and EMGaussianMixture(covariance_type='full'), each with the
+reference) and with SQUAREM, MixtureOfFactorAnalyzers with SQUAREM (its
+default) and without, and EMGaussianMixture(covariance_type='full'), each with the
 default BLAS threads and with BLAS limited to one thread. The machine may be
 shared, so the models take turns within every repeat (the order rotating) and
 the median of the repeats is reported, with the iterations of each fit.
@@ -29,7 +30,12 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from threadpoolctl import threadpool_limits
 
-from skem import DegenerateComponentWarning, EMGaussianMixture, MixtureOfPPCA
+from skem import (
+    DegenerateComponentWarning,
+    EMGaussianMixture,
+    MixtureOfFactorAnalyzers,
+    MixtureOfPPCA,
+)
 from skem.datasets import load_dequantized_digits, make_low_rank_mixture
 from skem.mixture import _mixture_ppca
 
@@ -94,6 +100,15 @@ def speed(X_train, X_test, n_components, n_latent, repeats):
         "MixtureOfPPCA (one-step M)": lambda: OneStepMixtureOfPPCA(
             n_components, n_latent, random_state=0
         ),
+        "MixtureOfPPCA (SQUAREM)": lambda: MixtureOfPPCA(
+            n_components, n_latent, accelerate=True, random_state=0
+        ),
+        "MixtureOfFactorAnalyzers": lambda: MixtureOfFactorAnalyzers(
+            n_components, n_latent, random_state=0
+        ),
+        "MixtureOfFactorAnalyzers (plain)": lambda: MixtureOfFactorAnalyzers(
+            n_components, n_latent, accelerate=False, random_state=0
+        ),
         "EMGaussianMixture(full)": lambda: EMGaussianMixture(
             n_components, covariance_type="full", random_state=0
         ),
@@ -113,15 +128,19 @@ def speed(X_train, X_test, n_components, n_latent, repeats):
                     times[name].append(time.perf_counter() - start)
                     fitted[name] = model
         print(f"  BLAS threads: {threads}")
-        print(f"    {'model':<30} {'fit s':>8} {'n_iter_':>8} {'s/iter':>8} {'held-out nats':>14}")
+        print(
+            f"    {'model':<32} {'fit s':>8} {'n_iter_':>8} {'s/iter':>8} "
+            f"{'train bound':>12} {'held-out nats':>14} {'/ full':>7}"
+        )
         medians = {name: float(np.median(times[name])) for name in names}
+        full = medians["EMGaussianMixture(full)"]
         for name in names:
             model = fitted[name]
             print(
-                f"    {name:<30} {medians[name]:>8.3f} {model.n_iter_:>8d} "
-                f"{medians[name] / model.n_iter_:>8.4f} {model.score(X_test):>14.2f}"
+                f"    {name:<32} {medians[name]:>8.3f} {model.n_iter_:>8d} "
+                f"{medians[name] / model.n_iter_:>8.4f} {model.lower_bound_:>12.4f} "
+                f"{model.score(X_test):>14.2f} {medians[name] / full:>7.2f}"
             )
-        full = medians["EMGaussianMixture(full)"]
         print(
             f"    fit time ratio closed form / full: {medians[names[0]] / full:.3f}; "
             f"one-step / full: {medians[names[1]] / full:.3f}; "

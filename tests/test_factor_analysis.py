@@ -170,3 +170,50 @@ def test_squarem_reaches_a_bound_at_least_plain_ems_in_fewer_iterations_never_fa
     assert fast.lower_bound_ >= plain.lower_bound_ - 1e-12
     assert fast.n_iter_ * 3 <= plain.n_iter_
     assert_allclose(fast.get_covariance(), plain.get_covariance(), rtol=1e-4, atol=1e-6)
+
+
+def test_moments_log_likelihood_is_scipys_mean_log_density():
+    """The Woodbury/determinant-lemma form equals scipy's Gaussian on badly scaled data."""
+    from skem.decomposition._lowrank import moments_log_likelihood
+
+    rng = np.random.RandomState(3)
+    X = heteroscedastic(500) * np.logspace(-3, 3, 6)
+    W, psi = rng.normal(size=(2, 6)) * np.logspace(-2, 2, 6), np.logspace(-3, 3, 6)
+    mean = X.mean(axis=0)
+    covariance = np.cov(X.T, bias=True)
+    expected = multivariate_normal(mean, W.T @ W + np.diag(psi)).logpdf(X).mean()
+    assert_allclose(moments_log_likelihood(covariance, W, psi), expected, rtol=1e-10)
+
+
+def test_partial_fit_of_one_batch_is_the_fit():
+    """Online EM's first step fits the batch's own moments: the maximum-likelihood fit."""
+    X = StandardScaler().fit_transform(load_wine().data)
+    fitted = FactorAnalysis(3, tol=1e-12, max_iter=20_000, random_state=0).fit(X)
+    online = FactorAnalysis(3, tol=1e-12, max_iter=20_000, random_state=0).partial_fit(X)
+    assert_allclose(online.score(X), fitted.score(X), atol=1e-9)
+    assert_allclose(online.get_covariance(), fitted.get_covariance(), atol=1e-5)
+    assert_allclose(online.mean_, X.mean(axis=0), atol=1e-12)
+
+
+def test_partial_fit_fits_the_running_moments_averaged_by_hand():
+    """After several batches the mean is the step-size-weighted running mean and the
+    factors are a fixed point of factor-analysis EM on the running covariance."""
+    from skem.decomposition._lowrank import factor_analysis_step
+
+    X = heteroscedastic(3000, seed=1)
+    batches = np.array_split(X, 5)
+    model = FactorAnalysis(2, tol=1e-12, max_iter=20_000, learning_offset=4.0, random_state=0)
+    mean, second = batches[0].mean(axis=0), batches[0].T @ batches[0] / len(batches[0])
+    for t, batch in enumerate(batches):
+        model.partial_fit(batch)
+        if t:  # raw moments average linearly (equal batch weights: steps unscaled)
+            step = (4.0 + t) ** -0.7
+            mean = (1 - step) * mean + step * batch.mean(axis=0)
+            second = (1 - step) * second + step * batch.T @ batch / len(batch)
+    covariance = second - np.outer(mean, mean)
+    assert_allclose(model.mean_, mean, atol=1e-12)
+    W, psi = model.components_[None], model.noise_variance_[None]
+    stepped_W, stepped_psi = factor_analysis_step(covariance[None], W, psi, 1e-12)
+    assert_allclose(stepped_W @ np.swapaxes(stepped_W, 1, 2), W @ np.swapaxes(W, 1, 2), atol=1e-6)
+    assert_allclose(stepped_psi, psi, atol=1e-6)
+    assert model.n_steps_ == 5 and model.lower_bounds_.shape == (5,)

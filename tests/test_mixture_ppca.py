@@ -438,3 +438,18 @@ def test_far_rows_score_the_exact_mixture_log_density_at_every_data_scale(data_s
     assert finite.any() and not finite.all()
     assert_allclose(scores[finite], exact[finite], rtol=1e-9)
     assert_array_equal(scores[~finite], -np.inf)
+
+
+def test_squarem_never_lowers_the_bound_and_ends_as_high():
+    """accelerate=True: every recorded bound at least the last, in fewer iterations on iris
+    (whose plain EM crawls), to the plain fit's maximum within tol."""
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data
+    plain = MixtureOfPPCA(3, n_latent=1, random_state=0, tol=1e-8, max_iter=5000).fit(X)
+    fast = MixtureOfPPCA(3, n_latent=1, random_state=0, tol=1e-8, max_iter=5000, accelerate=True)
+    fast.fit(X)
+    assert np.all(np.diff(fast.lower_bounds_) >= 0)
+    assert fast.n_iter_ < plain.n_iter_
+    assert fast.lower_bound_ >= plain.lower_bound_ - 1e-6
+    assert_allclose(fast.score(X), plain.score(X), atol=1e-6)

@@ -15,11 +15,12 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import BaseEM, check_missing
-from .._core._online import OnlineEM
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, BaseEM, check_missing
 from ..exceptions import VarianceFloorWarning
 from ._lowrank import (
+    factor_analysis_step,
     latent_precision_terms,
+    moments_log_likelihood,
     orthogonal_loadings,
     ppca_m_step,
     ppca_posterior,
@@ -69,6 +70,11 @@ class FactorAnalysis(ProbabilisticPCA):
     n_init, random_state, warm_start, verbose, verbose_interval
         As for :class:`skem.ProbabilisticPCA` (the start is PPCA's solution,
         from a randomized SVD).
+    learning_decay, learning_offset
+        Online EM (``partial_fit``), as for :class:`skem.ProbabilisticPCA`:
+        the running mean and covariance are averaged with step sizes
+        ``(learning_offset + t) ** -learning_decay``, and each step fits the
+        factors to them (EM steps on the d x d covariance alone, to ``tol``).
 
     Attributes
     ----------
@@ -96,14 +102,12 @@ class FactorAnalysis(ProbabilisticPCA):
 
     _parameter_constraints: dict = {
         **BaseEM._parameter_constraints,
+        **ONLINE_PARAMETER_CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
         "accelerate": ["boolean"],
     }
     _terms_from = ("components_", "noise_variance_")
-
-    # no partial_fit: PPCA's online EM is its closed form, which FA has not
-    _batch_moments = OnlineEM._batch_moments
 
     def __init__(
         self,
@@ -118,6 +122,8 @@ class FactorAnalysis(ProbabilisticPCA):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.7,
+        learning_offset=10.0,
     ):
         BaseEM.__init__(
             self,
@@ -132,6 +138,8 @@ class FactorAnalysis(ProbabilisticPCA):
         self.n_components = n_components
         self.noise_variance_floor = noise_variance_floor
         self.accelerate = accelerate
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _check_parameters(self, X, sample_weight):
         n_latent = self._latent_dimension(X.shape[1])
@@ -201,6 +209,39 @@ class FactorAnalysis(ProbabilisticPCA):
                 "fewer components, or removing features that are copies or sums of others.",
                 VarianceFloorWarning,
             )
+
+    # ------------------------------------------------------------------ online
+
+    def _m_step_from_moments(self, moments):
+        """Factor analysis of a mean and covariance (the running moments of ``partial_fit``).
+
+        The mean and covariance of the rows are sufficient for any Gaussian
+        model, so the M-step of online EM is the factor analysis of the
+        running moments: EM steps on the covariance alone (O(d^2 q) each, no
+        rows), from the current parameters, until the Gaussian
+        log-likelihood of the moments gains less than ``tol`` per row (at
+        most ``max_iter`` steps). The first batch starts from PPCA's closed
+        form of its moments, as ``fit`` starts from PPCA's solution.
+        """
+        mean, covariance = moments["means"][0], moments["covariances"][0]
+        if getattr(self, "components_", None) is None or np.shape(self.noise_variance_) != (
+            mean.shape[0],
+        ):
+            super()._set_from_covariance(mean, covariance.copy())
+            self.noise_variance_ = np.full(mean.shape[0], float(self.noise_variance_))
+        components, noise = self.components_[np.newaxis], self.noise_variance_[np.newaxis]
+        covariance = covariance[np.newaxis]
+        previous = moments_log_likelihood(covariance[0], components[0], noise[0])
+        for _ in range(self.max_iter):
+            components, noise = factor_analysis_step(
+                covariance, components, noise, self._noise_floor
+            )
+            value = moments_log_likelihood(covariance[0], components[0], noise[0])
+            if value - previous < self.tol:
+                break
+            previous = value
+        self.mean_, self.components_, self.noise_variance_ = mean, components[0], noise[0]
+        self._after_fit(None, None)
 
     def _parameter_vector(self):
         """The parameters for SQUAREM's extrapolation (``skem._core._accelerate``)."""

@@ -334,6 +334,53 @@ def ppca_m_step(statistics, noise_floor, per_feature=False):
     return coefficients[:, :-1].T.copy(), coefficients[:, -1], noise_variance
 
 
+def factor_analysis_step(covariances, components, noise_variances, noise_floor):
+    """One EM step of factor analysis per component, from its local covariance.
+
+    For a Gaussian of covariance W W^T + Psi fitted to a covariance S (Rubin &
+    Thayer 1982): with M = I + W^T Psi^-1 W and beta = M^-1 W^T Psi^-1,
+    ``W <- S beta^T (M^-1 + beta S beta^T)^-1`` and
+    ``Psi <- diag(S - W_new beta S)``, at least ``noise_floor``. It never
+    lowers the component's expected log-likelihood. Arrays are stacked over
+    the components: ``components`` (K, q, d) is W transposed,
+    ``noise_variances`` (K, d). Returns the new ``(components, noise_variances)``.
+    """
+    n_latent = components.shape[1]
+    scaled = components / noise_variances[:, np.newaxis, :]  # W^T Psi^-1, (K, q, d)
+    precisions = np.matmul(scaled, np.swapaxes(components, 1, 2))
+    precisions += np.eye(n_latent)  # M, (K, q, q)
+    beta = np.linalg.solve(precisions, scaled)  # (K, q, d)
+    cross = np.matmul(covariances, np.swapaxes(beta, 1, 2))  # S beta^T, (K, d, q)
+    inner = np.linalg.inv(precisions) + np.matmul(beta, cross)
+    loadings = np.swapaxes(
+        np.linalg.solve(np.swapaxes(inner, 1, 2), np.swapaxes(cross, 1, 2)), 1, 2
+    )
+    explained = np.einsum("kdq,kdq->kd", loadings, cross)  # diag(W_new beta S)
+    diagonal = np.einsum("kdd->kd", covariances)
+    noise = np.maximum(diagonal - explained, noise_floor)
+    return np.ascontiguousarray(np.swapaxes(loadings, 1, 2)), noise
+
+
+def moments_log_likelihood(covariance, components, noise_variances):
+    """Mean log-likelihood of rows of covariance ``covariance`` about the model mean.
+
+    ``-(d log 2 pi + log|C| + tr(C^-1 S)) / 2`` for the factor model
+    ``C = W W^T + Psi`` (``components`` is W transposed, ``noise_variances``
+    the diagonal of Psi, or one variance for all), by the determinant lemma
+    and the matrix-inversion lemma: O(d^2 q), no d x d factorisation.
+    """
+    n_features = covariance.shape[0]
+    noise_variances = np.broadcast_to(noise_variances, (n_features,))
+    scaled = components / noise_variances  # W^T Psi^-1
+    precision = np.eye(components.shape[0]) + scaled @ components.T  # M
+    factor = np.linalg.cholesky(precision)
+    projected = np.linalg.solve(factor, scaled @ covariance @ scaled.T)
+    explained = np.trace(np.linalg.solve(factor, projected.T))  # tr(M^-1 W^T Psi^-1 S Psi^-1 W)
+    trace = np.diagonal(covariance) @ (1.0 / noise_variances) - explained
+    log_det = 2.0 * np.log(np.diagonal(factor)).sum() + np.log(noise_variances).sum()
+    return -0.5 * (n_features * log(2 * pi) + log_det + trace)
+
+
 def orthogonal_loadings(components):
     """``(components, singular values)``: W rotated to orthogonal columns of
     decreasing norm, signs fixed (the same covariance W W^T, so the same model)."""

@@ -16,10 +16,14 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy
-from ..decomposition._lowrank import latent_precision_terms, ppca_precision_factor
+from ..decomposition._lowrank import (
+    factor_analysis_step,
+    latent_precision_terms,
+    ppca_precision_factor,
+)
 from ..exceptions import VarianceFloorWarning
 from ._base import BaseMixture
-from ._lowrank_mixture import factor_analysis_step, ppca_closed_form
+from ._lowrank_mixture import ppca_closed_form
 from ._mixture_ppca import MixtureOfPPCA
 
 
@@ -201,24 +205,3 @@ verbose, verbose_interval, learning_decay, learning_offset
     def _n_component_parameters(self):
         (n_components, q), d = self.components_.shape[:2], self.means_.shape[1]
         return int(n_components * (d * q - q * (q - 1) / 2 + 2 * d))
-
-    def _parameter_vector(self):
-        """The parameters for SQUAREM: log-weights, means, W, log-noise."""
-        return np.concatenate(
-            [
-                np.log(self.weights_),
-                self.means_.ravel(),
-                self.components_.ravel(),
-                np.log(self.noise_variance_).ravel(),
-            ]
-        )
-
-    def _set_parameter_vector(self, vector):
-        n_components, n_latent, n_features = self.components_.shape
-        sizes = np.cumsum([n_components, n_components * n_features, self.components_.size])
-        weights = np.exp(vector[: sizes[0]] - vector[: sizes[0]].max())
-        self.weights_ = weights / weights.sum()
-        self.means_ = vector[sizes[0] : sizes[1]].reshape(n_components, n_features)
-        self.components_ = vector[sizes[1] : sizes[2]].reshape(self.components_.shape)
-        noise = np.exp(vector[sizes[2] :]).reshape(n_components, n_features)
-        self.noise_variance_ = np.maximum(noise, self._noise_floor)

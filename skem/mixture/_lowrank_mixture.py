@@ -144,29 +144,3 @@ def ppca_one_step(statistics, means, components, noise_variances, precision_inve
         new_components.append(new_loadings.T)
     return np.array(new_means), np.array(new_components), np.array(new_noise_variances)
 
-
-def factor_analysis_step(covariances, components, noise_variances, noise_floor):
-    """One EM step of factor analysis per component, from its local covariance.
-
-    For a Gaussian of covariance W W^T + Psi fitted to a covariance S (Rubin &
-    Thayer 1982): with M = I + W^T Psi^-1 W and beta = M^-1 W^T Psi^-1,
-    ``W <- S beta^T (M^-1 + beta S beta^T)^-1`` and
-    ``Psi <- diag(S - W_new beta S)``, at least ``noise_floor``. It never
-    lowers the component's expected log-likelihood. Arrays are stacked over
-    the components: ``components`` (K, q, d) is W transposed,
-    ``noise_variances`` (K, d). Returns the new ``(components, noise_variances)``.
-    """
-    n_latent = components.shape[1]
-    scaled = components / noise_variances[:, np.newaxis, :]  # W^T Psi^-1, (K, q, d)
-    precisions = np.matmul(scaled, np.swapaxes(components, 1, 2))
-    precisions += np.eye(n_latent)  # M, (K, q, q)
-    beta = np.linalg.solve(precisions, scaled)  # (K, q, d)
-    cross = np.matmul(covariances, np.swapaxes(beta, 1, 2))  # S beta^T, (K, d, q)
-    inner = np.linalg.inv(precisions) + np.matmul(beta, cross)
-    loadings = np.swapaxes(
-        np.linalg.solve(np.swapaxes(inner, 1, 2), np.swapaxes(cross, 1, 2)), 1, 2
-    )
-    explained = np.einsum("kdq,kdq->kd", loadings, cross)  # diag(W_new beta S)
-    diagonal = np.einsum("kdd->kd", covariances)
-    noise = np.maximum(diagonal - explained, noise_floor)
-    return np.ascontiguousarray(np.swapaxes(loadings, 1, 2)), noise

@@ -127,6 +127,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         ``n_latent + 1``); it is kept, with a
         :class:`~skem.exceptions.DegenerateComponentWarning`, and scores stay
         finite.
+    accelerate : bool, default=False
+        SQUAREM (see :class:`skem.FactorAnalysis`), never lowering the
+        bound. Off by default: with the closed-form M-step EM needs few
+        iterations, and SQUAREM saved none on digits (K=5, q=10), wine,
+        breast cancer (11 to 38 iterations), only 18 -> 10 on iris.
     tol : float, default=1e-4
         Convergence threshold on the change of the mean log-likelihood.
     max_iter : int, default=200
@@ -200,6 +205,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         **ONLINE_PARAMETER_CONSTRAINTS,
         "n_latent": [Interval(Integral, 1, None, closed="left")],
         "noise_variance_floor": [Interval(Real, 0.0, None, closed="neither")],
+        "accelerate": ["boolean"],
     }
 
     _fitted_parameters = ("weights_", "means_", "components_", "noise_variance_")
@@ -212,6 +218,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         n_latent=2,
         *,
         noise_variance_floor=1e-6,
+        accelerate=False,
         tol=1e-4,
         max_iter=200,
         n_init=1,
@@ -240,6 +247,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self.learning_offset = learning_offset
         self.n_latent = n_latent
         self.noise_variance_floor = noise_variance_floor
+        self.accelerate = accelerate
 
     # ------------------------------------------------------------------ EM
 
@@ -557,6 +565,29 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     def _n_component_parameters(self):
         (n_components, q), d = self.components_.shape[:2], self.means_.shape[1]
         return int(n_components * (d * q - q * (q - 1) / 2 + 1 + d))
+
+    def _parameter_vector(self):
+        """The parameters for SQUAREM (``skem._core._accelerate``): log-weights,
+        means, loadings and log noise variances, where every vector is valid."""
+        return np.concatenate(
+            [
+                np.log(self.weights_),
+                np.ravel(self.means_),
+                np.ravel(self.components_),
+                np.log(self.noise_variance_).ravel(),
+            ]
+        )
+
+    def _set_parameter_vector(self, vector):
+        n_components, n_features = self.means_.shape
+        sizes = np.cumsum([n_components, self.means_.size, self.components_.size])
+        log_weights = vector[: sizes[0]]
+        weights = np.exp(log_weights - log_weights.max())
+        self.weights_ = weights / weights.sum()
+        self.means_ = vector[sizes[0] : sizes[1]].reshape(self.means_.shape)
+        self.components_ = vector[sizes[1] : sizes[2]].reshape(self.components_.shape)
+        noise = np.exp(vector[sizes[2] :]).reshape(np.shape(self.noise_variance_))
+        self.noise_variance_ = np.maximum(noise, self._noise_floor)
 
     # ------------------------------------------------------------------ use
 
