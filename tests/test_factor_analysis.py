@@ -145,7 +145,8 @@ def test_a_heywood_case_is_floored_and_named():
     X = np.hstack([X, 2 * X[:, :1] - X[:, 1:2]])
     with pytest.warns(VarianceFloorWarning, match=r"features \[0, 1, 6\]"):
         model = FactorAnalysis(2, random_state=0).fit(X)
-    assert_allclose(model.noise_variance_[[0, 1, 6]], model._noise_floor)
+    # each at its floor: noise_variance_floor (1e-6) times the feature's variance
+    assert_allclose(model.noise_variance_[[0, 1, 6]], 1e-6 * X.var(axis=0)[[0, 1, 6]])
     assert np.isfinite(model.score_samples(X)).all()
 
 
@@ -217,3 +218,36 @@ def test_partial_fit_fits_the_running_moments_averaged_by_hand():
     assert_allclose(stepped_W @ np.swapaxes(stepped_W, 1, 2), W @ np.swapaxes(W, 1, 2), atol=1e-6)
     assert_allclose(stepped_psi, psi, atol=1e-6)
     assert model.n_steps_ == 5 and model.lower_bounds_.shape == (5,)
+
+
+def near_copy_wine():
+    """Standardised wine plus a near copy of its first feature: a noise variance at the
+    floor, where the matrix-inversion lemma cancels (the factors explain ~all of |r|^2)."""
+    wine = StandardScaler().fit_transform(load_wine().data)
+    rng = np.random.RandomState(0)
+    return np.hstack([wine, wine[:, :1] + 1e-3 * rng.standard_normal((len(wine), 1))])
+
+
+def test_densities_stay_exact_and_the_bound_never_falls_at_the_floor():
+    X = near_copy_wine()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", VarianceFloorWarning)
+        model = FactorAnalysis(3, tol=0, max_iter=300, accelerate=False, random_state=0).fit(X)
+    assert model.noise_variance_.min() < 2e-6
+    expected = multivariate_normal(model.mean_, model.get_covariance()).logpdf(X)
+    assert_allclose(model.score_samples(X), expected, rtol=0, atol=1e-8)
+    assert np.all(np.diff(model.lower_bounds_) >= 0)
+
+
+def test_the_fit_is_the_same_in_any_units():
+    """Floors relative to each feature's variance and a start from the standardised
+    features: rescaling features rescales the fit and shifts the score by the Jacobian."""
+    X = heteroscedastic(1000)
+    scales = np.array([1e4, 1.0, 1e-3, 1.0, 30.0, 1e-6])[: X.shape[1]]
+    plain = FactorAnalysis(2, accelerate=False, tol=1e-12, max_iter=5000, random_state=0)
+    scaled = FactorAnalysis(2, accelerate=False, tol=1e-12, max_iter=5000, random_state=0)
+    plain.fit(X)
+    scaled.fit(X * scales)
+    assert_allclose(scaled.score(X * scales) + np.log(scales).sum(), plain.score(X), atol=1e-10)
+    assert_allclose(scaled.noise_variance_ / scales**2, plain.noise_variance_, rtol=1e-8)
+    assert_allclose(scaled.get_covariance() / np.outer(scales, scales), plain.get_covariance(), rtol=1e-7)

@@ -15,10 +15,11 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, BaseEM, check_missing
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, BaseEM, check_missing, weighted_moments
 from ..exceptions import VarianceFloorWarning
 from ._lowrank import (
     factor_analysis_step,
+    feature_noise_floors,
     latent_precision_terms,
     moments_log_likelihood,
     orthogonal_loadings,
@@ -52,8 +53,9 @@ class FactorAnalysis(ProbabilisticPCA):
     n_components : int, default=None
         Number of factors q; None gives ``n_features - 1``.
     noise_variance_floor : float, default=1e-6
-        Floor of every noise variance, relative to the mean variance of the
-        features.
+        Floor of each feature's noise variance, relative to that feature's
+        variance in the training data (so the fit is the same in any units;
+        a constant feature's is relative to the mean variance of the others).
     accelerate : bool, default=True
         Accelerate EM by SQUAREM (Varadhan & Roland 2008; see
         ``skem._core._accelerate``): two EM steps, an extrapolation along
@@ -150,9 +152,22 @@ class FactorAnalysis(ProbabilisticPCA):
     def _uses_eigen_solver(self):
         return False
 
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
+        variances = weighted_moments(X, sample_weight)[1]
+        self._noise_floors = feature_noise_floors(variances, self.noise_variance_floor)
+
+    def _start_scaling(self):
+        """PPCA's start of the standardised features, so that the fit is the same in
+        any units (a constant feature is scaled as ``feature_noise_floors`` sets
+        its floor)."""
+        scales = np.sqrt(self._noise_floors / self.noise_variance_floor)
+        return scales, float(self._noise_floors.size), self.noise_variance_floor
+
     def _initialize(self, X, sample_weight, random_state):
-        super()._initialize(X, sample_weight, random_state)  # PPCA's solution
-        self.noise_variance_ = np.full(X.shape[1], float(self.noise_variance_))
+        super()._initialize(X, sample_weight, random_state)  # PPCA's solution, scaled back
+        noise = np.broadcast_to(self.noise_variance_, (X.shape[1],))
+        self.noise_variance_ = np.maximum(noise, self._noise_floors)
 
     # ------------------------------------------------------------------ E and M
 
@@ -190,21 +205,22 @@ class FactorAnalysis(ProbabilisticPCA):
         deviations = self._terms()[0]
         variances = deviations**2
         components, shift, noise = ppca_m_step(
-            statistics, self._noise_floor / variances, per_feature=True
+            statistics, self._noise_floors / variances, per_feature=True
         )
         self.components_ = components * deviations
         self.mean_ = self.mean_ + shift * deviations
-        self.noise_variance_ = np.maximum(noise * variances, self._noise_floor)
+        self.noise_variance_ = np.maximum(noise * variances, self._noise_floors)
 
     def _after_fit(self, X, sample_weight):
         """Rotate W to orthogonal columns (same likelihood); name the Heywood cases."""
         self.components_ = orthogonal_loadings(self.components_)[0]
-        floored = np.flatnonzero(self.noise_variance_ <= self._noise_floor * (1 + 1e-9))
+        floored = np.flatnonzero(self.noise_variance_ <= self._noise_floors * (1 + 1e-9))
         if floored.size:
             warnings.warn(
                 f"The noise variance of {floored.size} of {self.noise_variance_.size} "
-                f"features (features {floored[:10].tolist()}) went to the floor "
-                f"{self._noise_floor:.3g} (a Heywood case: the factors explain those "
+                f"features (features {floored[:10].tolist()}) went to their floor, "
+                f"noise_variance_floor={self.noise_variance_floor:g} times the "
+                "feature's variance (a Heywood case: the factors explain those "
                 "features entirely). It is held there, so scores stay finite; consider "
                 "fewer components, or removing features that are copies or sums of others.",
                 VarianceFloorWarning,
@@ -234,7 +250,7 @@ class FactorAnalysis(ProbabilisticPCA):
         previous = moments_log_likelihood(covariance[0], components[0], noise[0])
         for _ in range(self.max_iter):
             components, noise = factor_analysis_step(
-                covariance, components, noise, self._noise_floor
+                covariance, components, noise, self._noise_floors
             )
             value = moments_log_likelihood(covariance[0], components[0], noise[0])
             if value - previous < self.tol:
@@ -251,7 +267,7 @@ class FactorAnalysis(ProbabilisticPCA):
         n_latent, n_features = self.components_.shape
         self.components_ = vector[: n_latent * n_features].reshape(n_latent, n_features)
         self.mean_ = vector[n_latent * n_features : -n_features]
-        self.noise_variance_ = np.maximum(np.exp(vector[-n_features:]), self._noise_floor)
+        self.noise_variance_ = np.maximum(np.exp(vector[-n_features:]), self._noise_floors)
 
     # ------------------------------------------------------------------ results
 

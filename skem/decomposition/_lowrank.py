@@ -74,6 +74,18 @@ def principal_subspace(centered, n_latent, total_variance, noise_floor, random_s
     return right * scales[:, np.newaxis], noise_variance
 
 
+def feature_noise_floors(variances, relative_floor):
+    """The floor of each feature's noise variance in factor analysis: ``relative_floor``
+    times the feature's variance, so that the fit is the same in any units
+    (a constant feature's floor is relative to the mean of the others', or 1).
+    """
+    variances = np.asarray(variances, dtype=np.float64)
+    positive = variances[variances > 0]
+    fallback = positive.mean() if positive.size else 1.0
+    floors = relative_floor * np.where(variances > 0, variances, fallback)
+    return np.maximum(floors, np.finfo(np.float64).tiny)
+
+
 def latent_precision_terms(components, noise_variance):
     """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
     precision = components @ components.T
@@ -114,6 +126,11 @@ def ppca_precision(components, noise_variance):
     return precision / noise_variance
 
 
+#: A row's quadratic form is recomputed as a sum of squares when |r|^2 / s
+#: exceeds it this many times (``ppca_log_density``).
+CANCELLATION = 10.0
+
+
 def ppca_log_density(
     residual,
     squared_norms,
@@ -124,12 +141,21 @@ def ppca_log_density(
     n_latent,
     noise_variance,
     log_det_precision,
+    reconstruction=None,
 ):
     """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
 
     With r = x - mean, projected = r W and posterior_mean = M^{-1} W^T r:
     r^T C^{-1} r = (|r|^2 - projected . posterior_mean) / s and
     log|C| = (d - q) log s + log|M|.
+
+    That difference cancels where the factors explain most of |r|^2 (a noise
+    variance near its floor: a Heywood case), losing digits in proportion to
+    the ratio of |r|^2 / s to it, and more where M is ill-conditioned. Rows
+    where the ratio exceeds ``CANCELLATION`` are recomputed as the sum of squares
+    ``(|r - W mu|^2 + s |mu|^2) / s`` (mu the posterior mean; equal by
+    M = W^T W + s I), with ``reconstruction(mu_rows, rows)`` giving W mu of
+    those rows (zero at missing coordinates), if given.
 
     For a row so far away that |r|^2 nears the float range, or whose
     projection or posterior mean overflowed, the lemma is applied to r / c
@@ -145,6 +171,14 @@ def ppca_log_density(
         quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
         quadratic /= noise_variance
     far = ~(squared_norms < 1e300) | ~np.isfinite(quadratic)
+    if reconstruction is not None:
+        cancelled = ~far & (squared_norms > CANCELLATION * noise_variance * quadratic)
+        if cancelled.any():
+            mean = posterior_mean[cancelled]
+            left = residual[cancelled] - reconstruction(mean, cancelled)
+            quadratic[cancelled] = np.einsum("nd,nd->n", left, left) / noise_variance + np.einsum(
+                "nq,nq->n", mean, mean
+            )
     if far.any():
         quadratic[far], posterior_mean[far] = _far_quadratic(
             residual[far], far, latent_terms, noise_variance
@@ -237,6 +271,15 @@ def ppca_posterior(X, components, model_mean, noise_variance, precision_terms=No
             )
         return rows_projected, rows_mean
 
+    def reconstruction(rows_mean, rows):
+        """W mu of the given rows, zero at their missing coordinates."""
+        fitted = rows_mean @ components
+        if observed_incomplete is not None:
+            rows_incomplete = incomplete[rows]
+            position = (np.cumsum(incomplete) - 1)[rows][rows_incomplete]
+            fitted[rows_incomplete] *= observed_incomplete[position]
+        return fitted
+
     with np.errstate(over="ignore", invalid="ignore"):
         projected, mean = latent_terms(residual, slice(None))
     log_density = ppca_log_density(
@@ -249,6 +292,7 @@ def ppca_posterior(X, components, model_mean, noise_variance, precision_terms=No
         n_latent,
         noise_variance,
         log_det,
+        reconstruction,
     )
     posterior = {
         "mean": mean,

@@ -457,10 +457,21 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         if self._has_missing:
             centered[np.isnan(centered)] = 0.0
         centered *= np.sqrt(weights / weights.sum())[:, np.newaxis]
+        scales, total_variance, noise_floor = self._start_scaling()
+        if scales is not None:
+            centered /= scales
         self.components_, self.noise_variance_ = principal_subspace(
-            centered, self._n_latent, self._total_variance, self._noise_floor, random_state
+            centered, self._n_latent, total_variance, noise_floor, random_state
         )
+        if scales is not None:
+            self.components_ = self.components_ * scales
+            self.noise_variance_ = self.noise_variance_ * scales**2
         self.mean_ = mean
+
+    def _start_scaling(self):
+        """``(feature scales or None, total variance, noise floor)`` of the start's SVD:
+        PPCA's is of the data as they are."""
+        return None, self._total_variance, self._noise_floor
 
     def _row_width(self):
         # A complete row needs its float64 residual, byte masks and O(q) terms;

@@ -15,9 +15,10 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, weighted_moments
 from ..decomposition._lowrank import (
     factor_analysis_step,
+    feature_noise_floors,
     latent_precision_terms,
     ppca_precision_factor,
 )
@@ -51,8 +52,8 @@ class MixtureOfFactorAnalyzers(MixtureOfPPCA):
     n_latent : int, default=2
         Number of factors q of each component.
     noise_variance_floor : float, default=1e-6
-        Floor of every noise variance, relative to the mean variance of the
-        features.
+        Floor of each noise variance, relative to the feature's variance in
+        the training data (as :class:`skem.FactorAnalysis`).
     accelerate : bool, default=True
         SQUAREM acceleration (``skem._core._accelerate``).
     tol, max_iter, n_init, init_params, init_size, random_state, warm_start, \
@@ -106,13 +107,22 @@ verbose, verbose_interval, learning_decay, learning_offset
         self.learning_decay, self.learning_offset = learning_decay, learning_offset
     # fmt: on
 
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
+        variances = weighted_moments(X, sample_weight)[1]
+        self._noise_floors = feature_noise_floors(variances, self.noise_variance_floor)
+
+    def _component_noise_floor(self):
+        return self._noise_floors
+
     def _uses_closed_form(self, n_features):
         return True  # (the M-step reads each component's covariance, at every size)
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
         """MixtureOfPPCA's start, its noise variance given to every feature."""
         super()._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
-        self.noise_variance_ = np.repeat(self.noise_variance_[:, np.newaxis], X.shape[1], axis=1)
+        noise = np.repeat(self.noise_variance_[:, np.newaxis], X.shape[1], axis=1)
+        self.noise_variance_ = np.maximum(noise, self._noise_floors)
 
     def _set_from_covariances(self, means, covariances):
         """One factor-analysis step per component from its mean and covariance.
@@ -127,7 +137,7 @@ verbose, verbose_interval, learning_decay, learning_offset
                 covariances,
                 np.asarray(self.components_, dtype=np.float64),
                 np.asarray(self.noise_variance_, dtype=np.float64),
-                self._noise_floor,
+                self._noise_floors,
             )
         self.means_, self.components_, self.noise_variance_ = means, components, noise
 
@@ -176,10 +186,11 @@ verbose, verbose_interval, learning_decay, learning_offset
     def _after_fit(self, X, sample_weight):
         if self.n_iter_ == 0:
             return
-        floored = np.argwhere(self.noise_variance_ <= self._noise_floor * (1 + 1e-9))
+        floored = np.argwhere(self.noise_variance_ <= self._noise_floors * (1 + 1e-9))
         if floored.size:
             warnings.warn(
-                f"{len(floored)} noise variances went to the floor {self._noise_floor:.3g} "
+                f"{len(floored)} noise variances went to their floor "
+                f"(noise_variance_floor={self.noise_variance_floor:g} times the feature's variance) "
                 f"(component, feature: {floored[:10].tolist()}): a Heywood case, where a "
                 "component's factors explain a feature entirely, or a component on "
                 "too few rows. They are held there, so scores stay finite; consider fewer "

@@ -143,4 +143,3 @@ def ppca_one_step(statistics, means, components, noise_variances, precision_inve
         new_means.append(means[k] + shift)
         new_components.append(new_loadings.T)
     return np.array(new_means), np.array(new_components), np.array(new_noise_variances)
-

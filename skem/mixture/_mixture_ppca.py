@@ -405,6 +405,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
                 n_latent,
                 terms["noise"][k],
                 terms["log_det_precisions"][k],
+                lambda rows_mean, rows: rows_mean @ loadings.T,
             )
             log_prob[:, k] -= terms["log_scales"][k]
         return log_prob
@@ -566,6 +567,10 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         (n_components, q), d = self.components_.shape[:2], self.means_.shape[1]
         return int(n_components * (d * q - q * (q - 1) / 2 + 1 + d))
 
+    def _component_noise_floor(self):
+        """The floor of ``noise_variance_`` (one number here)."""
+        return self._noise_floor
+
     def _parameter_vector(self):
         """The parameters for SQUAREM (``skem._core._accelerate``): log-weights,
         means, loadings and log noise variances, where every vector is valid."""
@@ -587,7 +592,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self.means_ = vector[sizes[0] : sizes[1]].reshape(self.means_.shape)
         self.components_ = vector[sizes[1] : sizes[2]].reshape(self.components_.shape)
         noise = np.exp(vector[sizes[2] :]).reshape(np.shape(self.noise_variance_))
-        self.noise_variance_ = np.maximum(noise, self._noise_floor)
+        self.noise_variance_ = np.maximum(noise, self._component_noise_floor())
 
     # ------------------------------------------------------------------ use
 
