@@ -112,7 +112,7 @@ def test_bounds_stay_below_the_closed_form_and_tighten_with_more_samples(linear_
     n_features = X_test.shape[1]
     weight[:, n_features:] = 0.0  # constant decoder variance: a linear-Gaussian model
     loadings, offset = weight[:, :n_features].astype(float), bias[:n_features].astype(float)
-    variance = vae.variance_floor + np.logaddexp(0, bias[n_features:].astype(float))
+    variance = vae._decoder_floor() + np.logaddexp(0, bias[n_features:].astype(float))
     scale = vae.feature_scale_
     covariance = (loadings.T @ loadings + np.diag(variance)) * np.outer(scale, scale)
     exact = multivariate_normal(offset * scale + vae.feature_mean_, covariance).logpdf(X_test)
@@ -457,7 +457,7 @@ def test_rows_beyond_the_float_range_in_feature_scales_score_minus_inf_not_nan()
     output_bound = np.abs(weight).sum(axis=0, dtype=np.float64) + np.abs(bias)
     mean_bound, variance_bound = (
         output_bound[0],
-        vae.variance_floor + np.logaddexp(0, output_bound[4]),
+        vae._decoder_floor()[0] + np.logaddexp(0, output_bound[4]),
     )
     log10_standardised = np.log10(np.abs(beyond[:, 0] - vae.feature_mean_[0])) - np.log10(
         vae.feature_scale_[0]

@@ -108,7 +108,7 @@ def linear_gaussian_moments(vae):
     n_features = vae.n_features_in_
     weight[:, n_features:] = 0.0
     loadings, offset = weight[:, :n_features].astype(float), bias[:n_features].astype(float)
-    variance = vae.variance_floor + np.logaddexp(0, bias[n_features:].astype(float))
+    variance = vae._decoder_floor() + np.logaddexp(0, bias[n_features:].astype(float))
     scale = vae.feature_scale_
     covariance = (loadings.T @ loadings + np.diag(variance)) * np.outer(scale, scale)
     return vae, offset * scale + vae.feature_mean_, covariance
@@ -152,7 +152,7 @@ def observed_log_likelihood(vae, X, decoded):
     if vae.likelihood == "bernoulli":
         terms = X * decoded - np.logaddexp(0, decoded)
     else:
-        variance = vae.variance_floor + np.logaddexp(0, decoded[:, n_features:])
+        variance = vae._decoder_floor() + np.logaddexp(0, decoded[:, n_features:])
         terms = norm.logpdf(X, decoded[:, :n_features], np.sqrt(variance))
     return np.nansum(terms, axis=1)
 

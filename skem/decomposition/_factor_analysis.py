@@ -62,7 +62,10 @@ class FactorAnalysis(ProbabilisticPCA):
         their path, and plain EM whenever the extrapolation would lower the
         bound, so ``lower_bounds_`` never falls. It cuts the iterations
         several-fold where EM crawls (strongly correlated features, near
-        Heywood cases).
+        Heywood cases). Its accept-or-drop decisions compare bounds, so its
+        path depends on rounding: the same data in other chunks (a dask
+        array) may stop at another point within ``tol``; plain EM's path
+        does not.
     tol : float, default=1e-6
         Convergence threshold on the change of the per-sample log-likelihood.
         EM for factor analysis converges linearly and can be slow (hundreds

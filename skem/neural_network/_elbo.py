@@ -81,14 +81,17 @@ class _MinibatchELBO:
     the model has mask inputs; otherwise it reads the zero-filled values.
     """
 
-    def __init__(self, vae, parameters, max_rows, masked=False):
+    def __init__(self, vae, parameters, max_rows, masked=False, n_samples=1):
+        self.n_samples = n_samples
+        max_rows *= n_samples  # a column per row and draw
         self.parameters = parameters
         self.gradient = np.empty_like(parameters)
         self.n_latent = vae.n_components
         self.n_features = vae.n_features_in_
         self.masked = masked
         self.likelihood = vae.likelihood
-        self.variance_floor = float(vae.variance_floor)
+        if self.likelihood == "gaussian":  # one per feature, a column against the rows
+            self.variance_floor = vae._decoder_floor().astype(parameters.dtype)[:, np.newaxis]
         encoder_shapes, decoder_shapes = vae._network_shapes()
         used = count_parameters(encoder_shapes)
         self.encoder = MinibatchNetwork(
@@ -161,7 +164,13 @@ class _MinibatchELBO:
         return views
 
     def load(self, data, rows):
-        """Write ``data[rows]``, transposed, into the input (and the mask, if apart)."""
+        """Write ``data[rows]``, transposed, into the input (and the mask, if apart).
+
+        With ``n_samples`` draws per row each row is written that many times
+        in a row (columns ``i * n_samples`` to ``(i + 1) * n_samples - 1``).
+        """
+        if self.n_samples > 1:
+            rows = np.repeat(rows, self.n_samples)
         views = self.views(rows.size)
         np.take(data, rows, axis=0, out=views.gathered)
         if self.separate_mask:
@@ -171,10 +180,19 @@ class _MinibatchELBO:
             np.copyto(views.input, views.gathered.T)
 
     def __call__(self, n_rows, sample_weight, noise, kl_weight):
-        """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
+        """Per-row bound, and the gradient of the weighted mean objective.
 
-        ``noise`` is (n_rows, n_components), as ``AmortizedVAE._objective_and_gradient``.
+        With one draw per row: the ELBO ``rec_i - KL_i`` (KL in closed form)
+        and the gradient of ``sum_i w_i (rec_i - kl_weight KL_i) / sum w``.
+        With k = ``n_samples`` draws: the importance-weighted bound
+        ``log (1/k) sum_j exp(log w_ij)``, ``log w_ij = log p(x_i|z_ij) +
+        log p(z_ij) - log q(z_ij|x_i)`` (Burda et al. 2015), and the gradient
+        of its weighted mean with the KL part of ``log w_ij`` times
+        ``kl_weight``. ``noise`` is (n_rows * n_samples, n_components), the
+        draws of row i in rows ``i * n_samples`` onwards (as ``load``).
         """
+        if self.n_samples > 1:
+            return self._importance_weighted(n_rows, sample_weight, noise, kl_weight)
         n_latent, v = self.n_latent, self.views(n_rows)
         if sample_weight is None:
             v.row_scale.fill(1.0 / n_rows)
@@ -225,6 +243,74 @@ class _MinibatchELBO:
         log_variance_gradient *= v.inside
         self.encoder.backward(n_rows, gradient, input_gradient=False)
         return elbo, self.gradient
+
+    def _importance_weighted(self, n_rows, sample_weight, noise, kl_weight):
+        """``__call__`` with k > 1 draws per row: the IWAE bound and its gradient.
+
+        The gradient of log (1/k) sum_j w_ij is sum_j wbar_ij grad log w_ij
+        (wbar the normalised weights of row i), so each column's gradient is
+        that of its own log w_ij scaled by the row's share of the batch times
+        wbar_ij. With z = mu + sigma eps, log p(z) - log q(z|x) is
+        ``-|z|^2 / 2 + |eps|^2 / 2 + sum log sigma`` (the constants cancel):
+        its derivative is -z along z, and 1/2 per log sigma^2 directly.
+        """
+        k = self.n_samples
+        n_columns, n_latent = n_rows * k, self.n_latent
+        v = self.views(n_columns)
+        weights = (
+            np.full(n_rows, 1.0 / n_rows)
+            if sample_weight is None
+            else (sample_weight / sample_weight.sum())
+        )
+        v.row_scale.fill(1.0)  # the likelihood's gradient, scaled below
+
+        encoded = self.encoder.forward(n_columns)
+        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
+        log_variance, std = v.log_variance, v.std
+        np.clip(raw_log_variance, *LOG_VARIANCE_RANGE, out=log_variance)
+        np.multiply(log_variance, 0.5, out=std)
+        np.exp(std, out=std)
+        np.copyto(v.noise, noise.T, casting="same_kind")
+        np.multiply(std, v.noise, out=v.scaled_noise)
+        np.add(mean, v.scaled_noise, out=v.latent)
+        # KL_ij = log q(z|x) - log p(z), sampled: (|z|^2 - |eps|^2 - sum log sigma^2) / 2
+        scratch = v.latent_scratch
+        np.multiply(v.latent, v.latent, out=scratch)
+        scratch -= v.noise * v.noise
+        scratch -= log_variance
+        np.sum(scratch, axis=0, out=v.kl)
+        v.kl *= 0.5
+
+        decoded = self.decoder.forward(n_columns)
+        reconstruction = self._reconstruction(v, decoded)  # into v.elbo
+        log_weights = (reconstruction - v.kl).reshape(n_rows, k)
+        top = log_weights.max(axis=1, keepdims=True)
+        shares = np.exp(log_weights - top)
+        totals = shares.sum(axis=1, keepdims=True)
+        bound = top[:, 0] + np.log(totals[:, 0] / k)
+        if kl_weight != 1.0:  # the gradient's weights are those of the weighted objective
+            weighted = (reconstruction - kl_weight * v.kl).reshape(n_rows, k)
+            shares = np.exp(weighted - weighted.max(axis=1, keepdims=True))
+            totals = shares.sum(axis=1, keepdims=True)
+        column_scale = v.row_scale
+        np.multiply(shares / totals, weights[:, np.newaxis], out=column_scale.reshape(n_rows, k))
+        v.output_gradient *= column_scale
+
+        latent_gradient = self.decoder.backward(n_columns, v.output_gradient)
+        gradient = v.encoder_gradient
+        mean_gradient, log_variance_gradient = gradient[:n_latent], gradient[n_latent:]
+        # d log w / d mu = g_z - kl_weight z; d / d log sigma^2 = that times sigma eps / 2,
+        # plus kl_weight / 2
+        np.multiply(v.latent, column_scale * kl_weight, out=mean_gradient)
+        np.subtract(latent_gradient, mean_gradient, out=mean_gradient)
+        np.multiply(mean_gradient, v.scaled_noise, out=log_variance_gradient)
+        log_variance_gradient += column_scale * kl_weight
+        log_variance_gradient *= 0.5
+        np.greater(raw_log_variance, LOG_VARIANCE_RANGE[0], out=v.inside)
+        v.inside &= np.less(raw_log_variance, LOG_VARIANCE_RANGE[1], out=v.below)
+        log_variance_gradient *= v.inside
+        self.encoder.backward(n_columns, gradient, input_gradient=False)
+        return bound, self.gradient
 
     def _reconstruction(self, v, decoded):
         """log p(x|z) of each row into ``v.elbo``, its gradient into ``v.output_gradient``.

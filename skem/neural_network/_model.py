@@ -38,6 +38,14 @@ class NetworkModelMixin:
         decoder, _ = unpack(parameters[used:], decoder_shapes)
         return encoder, decoder
 
+    def _decoder_floor(self):
+        """Floor of each feature's decoder variance in the standardised units the
+        networks work in: ``variance_floor`` times the squared ratio of the median
+        feature scale to the feature's own (``decoder_variance_floor_`` in the
+        user's units, formed as a ratio so that no scale under- or overflows)."""
+        ratio = decoder_floor_scale(self.feature_scale_) / self.feature_scale_
+        return self._fitted("variance_floor") * ratio**2
+
     def _standardize(self, X, dtype):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(dtype, copy=False)
 
@@ -88,7 +96,7 @@ class NetworkModelMixin:
                 output_gradient *= observed
             return log_likelihood, output_gradient
         mean, raw = decoded[:, :n_features], decoded[:, n_features:]
-        variance = self._fitted("variance_floor") + softplus(raw)
+        variance = self._decoder_floor() + softplus(raw)
         residual = X - mean
         standardized = residual / variance
         terms = LOG_2PI + np.log(variance) + residual * standardized
@@ -160,7 +168,7 @@ class NetworkModelMixin:
             return expit(decoded), None
         n_features = self.n_features_in_
         mean = decoded[:, :n_features] * self.feature_scale_ + self.feature_mean_
-        variance = self._fitted("variance_floor") + np.logaddexp(0, decoded[:, n_features:])
+        variance = self._decoder_floor() + np.logaddexp(0, decoded[:, n_features:])
         return mean, np.sqrt(variance) * self.feature_scale_
 
     def _draw_from_decoder(self, mean, deviation, random_state):
@@ -206,3 +214,10 @@ def value_range(X):
         return 0.0, 0.0
     # fmin and fmax skip NaN without the warning of nanmin and nanmax on all-NaN data
     return float(np.fmin.reduce(X, axis=None)), float(np.fmax.reduce(X, axis=None))
+
+
+def decoder_floor_scale(feature_scale):
+    """The scale of the Gaussian decoder's variance floor: the median of the
+    features' standard deviations, robust to a few features on larger scales
+    and to near-constant ones."""
+    return float(np.median(feature_scale))

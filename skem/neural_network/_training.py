@@ -1,17 +1,20 @@
 """Training ``AmortizedVAE``: the checks and set-up of a fit, and passes of minibatch Adam."""
 
+import warnings
 from copy import deepcopy
 from numbers import Integral
 
 import numpy as np
+from scipy.special import logsumexp
 
 from .._core import check_missing, check_rows_observed, row_weights, weighted_moments
 from .._core._missing import missing_mask
 from .._core._monitor import EarlyStoppingMonitor
+from ..exceptions import VarianceFloorWarning
 from ._elbo import _MinibatchELBO
 from ._mlp import Adam, glorot_initialize
 from ._mlp import n_parameters as count_parameters
-from ._model import value_range
+from ._model import decoder_floor_scale, value_range
 
 #: Bias of the decoder's raw variance output for which softplus gives about 1.
 UNIT_VARIANCE_BIAS = float(np.log(np.expm1(1.0)))
@@ -105,9 +108,35 @@ class TrainingMixin:
             scale = np.maximum(np.sqrt(variance), 1e-6 * spread)
             self.feature_mean_ = mean
             self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+            reference = decoder_floor_scale(self.feature_scale_)
+            self.decoder_variance_floor_ = self.variance_floor * reference**2
+            self._warn_of_the_floor(X, scale, reference)
         else:
             self.feature_mean_ = np.zeros(X.shape[1])
             self.feature_scale_ = np.ones(X.shape[1])
+            self.decoder_variance_floor_ = 0.0
+
+    def _warn_of_the_floor(self, X, scale, reference):
+        """Name the features whose density the floor decides, and 0/1 data."""
+        below = np.flatnonzero(scale**2 < self.variance_floor * reference**2)
+        if below.size:
+            warnings.warn(
+                f"{below.size} of {X.shape[1]} features are nearly constant in the "
+                f"training data (features {below[:10].tolist()}): their variance is "
+                f"below the decoder's variance floor {self.decoder_variance_floor_:.3g} "
+                f"(variance_floor={self.variance_floor:g} times the median feature "
+                "variance), so the floor sets their density, and a row that differs "
+                "there scores far below the rest. Remove them, or set variance_floor.",
+                VarianceFloorWarning,
+            )
+        low, high = value_range(X)
+        if low == 0 and high == 1 and np.all((X == 0) | (X == 1) | np.isnan(X)):
+            warnings.warn(
+                "X holds only 0 and 1: a Gaussian decoder's density on binary data is "
+                "bounded only by its variance floor (the training bound grows without "
+                "limit as variance_floor shrinks). Use likelihood='bernoulli'.",
+                VarianceFloorWarning,
+            )
 
     def _make_monitor(self, X, sample_weight, n_init):
         return EarlyStoppingMonitor(
@@ -182,16 +211,19 @@ class TrainingMixin:
 
     # ------------------------------------------------------------------ the training step
 
-    def _objective_and_gradient(self, parameters, X, sample_weight, noise, kl_weight):
-        """Per-row ELBO, and the gradient of sum_i w_i (rec_i - kl_weight KL_i) / sum w.
+    def _objective_and_gradient(self, parameters, X, sample_weight, noise, kl_weight, n_samples=1):
+        """Per-row bound, and the gradient of the weighted mean training objective.
 
+        With ``n_samples=1`` the ELBO and the gradient of
+        ``sum_i w_i (rec_i - kl_weight KL_i) / sum w``; with k > 1 the
+        importance-weighted bound of k draws (see ``_MinibatchELBO``).
         ``X`` is standardised, NaN where missing; ``noise`` is the standard
-        normal draw of the reparameterisation, one row per row of X. Checked
-        by finite differences; training runs the same computation in buffers
-        kept from batch to batch (``_minibatch_step``).
+        normal draw of the reparameterisation, ``n_samples`` rows per row of
+        X. Checked by finite differences; training runs the same computation
+        in buffers kept from batch to batch (``_minibatch_step``).
         """
         data, masked = self._training_rows(X)
-        step = _MinibatchELBO(self, parameters, X.shape[0], masked)
+        step = _MinibatchELBO(self, parameters, X.shape[0], masked, n_samples)
         step.load(data.astype(parameters.dtype, copy=False), np.arange(X.shape[0]))
         return step(X.shape[0], sample_weight, noise, kl_weight)
 
@@ -201,7 +233,11 @@ class TrainingMixin:
         if step is None or step.parameters is not self.parameters_:
             n_rows = self._training_data["train"][0].shape[0]
             step = self._step = _MinibatchELBO(
-                self, self.parameters_, min(self.batch_size, n_rows), self._training_data["masked"]
+                self,
+                self.parameters_,
+                min(self.batch_size, n_rows),
+                self._training_data["masked"],
+                self.n_training_samples,
             )
         return step
 
@@ -214,7 +250,9 @@ class TrainingMixin:
         the pass in the error raised if training diverges.
         """
         self._epoch += 1
-        kl_weight = min(1.0, self._epoch / self.kl_warmup) if self.kl_warmup else 1.0
+        kl_weight = self.kl_weight
+        if self.kl_warmup:
+            kl_weight *= min(1.0, self._epoch / self.kl_warmup)
         order = self._random_state.permutation(data.shape[0])
         total, total_weight = 0.0, 0.0
         for start in range(0, data.shape[0], self.batch_size):
@@ -222,7 +260,7 @@ class TrainingMixin:
             batch_weights = weights[rows]
             step.load(data, rows)
             noise = self._random_state.standard_normal(
-                size=(rows.size, self._fitted("n_components"))
+                size=(rows.size * step.n_samples, self._fitted("n_components"))
             )
             elbo, gradient = step(rows.size, batch_weights, noise, kl_weight)
             self._optimizer.ascend(self.parameters_, gradient)
@@ -251,8 +289,13 @@ class TrainingMixin:
             cached = getattr(self, "_validation_noise", None)
             if cached is None or cached[0] != self._score_seed:  # once per fit and restart
                 cached = self._validation_noise = (self._score_seed, self._importance_noise(8))
-            reconstruction, kl = self._elbo_terms(held_out, cached[1])
-            validation = np.average(reconstruction.mean(axis=1) - kl, weights=held_out_weights)
+            if self.n_training_samples == 1:  # the ELBO, the objective trained
+                reconstruction, kl = self._elbo_terms(held_out, cached[1])
+                bounds = reconstruction.mean(axis=1) - kl
+            else:  # the importance-weighted estimate, which that training raises
+                log_weights = self._importance_terms(held_out, cached[1])[0]
+                bounds = logsumexp(log_weights, axis=1) - np.log(log_weights.shape[1])
+            validation = np.average(bounds, weights=held_out_weights)
             self._monitor.record_validation(validation - held_out_jacobian)
         return elbo - self._training_data["jacobian"]
 
@@ -273,6 +316,12 @@ class TrainingMixin:
         bound -= self._mean_log_jacobian(X_standardized, weights)
         dtype = np.dtype(self._fitted("training_dtype"))
         data, masked = self._training_rows(X_standardized.astype(dtype))
-        step = _MinibatchELBO(self, self.parameters_, min(self.batch_size, positive.size), masked)
+        step = _MinibatchELBO(
+            self,
+            self.parameters_,
+            min(self.batch_size, positive.size),
+            masked,
+            self.n_training_samples,
+        )
         self._training_pass(step, data, weights, when)
         return bound

@@ -124,8 +124,18 @@ class AmortizedVAE(
     likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
         Decoder distribution. 'bernoulli' needs data in [0, 1].
     variance_floor : float, default=1e-3
-        Floor of the Gaussian decoder variance, in units of each feature's
-        variance (the likelihood is unbounded without it).
+        Floor of the Gaussian decoder's variance, relative to the data's
+        overall scale: no feature is given a variance below
+        ``variance_floor`` times the squared median of the features'
+        standard deviations (``decoder_variance_floor_``, in the user's
+        units). The likelihood is unbounded without a floor; being one
+        number for all features, it keeps a feature that is nearly constant
+        in training from getting almost no variance (a row that differs there
+        would then score without bound below the rest). Features whose whole
+        variance is below the floor are named in a
+        :class:`~skem.VarianceFloorWarning`, and so is data of 0 and 1 only,
+        whose Gaussian density the floor alone bounds (use
+        ``likelihood='bernoulli'``).
     batch_size : int, default=64
         Minibatch size.
     learning_rate : float, default=1e-3
@@ -146,6 +156,24 @@ class AmortizedVAE(
         Epochs (passes: epochs of ``fit``, calls of ``partial_fit``) over
         which the weight of the KL term rises linearly to one
         (``lower_bounds_`` always reports the true ELBO).
+    kl_weight : float, default=1.0
+        Weight of the KL term in the training objective (beta of the
+        beta-VAE, Higgins et al. 2017): 1 is the ELBO; above 1 favours a
+        smoother, more disentangled latent space at the cost of
+        reconstruction, below 1 the reverse. It changes what is trained,
+        not what is reported: ``lower_bounds_`` and the validation bound stay
+        the bounds of log p(x) (beta = 1). With ``n_training_samples`` above
+        one it weights the log p(z) - log q(z|x) part of each draw's
+        log-weight.
+    n_training_samples : int, default=1
+        Draws from q per row in training. 1 trains on the ELBO (the KL in
+        closed form); k > 1 on the importance-weighted bound
+        ``log (1/k) sum_j p(x, z_j) / q(z_j|x)`` (IWAE, Burda et al. 2015),
+        tighter than the ELBO and approaching log p(x) as k grows, which
+        trains the decoder for a higher likelihood. An epoch costs about k
+        times as much. ``lower_bounds_`` then records that k-draw bound of
+        the training rows, and early stopping watches the held-out
+        importance-weighted estimate (8 draws) instead of the ELBO.
     n_importance_samples : int, default=100
         Draws from q per row in ``score_samples`` and ``elbo_samples``; it
         can be changed after fit with ``set_params`` (no refit needed).
@@ -171,9 +199,13 @@ class AmortizedVAE(
     feature_mean_, feature_scale_ : ndarray of shape (n_features,)
         The standardisation applied before the networks (0 and 1 for
         'bernoulli').
+    decoder_variance_floor_ : float
+        The floor of every feature's decoder variance in the user's units
+        (see ``variance_floor``; 0 for 'bernoulli').
     lower_bounds_ : ndarray of shape ``(n_iter_,)``
         After ``fit``, the mean training ELBO of each epoch (during the
-        epoch: each minibatch's before its step). After ``partial_fit``, one
+        epoch: each minibatch's before its step; with
+        ``n_training_samples=k > 1``, the k-draw importance-weighted bound). After ``partial_fit``, one
         entry per call since the last ``fit``: the ELBO of its batch before
         the call's steps, estimated with one draw from q per row. With
         missing values, the ELBO of the observed part of each row.
@@ -216,6 +248,8 @@ class AmortizedVAE(
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
         "kl_warmup": [Interval(Integral, 0, None, closed="left")],
+        "kl_weight": [Interval(Real, 0.0, None, closed="neither")],
+        "n_training_samples": [Interval(Integral, 1, None, closed="left")],
         "n_importance_samples": [Interval(Integral, 1, None, closed="left")],
         "training_dtype": [StrOptions({"float32", "float64"})],
     }
@@ -224,6 +258,7 @@ class AmortizedVAE(
         "parameters_",
         "feature_mean_",
         "feature_scale_",
+        "decoder_variance_floor_",
         "_score_seed",
         "validation_bounds_",
     )
@@ -250,6 +285,8 @@ class AmortizedVAE(
         early_stopping=True,
         validation_fraction=0.1,
         kl_warmup=10,
+        kl_weight=1.0,
+        n_training_samples=1,
         n_importance_samples=100,
         training_dtype="float32",
         n_init=1,
@@ -278,6 +315,8 @@ class AmortizedVAE(
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.kl_warmup = kl_warmup
+        self.kl_weight = kl_weight
+        self.n_training_samples = n_training_samples
         self.n_importance_samples = n_importance_samples
         self.training_dtype = training_dtype
 
