@@ -20,9 +20,11 @@ _MODULES = {
     "EMImputer": ".impute",
     "FactorAnalysis": ".decomposition",
     "MixtureOfFactorAnalyzers": ".mixture",
+    "GaussianMixtureIC": ".mixture",
     "MixtureOfPPCA": ".mixture",
     "ProbabilisticPCA": ".decomposition",
     "VarianceFloorWarning": ".exceptions",
+    "VariationalGaussianMixture": ".mixture",
 }
 
 __all__ = [*sorted(_MODULES), "__version__"]

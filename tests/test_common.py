@@ -7,9 +7,11 @@ from skem import (
     BernoulliMixture,
     EMGaussianMixture,
     FactorAnalysis,
+    GaussianMixtureIC,
     MixtureOfFactorAnalyzers,
     MixtureOfPPCA,
     ProbabilisticPCA,
+    VariationalGaussianMixture,
 )
 
 ESTIMATORS = [
@@ -27,6 +29,14 @@ ESTIMATORS = [
     MixtureOfFactorAnalyzers(n_components=1, n_latent=1, random_state=0),
     MixtureOfFactorAnalyzers(n_components=2, n_latent=1, random_state=0),
     BernoulliMixture(n_components=2, binarize=0.0, random_state=0),
+    VariationalGaussianMixture(random_state=0),
+    GaussianMixtureIC(n_components=2, covariance_type="diag", random_state=0),
+    VariationalGaussianMixture(
+        n_components=2,
+        covariance_type="tied_diag",
+        weight_concentration_prior_type="dirichlet_distribution",
+        random_state=0,
+    ),
 ]
 
 

@@ -1,0 +1,634 @@
+"""VariationalGaussianMixture: scikit-learn's BayesianGaussianMixture on skem's core.
+
+Mean-field variational inference (Bishop 2006, chapter 10): the E-step uses
+expectations under q(theta), the M-step sets q(theta) in closed form, and the
+bound adds the divergences of q(theta) from the prior to the per-row sums. The
+maths is in ``_variational_maths``; the rows, chunks, weights and restarts are
+the core's.
+"""
+
+from math import exp, log
+from numbers import Real
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy.special import entr
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from .._core import reduce_rows, row_weights
+from .._core._covariance import (
+    COVARIANCES,
+    StartTerms,
+    n_parameters,
+    precisions,
+    row_width,
+    sample_noise,
+)
+from .._core._em import BaseEM
+from .._core._linalg import logsumexp_rows
+from .._core._routes import log_total_weight
+from .._core._structure import gram
+from ._base import RESPONSIBILITY_FLOOR, BaseMixture
+from ._gaussian_mixture import EMGaussianMixture, _check_shape
+from ._variational_maths import (
+    Moments,
+    Posterior,
+    Priors,
+    evidence_lower_bound,
+    expected_log_gaussian_norm,
+    expected_log_weights,
+    expected_weights,
+    prior_log_det,
+    student_log_density,
+    student_terms,
+    weight_concentration,
+    wishart_update,
+)
+
+#: A component holds data when its expected count of rows is at least this.
+EFFECTIVE_COUNT = 1.0
+
+
+class VariationalTerms(NamedTuple):
+    """What the E-step and the scores need of q(theta): immutable.
+
+    ``center`` and ``means`` (about it) and ``structure`` as
+    :class:`skem.EMGaussianMixture`'s terms; ``log_norm`` the constant of
+    each component's expected log-density, ``log_weights`` E[ln pi_k],
+    ``student`` the posterior predictive's components. The first M-step,
+    from responsibilities, has only the start's centre and means.
+    """
+
+    center: np.ndarray
+    means: np.ndarray
+    structure: Any
+    log_norm: Any = None
+    log_weights: Any = None
+    student: Any = None
+
+
+class VariationalGaussianMixture(BaseMixture):
+    """Gaussian mixture fitted by variational inference: scikit-learn's
+    BayesianGaussianMixture, with an exact bound and a true predictive density.
+
+    A mixture with priors on its parameters: a Dirichlet distribution, or a
+    Dirichlet process (stick-breaking, truncated at ``n_components``), on the
+    weights, and a Normal-Wishart on each component's mean and precision.
+    Mean-field coordinate ascent (Bishop 2006, chapter 10) alternates the
+    responsibilities q(Z) and the posterior q(theta); components the data do
+    not need are left empty, so ``n_components`` is an upper bound on the
+    number used. Same parameters, attributes and numbers as
+    :class:`sklearn.mixture.BayesianGaussianMixture` (from the same start the
+    parameters and ``predict_proba`` agree to about 1e-10), plus:
+
+    - ``lower_bounds_`` is the exact evidence lower bound per sample in nats,
+      the skem convention (scikit-learn records a total without its
+      constants), and ``tol`` applies to it. Each entry is the bound of the
+      iteration's responsibilities and of q(theta) after its update
+      (scikit-learn's point). With ``reg_covar=0`` the update is exact and
+      the bound never falls; the floor ``reg_covar`` makes the update inexact
+      and the bound may then dip by about its effect.
+    - ``score_samples`` is the log posterior predictive density, a mixture of
+      Student-t distributions (Bishop 10.81-10.82),
+      ``sum_k weights_[k] St(x | means_[k], L_k, nu_k + 1 - d)`` with
+      ``L_k = (nu_k + 1 - d) beta_k / ((1 + beta_k) nu_k) precisions_[k]``,
+      ``nu_k = degrees_of_freedom_`` and ``beta_k = mean_precision_``: a
+      density that integrates to one. (scikit-learn's is the E-step's plug-in,
+      which does not.) ``sample`` draws from this same predictive.
+    - ``n_components_effective_`` counts the components holding at least one
+      row's worth of responsibility. For the Dirichlet process the empty
+      sticks are not necessarily the last ones: read a fit by its used
+      components, ``np.flatnonzero(model.mean_precision_ -
+      model.mean_precision_prior_ >= 1)`` (the expected count of rows of
+      component k is ``mean_precision_[k] - mean_precision_prior_``).
+    - ``fit(X, sample_weight=...)``: a weight counts rows, so integer weights
+      give the fit of repeated rows, priors included (the default
+      ``mean_prior`` and ``covariance_prior`` are the weighted mean and
+      covariance, with ``sum(sample_weight) - 1`` degrees of freedom).
+    - A fifth ``covariance_type``, ``'tied_diag'``: one diagonal precision
+      shared by all components (updated as 'tied' is).
+    - Data are processed in chunks on all cores; the E-step is one matrix
+      product against all components and the M-step reuses its products
+      (skem's covariance structures), and dask arrays fit exactly.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Maximum number of components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical', 'tied_diag'}, \
+            default='full'
+        The structure of the precisions (see :class:`skem.EMGaussianMixture`).
+    tol : float, default=1e-3
+        Convergence threshold on the change of the per-sample bound, in nats.
+    reg_covar : float, default=1e-6
+        Non-negative floor added to the diagonal of each component's weighted
+        covariance in the update (scikit-learn's).
+    max_iter : int, default=100
+        Maximum number of iterations per restart.
+    n_init : int, default=1
+        Number of restarts; the one with the highest final bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, \
+            default='kmeans'
+        The responsibilities the first update is made from (see
+        :class:`skem.BaseMixture`).
+    weight_concentration_prior_type : {'dirichlet_process', \
+            'dirichlet_distribution'}, default='dirichlet_process'
+        Prior on the weights: stick-breaking Beta(1, gamma) sticks, or a
+        Dirichlet(gamma, ..., gamma).
+    weight_concentration_prior : float, default=None
+        gamma, positive; None gives ``1 / n_components``. Smaller values
+        favour fewer components.
+    mean_precision_prior : float, default=None
+        beta_0, positive: the prior's precision of the means relative to the
+        components' precision; None gives 1.
+    mean_prior : array-like of shape (n_features,), default=None
+        m_0; None gives the (weighted) mean of X.
+    degrees_of_freedom_prior : float, default=None
+        nu_0 of the Wishart prior, above ``n_features - 1``; None gives
+        ``n_features``.
+    covariance_prior : float or array-like, default=None
+        The inverse of the Wishart prior's scale, W_0^-1: (n_features,
+        n_features) for 'full' and 'tied', (n_features,) for 'diag' and
+        'tied_diag', a float for 'spherical'. None gives the (weighted)
+        covariance of X (``ddof=1``), its diagonal, or the mean of that.
+    random_state : int, RandomState instance or None, default=None
+        Controls the initialisation and seeds ``sample``.
+    warm_start : bool, default=False
+        Continue from the fitted q(theta) on the next ``fit``.
+    verbose : int, default=0
+        Verbosity of the fit loop.
+    verbose_interval : int, default=10
+        Iterations between progress lines.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+        E[pi_k], normalised over the components.
+    means_ : ndarray of shape (n_components, n_features)
+        m_k, the means of q(mu_k).
+    covariances_ : ndarray
+        E[Lambda_k]^-1 = (nu_k W_k)^-1, in the shape of ``covariance_type``.
+    precisions_ : ndarray
+        E[Lambda_k] = nu_k W_k.
+    precisions_cholesky_ : ndarray
+        Upper-triangular ``U`` with ``U @ U.T = precisions_`` (the square
+        roots for the diagonal types).
+    weight_concentration_ : ndarray or tuple of two ndarrays
+        Dirichlet concentrations, or the sticks' Beta parameters (a, b).
+    mean_precision_ : ndarray of shape (n_components,)
+        beta_k.
+    degrees_of_freedom_ : ndarray of shape (n_components,) or float
+        nu_k (one value for the shared types).
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_, \
+degrees_of_freedom_prior_, covariance_prior_
+        The priors used in the fit.
+    n_components_effective_ : int
+        Components with an expected count of rows of at least one.
+    converged_ : bool
+        Whether the kept restart converged.
+    n_iter_ : int
+        Iterations of the kept restart.
+    lower_bound_ : float
+        The last per-sample bound of the kept restart.
+    lower_bounds_ : ndarray of shape ``(n_iter_,)``
+        The per-sample bound at each iteration of the kept restart.
+    n_features_in_ : int
+        Number of features seen during fit.
+    feature_names_in_ : ndarray of shape ``(n_features_in_,)``
+        Feature names seen during fit, if they were all strings.
+
+    See Also
+    --------
+    sklearn.mixture.BayesianGaussianMixture : the reference implementation.
+    EMGaussianMixture : the maximum-likelihood mixture.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skem import VariationalGaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [4, 2], [12, 4], [10, 7]])
+    >>> vgm = VariationalGaussianMixture(n_components=2, random_state=42).fit(X)
+    >>> vgm.means_.round(2)
+    array([[2.47, 2.28],
+           [8.5 , 4.54]])
+    >>> vgm.predict([[0, 0], [9, 3]])
+    array([0, 1])
+    >>> vgm.n_components_effective_
+    2
+    >>> print(round(vgm.lower_bound_, 3))  # the ELBO per sample, in nats
+    -6.2
+    >>> vgm.score_samples([[0, 0]]).round(3)  # the log posterior predictive density
+    array([-4.719])
+
+    (scikit-learn's example stops later, at ``[[2.49, 2.29], [8.45, 4.52]]``: its
+    ``tol`` applies to the total bound, skem's to the bound per sample.)
+    """
+
+    # (scikit-learn's parameters: no ``init_size``, the start reads every row in memory)
+    _parameter_constraints: dict = {
+        **{
+            name: constraint
+            for name, constraint in BaseMixture._parameter_constraints.items()
+            if name != "init_size"
+        },
+        "covariance_type": [StrOptions(set(COVARIANCES))],
+        "reg_covar": [Interval(Real, 0.0, None, closed="left")],
+        "weight_concentration_prior_type": [
+            StrOptions({"dirichlet_process", "dirichlet_distribution"})
+        ],
+        "weight_concentration_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "mean_precision_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "mean_prior": [None, "array-like"],
+        "degrees_of_freedom_prior": [None, Interval(Real, 0.0, None, closed="neither")],
+        "covariance_prior": [None, "array-like", Interval(Real, 0.0, None, closed="neither")],
+    }
+
+    _fitted_parameters = (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_cholesky_",
+        "weight_concentration_",
+        "mean_precision_",
+        "degrees_of_freedom_",
+        "_covariance",
+    )
+
+    _fit_scratch = (*BaseMixture._fit_scratch, "_weight_scale")
+
+    _terms_from = (
+        "weights_",
+        "means_",
+        "precisions_cholesky_",
+        "weight_concentration_",
+        "mean_precision_",
+        "degrees_of_freedom_",
+    )
+
+    def __init__(
+        self,
+        *,
+        n_components=1,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_process",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+        verbose=0,
+        verbose_interval=10,
+    ):
+        super().__init__(
+            n_components=n_components,
+            tol=tol,
+            max_iter=max_iter,
+            n_init=n_init,
+            init_params=init_params,
+            random_state=random_state,
+            warm_start=warm_start,
+            verbose=verbose,
+            verbose_interval=verbose_interval,
+        )
+        self.covariance_type = covariance_type
+        self.reg_covar = reg_covar
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+
+    # ------------------------------------------------------------------ priors
+
+    def _given_priors(self, n_features):
+        """The priors the user gave, validated (scikit-learn's messages); None where not."""
+        given = {"mean": None, "covariance": None}
+        dof = self.degrees_of_freedom_prior
+        if dof is not None and not dof > n_features - 1.0:
+            raise ValueError(
+                "The parameter 'degrees_of_freedom_prior' should be greater than "
+                f"{n_features - 1}, but got {dof:.3f}."
+            )
+        if self.mean_prior is not None:
+            given["mean"] = _as_float(self.mean_prior)
+            _check_shape(given["mean"], (n_features,), "means")
+        if self.covariance_prior is not None:
+            covariance = COVARIANCES[self.covariance_type]
+            name = self.covariance_type
+            shape = {0: (), 1: (n_features,), 2: (n_features, n_features)}
+            rank = _prior_rank(covariance)
+            prior = (
+                _as_float(self.covariance_prior)
+                if rank
+                else np.asarray(self.covariance_prior, dtype=np.float64)
+            )
+            _check_shape(prior, shape[rank], f"{name} covariance_prior")
+            covariance.from_precisions(prior.astype(np.float64), f"{name} precision")
+            given["covariance"] = prior
+        return given
+
+    def _check_parameters(self, X, sample_weight=None):
+        """Check the parameters against X (scikit-learn's private signature too)."""
+        super()._check_parameters(X, sample_weight)
+        self._given_priors(X.shape[1])
+        total = X.shape[0] * getattr(self, "_weight_scale", 1.0)
+        if self.covariance_prior is None and not total > 1.0:
+            raise ValueError(
+                "The default covariance_prior is the covariance of X with "
+                f"sum(sample_weight) - 1 degrees of freedom, but sum(sample_weight) = "
+                f"{total:.3g} is not above 1: weights count rows here. Give "
+                "covariance_prior, or larger weights."
+            )
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        """The priors of this fit (scikit-learn sets them in ``_check_parameters``)."""
+        super()._prepare_fit(X, sample_weight, random_state)
+        self._covariance = covariance = COVARIANCES[self.covariance_type]
+        n_features = X.shape[1]
+        given = self._given_priors(n_features)
+        gamma = self.weight_concentration_prior
+        self.weight_concentration_prior_ = 1.0 / self.n_components if gamma is None else gamma
+        beta = self.mean_precision_prior
+        self.mean_precision_prior_ = 1.0 if beta is None else beta
+        dof = self.degrees_of_freedom_prior
+        self.degrees_of_freedom_prior_ = n_features if dof is None else dof
+        moments = None
+        if given["mean"] is None or given["covariance"] is None:
+            moments = self._data_moments(X, sample_weight)
+        self.mean_prior_ = moments[0] if given["mean"] is None else given["mean"]
+        if given["covariance"] is not None:
+            self.covariance_prior_ = given["covariance"]
+        elif covariance.template == ("K",):  # spherical: the mean variance
+            self.covariance_prior_ = moments[1].mean()
+        else:
+            self.covariance_prior_ = moments[1]
+
+    def _data_moments(self, X, sample_weight):
+        """The weighted mean of X, and its covariance with ``sum(weights) - 1``
+        degrees of freedom (np.cov's with frequency weights; the variances alone
+        for the diagonal structures)."""
+        matrices = self._covariance.matrices
+
+        def sums(block, weights):
+            weights = row_weights(weights, block.shape[0])
+            return float(weights.sum()), weights @ block.astype(np.float64, copy=False)
+
+        def scatter(block, weights):
+            centered = np.subtract(block, mean, dtype=np.float64)
+            if matrices:
+                return gram(centered * np.sqrt(row_weights(weights, block.shape[0]))[:, None])
+            return row_weights(weights, block.shape[0]) @ centered**2
+
+        rows = self._chunk_rows()
+        total, weighted_sum = reduce_rows(sums, X, sample_weight, rows)
+        mean = weighted_sum / total
+        counted = total * self._weight_scale
+        return mean, reduce_rows(scatter, X, sample_weight, rows) * (
+            self._weight_scale / (counted - 1.0)
+        )
+
+    def _priors(self):
+        """The priors as the updates and the bound read them."""
+        covariance = self._covariance
+        n_features = self.mean_prior_.shape[0]
+        prior = np.asarray(self.covariance_prior_, dtype=np.float64)
+        return Priors(
+            float(self.weight_concentration_prior_),
+            float(self.mean_precision_prior_),
+            np.asarray(self.mean_prior_, dtype=np.float64),
+            float(self.degrees_of_freedom_prior_),
+            prior,
+            -prior_log_det(covariance, prior, n_features),
+        )
+
+    def _validate_fit_data(self, X, sample_weight, reset=True):
+        """As the core's, keeping the weights' scale: they count rows here."""
+        X, weights = super()._validate_fit_data(X, sample_weight, reset)
+        self._weight_scale = 1.0
+        if sample_weight is not None:  # (validation scaled the weights to mean one)
+            self._weight_scale = exp(log_total_weight(X, sample_weight) - log(X.shape[0]))
+        return X, weights
+
+    # ------------------------------------------------------------------ start
+
+    def _initialize_parameters(self, X, random_state):
+        """scikit-learn's private entry point: the priors of X, then the start.
+
+        (Its test suite calls it after ``_check_parameters(X)``.)
+        """
+        X, sample_weight = self._validate_fit_data(X, None)
+        random_state = check_random_state(random_state)
+        try:
+            self._prepare_fit(X, sample_weight, random_state)
+            self._initialize(X, sample_weight, random_state)
+        finally:
+            self._drop_fit_scratch()
+
+    def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
+        """The first update, from responsibilities: statistics about the start's means."""
+        weighted = responsibilities.astype(np.float64)
+        if sample_weight is not None:
+            weighted *= sample_weight[:, np.newaxis]
+        nk = weighted.sum(axis=0) + RESPONSIBILITY_FLOOR
+        center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
+        shift = (weighted.T @ X) / nk[:, np.newaxis] - center
+        self._start_reference = VariationalTerms(center, shift, StartTerms(shift))
+        try:
+            super()._initialize_from_responsibilities(
+                X, sample_weight, responsibilities, random_state
+            )
+        finally:
+            del self._start_reference
+
+    # ------------------------------------------------------------------ iterations
+
+    # The statistics and the terms they are taken about are EMGaussianMixture's.
+    _component_statistics = EMGaussianMixture._component_statistics
+    _reference = EMGaussianMixture._reference
+
+    def _row_width(self):
+        return row_width(self._covariance, self._fitted_components(), self.n_features_in_)
+
+    def _e_step(self, X):
+        """The responsibilities, and each row's entropy ``-sum_k r ln r`` (its part of the bound)."""
+        _, posterior = super()._e_step(X)
+        return entr(posterior.responsibilities).sum(axis=1), posterior
+
+    def _em_iteration(self, X, sample_weight):
+        """E-step, update of q(theta), then the ELBO of both, per sample."""
+        entropy, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
+        moments = self._moments(statistics)
+        self._update(moments)
+        scale = self._weight_scale
+        bound = evidence_lower_bound(
+            self._covariance,
+            self._priors(),
+            self._posterior(),
+            moments,
+            scale * entropy,
+            self.weight_concentration_prior_type,
+        )
+        return bound / (scale * weight)
+
+    def _m_step_components(self, statistics):
+        self._update(self._moments(statistics))
+
+    def _m_step(self, statistics):
+        # (q(weights) is updated with the components: no maximum-likelihood weights)
+        self._m_step_components(statistics)
+
+    def _moments(self, statistics):
+        """Counts, means and covariances of the summed statistics, weights as row counts."""
+        reference = self._reference  # (the terms the statistics were taken about)
+        sums = {name: self._weight_scale * value for name, value in statistics.items()}
+        nk = sums["nk"] + RESPONSIBILITY_FLOOR
+        centered_means = sums["sum_x"] / nk[:, np.newaxis]
+        scatter = self._covariance.covariances(sums, centered_means, nk, reference.structure)
+        return Moments(nk, centered_means + reference.center, scatter)
+
+    def _update(self, moments):
+        """q(theta) from the moments of q(Z) (Bishop 10.58-10.63)."""
+        priors = self._priors()
+        prior_type = self.weight_concentration_prior_type
+        self.weight_concentration_ = weight_concentration(
+            moments.nk, priors.weight_concentration, prior_type
+        )
+        self.mean_precision_ = priors.mean_precision + moments.nk
+        self.means_ = (
+            priors.mean_precision * priors.mean + moments.nk[:, np.newaxis] * moments.means
+        ) / self.mean_precision_[:, np.newaxis]
+        self.degrees_of_freedom_, covariances = wishart_update(
+            self._covariance, priors, moments, self.mean_precision_, self.reg_covar
+        )
+        self.covariances_, _, self.precisions_cholesky_, _ = self._covariance.factorize(
+            covariances, 0.0, moments.nk.shape[0]
+        )
+        self._set_derived()
+
+    def _posterior(self):
+        """q(theta) as the bound reads it."""
+        n_components = self.means_.shape[0]
+        return Posterior(
+            self.weight_concentration_,
+            self.mean_precision_,
+            self.means_,
+            np.broadcast_to(self.degrees_of_freedom_, (n_components,)),
+            self.precisions_,
+            self._terms().structure.log_det,
+        )
+
+    # ------------------------------------------------------------------ terms
+
+    def _derive_terms(self):
+        """The E-step's and the predictive's terms of the public fitted attributes."""
+        covariance = self._covariance
+        weights = np.asarray(self.weights_, dtype=np.float64)
+        means = np.asarray(self.means_, dtype=np.float64)
+        factors = np.asarray(self.precisions_cholesky_, dtype=np.float64)
+        n_components, n_features = means.shape
+        center = (weights / weights.sum()) @ means
+        shift = means - center
+        structure = covariance.terms(shift, factors, np.zeros(n_components), np.float64)
+        dof = np.broadcast_to(np.asarray(self.degrees_of_freedom_, float), (n_components,))
+        mean_precision = np.asarray(self.mean_precision_, dtype=np.float64)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        return VariationalTerms(
+            center,
+            shift,
+            structure,
+            expected_log_gaussian_norm(structure.log_det, dof, mean_precision, n_features),
+            expected_log_weights(self.weight_concentration_, self.weight_concentration_prior_type),
+            student_terms(log_weights, structure.log_det, dof, mean_precision, n_features),
+        )
+
+    def _log_weights(self, dtype):
+        return self._reference.log_weights.astype(dtype, copy=False)
+
+    def _distances(self, X):
+        """Squared distances of the rows to the means under E[Lambda_k], and the workspace."""
+        reference = self._reference
+        centered = X - reference.center.astype(X.dtype)
+        workspace = {"centered": centered}
+        with np.errstate(over="ignore"):  # a square beyond the float range: density 0
+            mahalanobis = self._covariance.mahalanobis(
+                centered, centered.astype(np.float64, copy=False), reference.structure, workspace
+            )
+        return mahalanobis, workspace
+
+    def _log_prob_and_workspace(self, X):
+        """E_q[ln N(x | mu_k, Lambda_k^-1)] of each row and component (Bishop 10.64-10.67)."""
+        mahalanobis, workspace = self._distances(X)
+        mahalanobis *= -0.5
+        mahalanobis += self._reference.log_norm
+        return mahalanobis, workspace
+
+    def _estimate_log_prob(self, X):
+        return self._log_prob_and_workspace(X)[0]
+
+    def _log_density(self, X):
+        """The log posterior predictive density: the Student-t mixture."""
+        mahalanobis, _ = self._distances(X)
+        return logsumexp_rows(student_log_density(self._reference.student, mahalanobis))
+
+    # ------------------------------------------------------------------ results
+
+    def _fitted_structure(self):
+        return {
+            **super()._fitted_structure(),
+            "covariance_type": self._covariance.name,
+            "weight_concentration_prior_type": _prior_type(self.weight_concentration_),
+        }
+
+    def _set_derived(self):
+        """``weights_``, ``precisions_`` and ``n_components_effective_`` of q(theta)."""
+        self.weights_ = expected_weights(
+            self.weight_concentration_, _prior_type(self.weight_concentration_)
+        )
+        self.precisions_ = precisions(self._covariance, self.precisions_cholesky_)
+        counts = np.asarray(self.mean_precision_) - self.mean_precision_prior_
+        self.n_components_effective_ = int(np.count_nonzero(counts >= EFFECTIVE_COUNT))
+
+    def _set_parameters(self, parameters):
+        super()._set_parameters(parameters)
+        self._set_derived()
+
+    def _sample_components(self, labels, random_state):
+        """Draws of the posterior predictive: Student-t, ``m_k + L_k^-1/2 z sqrt(dof / chi2)``."""
+        student = self._terms().student
+        noise = random_state.standard_normal(size=(labels.shape[0], self.means_.shape[1]))
+        noise = sample_noise(self._covariance, noise, self.covariances_, labels)
+        chi2 = random_state.chisquare(student.dof[labels])
+        noise *= np.sqrt(student.dof[labels] / (student.scale[labels] * chi2))[:, np.newaxis]
+        return self.means_[labels] + noise
+
+    def _n_component_parameters(self):
+        n_components, n_features = self.means_.shape
+        return int(n_parameters(self._covariance, n_components, n_features)) + self.means_.size
+
+    # A Bayesian fit is compared by its bound or held-out predictive density:
+    # no BIC or AIC (as scikit-learn's BayesianGaussianMixture).
+    _n_parameters = BaseEM._n_parameters
+
+
+def _as_float(value):
+    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False)
+
+
+def _prior_rank(covariance):
+    """Dimensions of one covariance of the structure (a prior's): 2, 1 or 0."""
+    return 2 if covariance.matrices else (0 if covariance.template == ("K",) else 1)
+
+
+def _prior_type(concentration):
+    """The weight prior a fitted ``weight_concentration_`` belongs to."""
+    return "dirichlet_process" if isinstance(concentration, tuple) else "dirichlet_distribution"
