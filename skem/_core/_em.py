@@ -51,7 +51,11 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         parameters, so it never decreases, and the returned model (after the
         last M-step) is at least as good as ``lower_bound_``. With
         ``max_iter=0`` the model is the initialisation, ``n_iter_=0``,
-        ``lower_bound_=-inf`` and ``lower_bounds_`` is empty.
+        ``lower_bound_=-inf`` and ``lower_bounds_`` is empty. A variational
+        model (:class:`skem.VariationalGaussianMixture`) records instead the
+        ELBO of the iteration's responsibilities and of q(theta) *after* its
+        update, as scikit-learn's ``BayesianGaussianMixture`` does: the
+        bound's global terms need the updated q.
 
     Writing a new model
         Subclass :class:`BaseEM` (or :class:`skem.BaseMixture` for a discrete
