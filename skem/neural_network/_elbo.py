@@ -200,18 +200,9 @@ class _MinibatchELBO:
             np.divide(sample_weight, sample_weight.sum(), out=v.row_scale)
         np.multiply(v.row_scale, kl_weight, out=v.kl_scale)
 
-        # q(z|x) and the reparameterised draw z = mu + sigma * eps
-        encoded = self.encoder.forward(n_rows)
-        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
-        log_variance, std, variance = v.log_variance, v.std, v.variance
-        np.maximum(raw_log_variance, LOG_VARIANCE_RANGE[0], out=log_variance)
-        np.minimum(log_variance, LOG_VARIANCE_RANGE[1], out=log_variance)
-        np.multiply(log_variance, 0.5, out=std)
-        np.exp(std, out=std)
-        np.multiply(std, std, out=variance)
-        np.copyto(v.noise, noise.T, casting="same_kind")
-        np.multiply(std, v.noise, out=v.scaled_noise)
-        np.add(mean, v.scaled_noise, out=v.latent)
+        mean, raw_log_variance = self._draw_latent(v, n_rows, noise)
+        log_variance, variance = v.log_variance, v.variance
+        np.multiply(v.std, v.std, out=variance)
         scratch = v.latent_scratch
         np.multiply(mean, mean, out=scratch)
         scratch += variance
@@ -237,12 +228,33 @@ class _MinibatchELBO:
         scratch *= v.kl_scale
         log_variance_gradient -= scratch
         log_variance_gradient *= 0.5
-        # zero outside the clipping range
+        self._encoder_backward(v, n_rows, raw_log_variance)
+        return elbo, self.gradient
+
+    def _draw_latent(self, v, n_columns, noise):
+        """q(z|x) of the loaded columns and the reparameterised draw z = mu + sigma * eps.
+
+        Writes the clipped log-variance, sigma, the noise, sigma * eps and z
+        into the buffers; returns the encoder's mean and raw log-variance.
+        """
+        n_latent = self.n_latent
+        encoded = self.encoder.forward(n_columns)
+        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
+        np.clip(raw_log_variance, *LOG_VARIANCE_RANGE, out=v.log_variance)
+        np.multiply(v.log_variance, 0.5, out=v.std)
+        np.exp(v.std, out=v.std)
+        np.copyto(v.noise, noise.T, casting="same_kind")
+        np.multiply(v.std, v.noise, out=v.scaled_noise)
+        np.add(mean, v.scaled_noise, out=v.latent)
+        return mean, raw_log_variance
+
+    def _encoder_backward(self, v, n_columns, raw_log_variance):
+        """The encoder's backward pass from ``v.encoder_gradient``, the log-variance's
+        gradient zeroed outside the clipping range."""
         np.greater(raw_log_variance, LOG_VARIANCE_RANGE[0], out=v.inside)
         v.inside &= np.less(raw_log_variance, LOG_VARIANCE_RANGE[1], out=v.below)
-        log_variance_gradient *= v.inside
-        self.encoder.backward(n_rows, gradient, input_gradient=False)
-        return elbo, self.gradient
+        v.encoder_gradient[self.n_latent :] *= v.inside
+        self.encoder.backward(n_columns, v.encoder_gradient, input_gradient=False)
 
     def _importance_weighted(self, n_rows, sample_weight, noise, kl_weight):
         """``__call__`` with k > 1 draws per row: the IWAE bound and its gradient.
@@ -264,15 +276,8 @@ class _MinibatchELBO:
         )
         v.row_scale.fill(1.0)  # the likelihood's gradient, scaled below
 
-        encoded = self.encoder.forward(n_columns)
-        mean, raw_log_variance = encoded[:n_latent], encoded[n_latent:]
-        log_variance, std = v.log_variance, v.std
-        np.clip(raw_log_variance, *LOG_VARIANCE_RANGE, out=log_variance)
-        np.multiply(log_variance, 0.5, out=std)
-        np.exp(std, out=std)
-        np.copyto(v.noise, noise.T, casting="same_kind")
-        np.multiply(std, v.noise, out=v.scaled_noise)
-        np.add(mean, v.scaled_noise, out=v.latent)
+        _, raw_log_variance = self._draw_latent(v, n_columns, noise)
+        log_variance = v.log_variance
         # KL_ij = log q(z|x) - log p(z), sampled: (|z|^2 - |eps|^2 - sum log sigma^2) / 2
         scratch = v.latent_scratch
         np.multiply(v.latent, v.latent, out=scratch)
@@ -306,10 +311,7 @@ class _MinibatchELBO:
         np.multiply(mean_gradient, v.scaled_noise, out=log_variance_gradient)
         log_variance_gradient += column_scale * kl_weight
         log_variance_gradient *= 0.5
-        np.greater(raw_log_variance, LOG_VARIANCE_RANGE[0], out=v.inside)
-        v.inside &= np.less(raw_log_variance, LOG_VARIANCE_RANGE[1], out=v.below)
-        log_variance_gradient *= v.inside
-        self.encoder.backward(n_columns, gradient, input_gradient=False)
+        self._encoder_backward(v, n_columns, raw_log_variance)
         return bound, self.gradient
 
     def _reconstruction(self, v, decoded):
