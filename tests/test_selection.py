@@ -91,3 +91,16 @@ def test_in_a_pipeline_and_bad_parameters():
         GaussianMixtureIC(2, covariance_type=["full", "round"]).fit(X)
     with pytest.raises(ValueError, match="n_samples=2"):
         GaussianMixtureIC([3, 4]).fit(X[:2])
+
+
+def test_weights_count_rows_sizes_stop_at_the_rows_of_positive_weight():
+    X = three_blobs(n=20)
+    weights = np.zeros(len(X))
+    weights[:: len(X) // 10][:10] = 1.0  # ten rows of positive weight
+    search = GaussianMixtureIC(12, covariance_type="spherical", random_state=0)
+    search.fit(X, sample_weight=weights)
+    assert search.results_["n_components"].max() == 10
+    with pytest.raises(ValueError, match="sum to 1"):
+        GaussianMixtureIC(3).fit(X, sample_weight=np.full(len(X), 1.0 / len(X)))
+    # a huge n_components costs nothing beyond the rows
+    assert len(GaussianMixtureIC(10**9, covariance_type="diag")._candidates(7)) == 7

@@ -33,7 +33,7 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
     ----------
     n_components : int or iterable of int, default=10
         The numbers of components tried: ``1, ..., n_components`` for an int.
-        Numbers above the number of rows are skipped.
+        Numbers above the number of rows (of positive weight) are skipped.
     covariance_type : {'all', 'full', 'tied', 'diag', 'spherical', \
 'tied_diag'} or list of them, default='all'
         The covariance types tried; 'all' is the four of scikit-learn.
@@ -124,7 +124,7 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
     def _candidates(self, n_samples):
         """The (covariance type, number of components) pairs to fit, validated."""
         if isinstance(self.n_components, Integral):
-            sizes = list(range(1, self.n_components + 1))
+            sizes = list(range(1, min(self.n_components, n_samples) + 1))
         else:
             values = np.asarray(self.n_components, dtype=object).ravel()
             valid = all(isinstance(v, Integral) and v >= 1 for v in values)
@@ -160,7 +160,10 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
         y : Ignored
             Not used, present for API consistency.
         sample_weight : array-like of shape (n_samples,), default=None
-            Weight of each row, counted as that many rows in the criterion.
+            Weight of each row, counted as that many rows in the criterion
+            (BIC's N is their sum, so weights normalised to sum to one would
+            remove its penalty: a ``ValueError``). Numbers of components above
+            the count of rows of positive weight are skipped.
 
         Returns
         -------
@@ -175,12 +178,22 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
             ensure_all_finite="allow-nan",
             ensure_min_samples=2,
         )
-        candidates = self._candidates(X.shape[0])
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         weights = None
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, ensure_non_negative=True)
         n_rows = float(X.shape[0] if weights is None else weights.sum())
+        if self.criterion == "bic" and not n_rows > 1.0:
+            raise ValueError(
+                f"The weights sum to {n_rows:.3g}: BIC's penalty is log(sum(sample_weight)), "
+                "which is not positive below 1, and would favour the largest model. "
+                "Weights count rows here (integer weights equal repeated rows): scale "
+                "them so that they sum to the number of rows they stand for."
+            )
+        # sizes up to the rows that count (of positive weight)
+        candidates = self._candidates(
+            X.shape[0] if weights is None else int(np.count_nonzero(weights))
+        )
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
         results = {
             name: []
             for name in (

@@ -80,7 +80,12 @@ class VariationalGaussianMixture(BaseMixture):
     not need are left empty, so ``n_components`` is an upper bound on the
     number used. Same parameters, attributes and numbers as
     :class:`sklearn.mixture.BayesianGaussianMixture` (from the same start the
-    parameters and ``predict_proba`` agree to about 1e-10), plus:
+    parameters and ``predict_proba`` agree to about 1e-10; the one exception
+    is 'tied' started by 'k-means++' or 'random_from_data', where
+    scikit-learn's first update takes the uncentred scatter of every row, even
+    of rows no component holds yet, so its start depends on the origin;
+    skem's uses the chosen rows). Missing values (NaN) are not supported yet:
+    impute first, or use :class:`skem.EMGaussianMixture`. In addition:
 
     - ``lower_bounds_`` is the exact evidence lower bound per sample in nats,
       the skem convention (scikit-learn records a total without its
