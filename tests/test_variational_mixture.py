@@ -5,6 +5,7 @@ from math import lgamma, log, pi
 
 import numpy as np
 import pytest
+from numpy.testing import assert_allclose, assert_array_equal
 from scipy import integrate, stats
 from scipy.special import betaln, multigammaln
 from sklearn.exceptions import ConvergenceWarning
@@ -453,3 +454,102 @@ def test_singular_prior_covariance_still_fits():
     assert np.all(np.isfinite(model.lower_bounds_))
     # (precisions near 1 / reg_covar in the null directions amplify rounding)
     assert deviation(reference, model, data) < 1e-6
+
+
+# ---------------------------------------------------------------------- partial_fit (SVI)
+
+
+def _svi_blobs(seed=0):
+    rng = np.random.RandomState(seed)
+    X = np.vstack([rng.normal(c, 0.5, size=(150, 2)) for c in ([0, 0], [5, 0], [0, 5])])
+    rng.shuffle(X)
+    return X
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied", "diag", "spherical"])
+def test_partial_fit_on_the_fitted_data_is_a_fixed_point(covariance_type):
+    """With total_samples = N, a step on the rows a converged fit saw changes nothing,
+    and its batch bound is the fit's bound (the ELBO of the same q(Z) and q(theta))."""
+    X = _svi_blobs()
+    weights = np.random.RandomState(1).uniform(0.5, 2.0, size=len(X))
+    model = VariationalGaussianMixture(
+        n_components=3,
+        covariance_type=covariance_type,
+        reg_covar=0.0,
+        tol=1e-12,
+        max_iter=2000,
+        random_state=0,
+        total_samples=weights.sum(),
+    ).fit(X, sample_weight=weights)
+    fitted = {
+        name: np.copy(getattr(model, name)) for name in ("weights_", "means_", "covariances_")
+    }
+    bound = model.lower_bound_
+    model.partial_fit(X, sample_weight=weights)
+    for name, value in fitted.items():
+        assert_allclose(getattr(model, name), value, rtol=1e-9, atol=1e-12)
+    assert_allclose(model.lower_bounds_[-1], bound, rtol=1e-9)
+
+
+def test_one_svi_step_is_the_update_of_the_running_moments_by_hand():
+    """fit on A, then partial_fit on B: q(Z) of B from the fitted q, moments averaged with
+    step (offset + n_A / n_B) ** -decay, and Bishop's updates (10.58-10.63) with N = n_A + n_B."""
+    X = _svi_blobs()
+    A, B = X[:300], X[300:]
+    model = VariationalGaussianMixture(
+        n_components=3,
+        weight_concentration_prior_type="dirichlet_distribution",
+        reg_covar=0.0,
+        tol=1e-12,
+        max_iter=2000,
+        random_state=0,
+    ).fit(A)
+
+    def moments(rows, r):
+        nk = r.sum(axis=0)
+        means = r.T @ rows / nk[:, None]
+        second = np.einsum("nk,nd,ne->kde", r, rows, rows) / nk[:, None, None]
+        return nk / len(rows), means, second  # shares, means, raw second moments
+
+    n_a, mean_a, second_a = moments(A, model.predict_proba(A))
+    n_b, mean_b, second_b = moments(B, model.predict_proba(B))
+    step = (10.0 + len(A) / len(B)) ** -0.7
+    n = (1 - step) * n_a + step * n_b
+    mean = ((1 - step) * n_a[:, None] * mean_a + step * n_b[:, None] * mean_b) / n[:, None]
+    second = (
+        (1 - step) * n_a[:, None, None] * second_a + step * n_b[:, None, None] * second_b
+    ) / n[:, None, None]
+    covariance = second - np.einsum("kd,ke->kde", mean, mean)
+    counts = n * len(X)
+    beta0, m0, nu0 = model.mean_precision_prior_, model.mean_prior_, model.degrees_of_freedom_prior_
+    psi0 = model.covariance_prior_
+    beta = beta0 + counts
+    means = (beta0 * m0 + counts[:, None] * mean) / beta[:, None]
+    offsets = mean - m0
+    scale_inverse = (
+        psi0
+        + counts[:, None, None] * covariance
+        + (beta0 * counts / beta)[:, None, None] * np.einsum("kd,ke->kde", offsets, offsets)
+    )
+    nu = nu0 + counts
+    model.partial_fit(B)
+    assert_allclose(
+        model.weight_concentration_, model.weight_concentration_prior_ + counts, rtol=1e-7
+    )
+    assert_allclose(model.mean_precision_, beta, rtol=1e-7)
+    assert_allclose(model.means_, means, rtol=1e-7, atol=1e-9)
+    assert_allclose(model.degrees_of_freedom_, nu, rtol=1e-7)
+    assert_allclose(model.covariances_, scale_inverse / nu[:, None, None], rtol=1e-6, atol=1e-9)
+
+
+def test_a_stream_finds_the_clusters_and_validates_its_parameters():
+    X = _svi_blobs()
+    model = VariationalGaussianMixture(n_components=3, random_state=0)
+    for batch in np.array_split(X, 9):
+        model.partial_fit(batch)
+    assert model.n_steps_ == 9 and model.n_samples_seen_ == len(X)
+    found = np.sort(np.round(model.means_).astype(int), axis=0)
+    assert_array_equal(np.sort(found[:, 0]), [0, 0, 5])
+    assert_allclose(np.sort(model.weights_), [1 / 3] * 3, atol=0.03)
+    with pytest.raises(ValueError, match="learning_decay"):
+        VariationalGaussianMixture(learning_decay=0.2).partial_fit(X)

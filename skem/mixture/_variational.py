@@ -16,10 +16,11 @@ from scipy.special import entr
 from sklearn.utils import check_array, check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._core import reduce_rows, row_weights
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, reduce_rows, row_weights
 from .._core._covariance import (
     COVARIANCES,
     StartTerms,
+    combine_moments,
     n_parameters,
     precisions,
     row_width,
@@ -165,6 +166,20 @@ class VariationalGaussianMixture(BaseMixture):
         Verbosity of the fit loop.
     verbose_interval : int, default=10
         Iterations between progress lines.
+    learning_decay : float, default=0.7
+        ``partial_fit`` (stochastic variational inference, Hoffman et al.
+        2013): the step size of batch t is ``(learning_offset + t) **
+        -learning_decay``, in (0.5, 1]. Each call averages the batch's
+        moments of q(Z) into running ones, and sets q(theta) by the update
+        of those moments scaled to ``total_samples`` rows.
+    learning_offset : float, default=10.0
+        ``partial_fit``: at least 1; larger values make the early steps smaller.
+    total_samples : float, default=None
+        ``partial_fit``: the number of rows the stream stands for (N of
+        stochastic variational inference, as scikit-learn's
+        LatentDirichletAllocation's). None counts the rows seen so far
+        (those of ``fit`` and of every call), so the posterior sharpens as
+        data arrive.
 
     Attributes
     ----------
@@ -247,6 +262,8 @@ degrees_of_freedom_prior_, covariance_prior_
         "mean_prior": [None, "array-like"],
         "degrees_of_freedom_prior": [None, Interval(Real, 0.0, None, closed="neither")],
         "covariance_prior": [None, "array-like", Interval(Real, 0.0, None, closed="neither")],
+        **ONLINE_PARAMETER_CONSTRAINTS,
+        "total_samples": [None, Interval(Real, 0.0, None, closed="neither")],
     }
 
     _fitted_parameters = (
@@ -291,6 +308,9 @@ degrees_of_freedom_prior_, covariance_prior_
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        learning_decay=0.7,
+        learning_offset=10.0,
+        total_samples=None,
     ):
         super().__init__(
             n_components=n_components,
@@ -311,6 +331,9 @@ degrees_of_freedom_prior_, covariance_prior_
         self.mean_prior = mean_prior
         self.degrees_of_freedom_prior = degrees_of_freedom_prior
         self.covariance_prior = covariance_prior
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.total_samples = total_samples
 
     # ------------------------------------------------------------------ priors
 
@@ -474,6 +497,9 @@ degrees_of_freedom_prior_, covariance_prior_
         moments = self._moments(statistics)
         self._update(moments)
         scale = self._weight_scale
+        # what partial_fit continues from: the rows counted and their moments
+        self._rows_counted = scale * weight
+        self._fit_moments = _normalized(moments, self._rows_counted)
         bound = evidence_lower_bound(
             self._covariance,
             self._priors(),
@@ -530,6 +556,51 @@ degrees_of_freedom_prior_, covariance_prior_
             self.precisions_,
             self._terms().structure.log_det,
         )
+
+    # ------------------------------------------------------------------ online
+
+    def _batch_moments(self, X, sample_weight):
+        """A batch's moments of q(Z) at the current q(theta), per row, and its bound.
+
+        The bound is the ELBO per sample of the batch taken as the whole data
+        (its moments and entropy scaled to the N of ``total_samples``), at
+        q(theta) before the step: a noisy progress signal.
+        """
+        entropy, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
+        count = self._weight_scale * weight
+        self._rows_counted = getattr(self, "_rows_counted", 0.0) + count
+        moments = self._moments(statistics)
+        total = self._stream_size()
+        scaled = Moments(moments.nk * (total / count), moments.means, moments.scatter)
+        bound = evidence_lower_bound(
+            self._covariance,
+            self._priors(),
+            self._posterior(),
+            scaled,
+            self._weight_scale * entropy * (total / count),
+            self.weight_concentration_prior_type,
+        )
+        return bound / total, _normalized(moments, count)
+
+    def _combine_moments(self, running, batch, step):
+        return combine_moments(running, batch, step, self._covariance)
+
+    def _m_step_from_moments(self, moments):
+        """q(theta) of the running moments scaled to N rows (SVI's update)."""
+        self._update(
+            Moments(
+                moments["n"] * self._stream_size() + RESPONSIBILITY_FLOOR,
+                moments["means"],
+                moments["covariances"],
+            )
+        )
+
+    def _moments_of_parameters(self):
+        return self._fit_moments
+
+    def _stream_size(self):
+        """N of stochastic variational inference (see ``total_samples``)."""
+        return float(self.total_samples or self._rows_counted)
 
     # ------------------------------------------------------------------ terms
 
@@ -637,3 +708,8 @@ def _prior_rank(covariance):
 def _prior_type(concentration):
     """The weight prior a fitted ``weight_concentration_`` belongs to."""
     return "dirichlet_process" if isinstance(concentration, tuple) else "dirichlet_distribution"
+
+
+def _normalized(moments, count):
+    """Moments of q(Z) as online EM averages them: shares of the rows, means, covariances."""
+    return {"n": moments.nk / count, "means": moments.means, "covariances": moments.scatter}
