@@ -15,6 +15,7 @@ torch is a benchmark dependency only:  python -m pip install torch==2.13.0
 
     python benchmarks/bench_vae.py [--epochs 10] [--repeats 5] [--threads 1 2]
                                    [--config 128:64 --config 512:256] [--skip-table]
+                                   [--training-samples 5]   # the IWAE objective
 """
 
 import argparse
@@ -40,11 +41,12 @@ def digits_split():
     return train_test_split(load_dequantized_digits()[0], random_state=0)
 
 
-def skem_timer(X, hidden, batch_size, latent, epochs):
+def skem_timer(X, hidden, batch_size, latent, epochs, samples=1):
     def fit(n_epochs):
         vae = AmortizedVAE(
             latent,
             hidden_layer_sizes=(hidden,),
+            n_training_samples=samples,
             batch_size=batch_size,
             max_iter=n_epochs,
             n_iter_no_change=n_epochs + 1,
@@ -61,7 +63,7 @@ def skem_timer(X, hidden, batch_size, latent, epochs):
     return lambda: fit(epochs)
 
 
-def torch_timer(X, hidden, batch_size, latent, epochs):
+def torch_timer(X, hidden, batch_size, latent, epochs, samples=1):
     import torch
     from torch import nn
 
@@ -78,12 +80,24 @@ def torch_timer(X, hidden, batch_size, latent, epochs):
             x = data[rows]
             mean, log_variance = encoder(x).chunk(2, dim=1)
             std = torch.exp(0.5 * log_variance)
-            z = mean + std * torch.randn_like(std)
-            x_mean, raw = decoder(z).chunk(2, dim=1)
-            variance = 1e-3 + nn.functional.softplus(raw)
-            reconstruction = -0.5 * (log_2pi + variance.log() + (x - x_mean) ** 2 / variance).sum(1)
-            kl = 0.5 * (mean**2 + std**2 - 1 - log_variance).sum(1)
-            loss = -(reconstruction - kl).mean()
+            if samples > 1:  # the importance-weighted bound of k draws per row
+                noise = torch.randn(len(rows), samples, latent)
+                z = mean[:, None] + std[:, None] * noise
+                x_mean, raw = decoder(z).chunk(2, dim=2)
+                variance = 1e-3 + nn.functional.softplus(raw)
+                terms = log_2pi + variance.log() + (x[:, None] - x_mean) ** 2 / variance
+                log_weight = -0.5 * terms.sum(2) - 0.5 * (z**2 - noise**2).sum(2)
+                log_weight = log_weight + 0.5 * log_variance.sum(1, keepdim=True)
+                bound = torch.logsumexp(log_weight, dim=1) - np.log(samples)
+                loss = -bound.mean()
+            else:
+                z = mean + std * torch.randn_like(std)
+                x_mean, raw = decoder(z).chunk(2, dim=1)
+                variance = 1e-3 + nn.functional.softplus(raw)
+                terms = log_2pi + variance.log() + (x - x_mean) ** 2 / variance
+                reconstruction = -0.5 * terms.sum(1)
+                kl = 0.5 * (mean**2 + std**2 - 1 - log_variance).sum(1)
+                loss = -(reconstruction - kl).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -117,9 +131,10 @@ def worker(args):
     X_train, _ = digits_split()
     for config in args.config:
         hidden, batch_size = (int(value) for value in config.split(":"))
-        timers = {"skem": skem_timer(X_train, hidden, batch_size, args.latent, args.epochs)}
+        sizes = (X_train, hidden, batch_size, args.latent, args.epochs, args.training_samples)
+        timers = {"skem": skem_timer(*sizes)}
         if torch is not None:
-            timers["torch"] = torch_timer(X_train, hidden, batch_size, args.latent, args.epochs)
+            timers["torch"] = torch_timer(*sizes)
         seconds = {name: [] for name in timers}
         for repeat in range(args.repeats):
             names = list(timers) if repeat % 2 == 0 else list(timers)[::-1]
@@ -160,6 +175,8 @@ def run_workers(args):
             str(args.repeats),
             "--latent",
             str(args.latent),
+            "--training-samples",
+            str(args.training_samples),
         ]
         for config in args.config:
             command += ["--config", config]
@@ -175,7 +192,8 @@ def run_workers(args):
 
 def print_timings(results, args, n_rows, load_before, load_after):
     print(
-        f"Seconds per epoch, {n_rows} rows, latent {args.latent}, float32, {args.epochs} epochs "
+        f"Seconds per epoch, {n_rows} rows, latent {args.latent}, "
+        f"{args.training_samples} draw(s) per row, float32, {args.epochs} epochs "
         f"per timing, median of {args.repeats} repeats alternating skem and torch"
     )
     print(
@@ -257,6 +275,12 @@ def main():
         help=f"hidden width and batch size (default: {' and '.join(DEFAULT_CONFIGS)})",
     )
     parser.add_argument("--latent", type=int, default=10)
+    parser.add_argument(
+        "--training-samples",
+        type=int,
+        default=1,
+        help="draws per row in training: 1 the ELBO, k > 1 the IWAE bound (both libraries)",
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-table", action="store_true")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
