@@ -155,3 +155,14 @@ def test_binary_data_with_a_gaussian_decoder_point_to_bernoulli():
         with warnings.catch_warnings():
             warnings.simplefilter("error", VarianceFloorWarning)
             AmortizedVAE(2, max_iter=2, likelihood="bernoulli", random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("n_features, latent", [(6, 2), (64, 16), (200, 20)])
+def test_the_default_latent_size_follows_the_number_of_features(n_features, latent):
+    X = np.random.RandomState(0).normal(size=(60, n_features))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae = AmortizedVAE(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X)
+        assert vae.transform(X[:3]).shape == (3, latent)
+        vae.partial_fit(X[:30])  # 'auto' resolves to the fitted size again
+    assert vae.n_components == "auto" and vae.n_steps_ == 1

@@ -86,7 +86,7 @@ class _MinibatchELBO:
         max_rows *= n_samples  # a column per row and draw
         self.parameters = parameters
         self.gradient = np.empty_like(parameters)
-        self.n_latent = vae.n_components
+        self.n_latent = vae._fitted("n_components")
         self.n_features = vae.n_features_in_
         self.masked = masked
         self.likelihood = vae.likelihood

@@ -84,6 +84,7 @@ class TrainingMixin:
     def _set_architecture(self, X, sample_weight):
         """Fix the network and the standardisation from the data that initialise the model."""
         self._architecture = {name: getattr(self, name) for name in self._ARCHITECTURE}
+        self._architecture["n_components"] = self._latent_size(X.shape[1])
         self._hidden_sizes = self._requested_hidden_sizes()
         self._mask_inputs = missing_mask(X) is not None
         self._set_feature_scaling(X, sample_weight)
@@ -124,8 +125,8 @@ class TrainingMixin:
                 f"{below.size} of {X.shape[1]} features are nearly constant in the "
                 f"training data (features {below[:10].tolist()}): their variance is "
                 f"below the decoder's variance floor {self.decoder_variance_floor_:.3g} "
-                f"(variance_floor={self.variance_floor:g} times the median feature "
-                "variance), so the floor sets their density, and a row that differs "
+                f"(variance_floor={self.variance_floor:g} times the squared median of the "
+                "features' standard deviations), so the floor sets their density, and a row that differs "
                 "there scores far below the rest. Remove them, or set variance_floor.",
                 VarianceFloorWarning,
             )

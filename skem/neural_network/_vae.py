@@ -26,6 +26,10 @@ from ._model import NetworkModelMixin, check_prediction_rows, check_unit_interva
 from ._training import TrainingMixin
 
 
+#: The largest latent size of ``n_components='auto'``.
+AUTO_LATENT_MAX = 20
+
+
 class AmortizedVAE(
     TrainingMixin,
     ImportanceSamplingMixin,
@@ -112,8 +116,15 @@ class AmortizedVAE(
 
     Parameters
     ----------
-    n_components : int, default=2
-        Latent dimension.
+    n_components : int or 'auto', default='auto'
+        Latent dimension. 'auto' is ``min(20, max(2, n_features // 4))``:
+        chosen by measurement (``benchmarks/bench_vae_defaults.py``). On the
+        sets used to choose it (dequantised digits, breast cancer) it scored
+        15.8 and 9.4 nats per row above the former default of 2 held out; on
+        sets not used (wine, statsmodels' star98, vega's cars) 0.3, 8.2 and 0
+        (the rule gives 2 for cars' 6 features). A wider relu network
+        (200, 200) scored better on digits only, and worse on the small
+        tabular sets, so the network does not depend on the data.
     hidden_layer_sizes : tuple of int, default=(128,)
         Widths of the encoder's hidden layers; the decoder mirrors them.
         ``()`` gives affine networks: with a constant decoder variance the
@@ -237,7 +248,7 @@ class AmortizedVAE(
 
     _parameter_constraints: dict = {
         **BaseEM._parameter_constraints,
-        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions(ACTIVATIONS)],
         "likelihood": [StrOptions({"gaussian", "bernoulli"})],
@@ -271,7 +282,7 @@ class AmortizedVAE(
 
     def __init__(
         self,
-        n_components=2,
+        n_components="auto",
         *,
         hidden_layer_sizes=(128,),
         activation="tanh",
@@ -415,7 +426,14 @@ class AmortizedVAE(
 
     def _requested_structure(self):
         requested = {name: getattr(self, name) for name in self._architecture}
+        requested["n_components"] = self._latent_size(self.n_features_in_)
         return {**requested, "hidden_layer_sizes": self._requested_hidden_sizes()}
+
+    def _latent_size(self, n_features):
+        """``n_components``, with 'auto' resolved from the number of features."""
+        if self.n_components == "auto":
+            return min(AUTO_LATENT_MAX, max(2, n_features // 4))
+        return self.n_components
 
     # ------------------------------------------------------------------ use
 
