@@ -25,7 +25,6 @@ from ._mlp import ACTIVATIONS
 from ._model import NetworkModelMixin, check_prediction_rows, check_unit_interval
 from ._training import TrainingMixin
 
-
 #: The largest latent size of ``n_components='auto'``.
 AUTO_LATENT_MAX = 20
 
