@@ -250,4 +250,6 @@ def test_the_fit_is_the_same_in_any_units():
     scaled.fit(X * scales)
     assert_allclose(scaled.score(X * scales) + np.log(scales).sum(), plain.score(X), atol=1e-10)
     assert_allclose(scaled.noise_variance_ / scales**2, plain.noise_variance_, rtol=1e-8)
-    assert_allclose(scaled.get_covariance() / np.outer(scales, scales), plain.get_covariance(), rtol=1e-7)
+    assert_allclose(
+        scaled.get_covariance() / np.outer(scales, scales), plain.get_covariance(), rtol=1e-7
+    )
