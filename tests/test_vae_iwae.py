@@ -166,3 +166,26 @@ def test_the_default_latent_size_follows_the_number_of_features(n_features, late
         assert vae.transform(X[:3]).shape == (3, latent)
         vae.partial_fit(X[:30])  # 'auto' resolves to the fitted size again
     assert vae.n_components == "auto" and vae.n_steps_ == 1
+
+
+def test_features_on_far_apart_scales_and_constant_columns_train_in_any_units():
+    """The floor's ratio is clipped in logarithms (it overflowed float32 and float64
+    before), and an exactly constant column is scaled as a typical feature, so its
+    density does not depend on the data's units."""
+    rng = np.random.RandomState(0)
+    base = np.tanh(rng.normal(size=(200, 2))) @ rng.normal(size=(2, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        far = AmortizedVAE(2, max_iter=3, random_state=0).fit(base * [1e-12, 1e10, 1e10, 1e10, 1e10])
+        assert np.isfinite(far.score_samples(base * [1e-12, 1e10, 1e10, 1e10, 1e10])).all()
+        wide = AmortizedVAE(2, max_iter=3, training_dtype="float64", random_state=0)
+        wide.fit(base * [1e-150, 1e-150, 1e98, 1e98, 1e98])
+        assert np.isfinite(wide.parameters_).all()
+        constant = np.column_stack([base, np.zeros(len(base))])
+        scores = []
+        for units in (1e-3, 1.0, 1e3):
+            model = AmortizedVAE(2, max_iter=5, random_state=0).fit(constant * units)
+            scores.append(model.score_samples(constant * units) + 6 * np.log(units))
+    assert_allclose(scores[0], scores[1], rtol=1e-4)
+    assert_allclose(scores[2], scores[1], rtol=1e-4)

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.special import entr
-from sklearn.utils import check_array, check_random_state
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core import ONLINE_PARAMETER_CONSTRAINTS, reduce_rows, row_weights
@@ -36,11 +36,15 @@ from ._variational_maths import (
     Moments,
     Posterior,
     Priors,
+    as_float,
     evidence_lower_bound,
     expected_log_gaussian_norm,
     expected_log_weights,
     expected_weights,
+    normalized_moments,
     prior_log_det,
+    prior_rank,
+    prior_type_of,
     student_log_density,
     student_terms,
     weight_concentration,
@@ -166,20 +170,20 @@ class VariationalGaussianMixture(BaseMixture):
         Verbosity of the fit loop.
     verbose_interval : int, default=10
         Iterations between progress lines.
-    learning_decay : float, default=0.7
+    learning_decay, learning_offset : float, default=0.7, 10.0
         ``partial_fit`` (stochastic variational inference, Hoffman et al.
-        2013): the step size of batch t is ``(learning_offset + t) **
-        -learning_decay``, in (0.5, 1]. Each call averages the batch's
-        moments of q(Z) into running ones, and sets q(theta) by the update
-        of those moments scaled to ``total_samples`` rows.
-    learning_offset : float, default=10.0
-        ``partial_fit``: at least 1; larger values make the early steps smaller.
+        2013) averages each batch's moments of q(Z) into running ones with
+        step sizes ``(learning_offset + t) ** -learning_decay`` and sets
+        q(theta) by their update scaled to ``total_samples`` rows.
     total_samples : float, default=None
         ``partial_fit``: the number of rows the stream stands for (N of
         stochastic variational inference, as scikit-learn's
         LatentDirichletAllocation's). None counts the rows seen so far
         (those of ``fit`` and of every call), so the posterior sharpens as
-        data arrive.
+        data arrive. A first call on an unfitted model fits its batch as
+        ``fit`` does, then (with ``total_samples`` set) scales q(theta) to
+        ``total_samples`` rows, SVI's first step; its ``lower_bound_`` is the
+        batch fit's.
 
     Attributes
     ----------
@@ -347,15 +351,15 @@ degrees_of_freedom_prior_, covariance_prior_
                 f"{n_features - 1}, but got {dof:.3f}."
             )
         if self.mean_prior is not None:
-            given["mean"] = _as_float(self.mean_prior)
+            given["mean"] = as_float(self.mean_prior)
             _check_shape(given["mean"], (n_features,), "means")
         if self.covariance_prior is not None:
             covariance = COVARIANCES[self.covariance_type]
             name = self.covariance_type
             shape = {0: (), 1: (n_features,), 2: (n_features, n_features)}
-            rank = _prior_rank(covariance)
+            rank = prior_rank(covariance)
             prior = (
-                _as_float(self.covariance_prior)
+                as_float(self.covariance_prior)
                 if rank
                 else np.asarray(self.covariance_prior, dtype=np.float64)
             )
@@ -499,7 +503,7 @@ degrees_of_freedom_prior_, covariance_prior_
         scale = self._weight_scale
         # what partial_fit continues from: the rows counted and their moments
         self._rows_counted = scale * weight
-        self._fit_moments = _normalized(moments, self._rows_counted)
+        self._fit_moments = normalized_moments(moments, self._rows_counted)
         bound = evidence_lower_bound(
             self._covariance,
             self._priors(),
@@ -580,7 +584,7 @@ degrees_of_freedom_prior_, covariance_prior_
             self._weight_scale * entropy * (total / count),
             self.weight_concentration_prior_type,
         )
-        return bound / total, _normalized(moments, count)
+        return bound / total, normalized_moments(moments, count)
 
     def _combine_moments(self, running, batch, step):
         return combine_moments(running, batch, step, self._covariance)
@@ -662,13 +666,13 @@ degrees_of_freedom_prior_, covariance_prior_
         return {
             **super()._fitted_structure(),
             "covariance_type": self._covariance.name,
-            "weight_concentration_prior_type": _prior_type(self.weight_concentration_),
+            "weight_concentration_prior_type": prior_type_of(self.weight_concentration_),
         }
 
     def _set_derived(self):
         """``weights_``, ``precisions_`` and ``n_components_effective_`` of q(theta)."""
         self.weights_ = expected_weights(
-            self.weight_concentration_, _prior_type(self.weight_concentration_)
+            self.weight_concentration_, prior_type_of(self.weight_concentration_)
         )
         self.precisions_ = precisions(self._covariance, self.precisions_cholesky_)
         counts = np.asarray(self.mean_precision_) - self.mean_precision_prior_
@@ -694,22 +698,3 @@ degrees_of_freedom_prior_, covariance_prior_
     # A Bayesian fit is compared by its bound or held-out predictive density:
     # no BIC or AIC (as scikit-learn's BayesianGaussianMixture).
     _n_parameters = BaseEM._n_parameters
-
-
-def _as_float(value):
-    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False)
-
-
-def _prior_rank(covariance):
-    """Dimensions of one covariance of the structure (a prior's): 2, 1 or 0."""
-    return 2 if covariance.matrices else (0 if covariance.template == ("K",) else 1)
-
-
-def _prior_type(concentration):
-    """The weight prior a fitted ``weight_concentration_`` belongs to."""
-    return "dirichlet_process" if isinstance(concentration, tuple) else "dirichlet_distribution"
-
-
-def _normalized(moments, count):
-    """Moments of q(Z) as online EM averages them: shares of the rows, means, covariances."""
-    return {"n": moments.nk / count, "means": moments.means, "covariances": moments.scatter}

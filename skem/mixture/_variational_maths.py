@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 from scipy.special import betaln, digamma, gammaln
+from sklearn.utils import check_array
 
 from .._core._covariance import outer
 from .._core._linalg import cholesky_lower
@@ -316,3 +317,22 @@ def student_log_density(terms, mahalanobis):
     log_density *= -terms.power
     log_density += terms.log_norm
     return log_density
+
+
+def as_float(value):
+    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False)
+
+
+def prior_rank(covariance):
+    """Dimensions of one covariance of the structure (a prior's): 2, 1 or 0."""
+    return 2 if covariance.matrices else (0 if covariance.template == ("K",) else 1)
+
+
+def prior_type_of(concentration):
+    """The weight prior a fitted ``weight_concentration_`` belongs to."""
+    return "dirichlet_process" if isinstance(concentration, tuple) else "dirichlet_distribution"
+
+
+def normalized_moments(moments, count):
+    """Moments of q(Z) as online EM averages them: shares of the rows, means, covariances."""
+    return {"n": moments.nk / count, "means": moments.means, "covariances": moments.scatter}

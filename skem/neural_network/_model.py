@@ -42,9 +42,12 @@ class NetworkModelMixin:
         """Floor of each feature's decoder variance in the standardised units the
         networks work in: ``variance_floor`` times the squared ratio of the median
         feature scale to the feature's own (``decoder_variance_floor_`` in the
-        user's units, formed as a ratio so that no scale under- or overflows)."""
-        ratio = decoder_floor_scale(self.feature_scale_) / self.feature_scale_
-        return self._fitted("variance_floor") * ratio**2
+        user's units), its square clipped to [1e-30, 1e30] (in logarithms, so
+        that no scale overflows) and so every floor a float32 number."""
+        log_ratio = np.log(decoder_floor_scale(self.feature_scale_)) - np.log(self.feature_scale_)
+        return self._fitted("variance_floor") * np.exp(
+            np.clip(2.0 * log_ratio, *FLOOR_RATIO_LOG_RANGE)
+        )
 
     def _standardize(self, X, dtype):
         return ((X - self.feature_mean_) / self.feature_scale_).astype(dtype, copy=False)
@@ -214,6 +217,13 @@ def value_range(X):
         return 0.0, 0.0
     # fmin and fmax skip NaN without the warning of nanmin and nanmax on all-NaN data
     return float(np.fmin.reduce(X, axis=None)), float(np.fmax.reduce(X, axis=None))
+
+
+#: The squared ratio of the median feature scale to a feature's own, in the
+#: decoder's floor, is clipped to this range (natural logarithms of 1e-30,
+#: 1e30): wide enough for any nearly constant feature, narrow enough that the
+#: floor of a feature 1e15 times off the median stays a float32 number.
+FLOOR_RATIO_LOG_RANGE = (float(np.log(1e-30)), float(np.log(1e30)))
 
 
 def decoder_floor_scale(feature_scale):

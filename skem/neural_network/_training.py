@@ -108,7 +108,11 @@ class TrainingMixin:
             spread = np.nanmax(np.abs(X - mean), axis=0) if X.shape[0] else np.zeros(X.shape[1])
             scale = np.maximum(np.sqrt(variance), 1e-6 * spread)
             self.feature_mean_ = mean
-            self.feature_scale_ = np.where(scale > 0, scale, 1.0)
+            # an exactly constant feature is scaled as a typical one, so that
+            # its floor and its start do not depend on the data's units
+            positive = scale[scale > 0]
+            typical = float(np.median(positive)) if positive.size else 1.0
+            self.feature_scale_ = np.where(scale > 0, scale, typical)
             reference = decoder_floor_scale(self.feature_scale_)
             self.decoder_variance_floor_ = self.variance_floor * reference**2
             self._warn_of_the_floor(X, scale, reference)

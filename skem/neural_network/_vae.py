@@ -138,7 +138,10 @@ class AmortizedVAE(
         overall scale: no feature is given a variance below
         ``variance_floor`` times the squared median of the features'
         standard deviations (``decoder_variance_floor_``, in the user's
-        units). The likelihood is unbounded without a floor; being one
+        units); for a feature whose deviation is over 1e15 times from that
+        median, the floor is held between 1e-30 and 1e30 times
+        ``variance_floor`` times its own variance, so that every floor stays a
+        float32 number. The likelihood is unbounded without a floor; being one
         number for all features, it keeps a feature that is nearly constant
         in training from getting almost no variance (a row that differs there
         would then score without bound below the rest). Features whose whole
