@@ -177,7 +177,9 @@ def test_features_on_far_apart_scales_and_constant_columns_train_in_any_units():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", UserWarning)
-        far = AmortizedVAE(2, max_iter=3, random_state=0).fit(base * [1e-12, 1e10, 1e10, 1e10, 1e10])
+        far = AmortizedVAE(2, max_iter=3, random_state=0).fit(
+            base * [1e-12, 1e10, 1e10, 1e10, 1e10]
+        )
         assert np.isfinite(far.score_samples(base * [1e-12, 1e10, 1e10, 1e10, 1e10])).all()
         wide = AmortizedVAE(2, max_iter=3, training_dtype="float64", random_state=0)
         wide.fit(base * [1e-150, 1e-150, 1e98, 1e98, 1e98])
