@@ -7,27 +7,7 @@ would) and imported from skem, and its tests of the estimator are collected
 here. Nothing of scikit-learn's test code is stored in this repository.
 """
 
-import re
-from pathlib import Path
-from types import ModuleType
-
-import sklearn.mixture.tests
-
-SUITE_PATH = Path(sklearn.mixture.tests.__file__).parent / "test_bayesian_mixture.py"
-
-
-def load_renamed_suite(path):
-    """Execute scikit-learn's test module with BayesianGaussianMixture -> VariationalGaussianMixture."""
-    source = re.sub(r"\bBayesianGaussianMixture\b", "VariationalGaussianMixture", path.read_text())
-    source = source.replace(
-        "from sklearn.mixture import VariationalGaussianMixture",
-        "from skem import VariationalGaussianMixture",
-    )
-    module = ModuleType(f"renamed_{path.stem}")
-    module.__file__ = str(path)
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
-
+from _sklearn_suites import load_renamed_suite
 
 # Every test of the estimator, the two that call its private
 # ``_check_parameters(X)`` and ``_initialize_parameters(X, random_state)``
@@ -49,7 +29,15 @@ ESTIMATOR_TESTS = [
     "test_bayesian_mixture_predict_predict_proba",
 ]
 
-_suite = load_renamed_suite(SUITE_PATH)
+_suite = load_renamed_suite(
+    "test_bayesian_mixture.py",
+    {"BayesianGaussianMixture": "VariationalGaussianMixture"},
+    {
+        "from sklearn.mixture import VariationalGaussianMixture": (
+            "from skem import VariationalGaussianMixture"
+        )
+    },
+)
 
 for _name in ESTIMATOR_TESTS:
     globals()[f"{_name}_sklearn"] = getattr(_suite, _name)

@@ -8,32 +8,25 @@ here. Nothing of scikit-learn's test code is stored in this repository.
 """
 
 import functools
-import re
-from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
-import sklearn.mixture.tests
-
-SUITE_DIRECTORY = Path(sklearn.mixture.tests.__file__).parent
+from _sklearn_suites import load_renamed_suite
 
 
-def load_renamed_suite(file_name):
-    """Execute a scikit-learn test module with GaussianMixture -> EMGaussianMixture."""
-    path = SUITE_DIRECTORY / file_name
-    source = re.sub(r"\bGaussianMixture\b", "EMGaussianMixture", path.read_text())
-    source = source.replace(
-        "from sklearn.mixture import EMGaussianMixture",
-        "from skem import EMGaussianMixture",
-    ).replace(
-        "from sklearn.mixture import BayesianGaussianMixture, EMGaussianMixture",
-        "from sklearn.mixture import BayesianGaussianMixture\nfrom skem import EMGaussianMixture",
+def load_renamed(file_name):
+    """A scikit-learn test module with GaussianMixture -> EMGaussianMixture."""
+    return load_renamed_suite(
+        file_name,
+        {"GaussianMixture": "EMGaussianMixture"},
+        {
+            "from sklearn.mixture import EMGaussianMixture": "from skem import EMGaussianMixture",
+            "from sklearn.mixture import BayesianGaussianMixture, EMGaussianMixture": (
+                "from sklearn.mixture import BayesianGaussianMixture\n"
+                "from skem import EMGaussianMixture"
+            ),
+        },
     )
-    module = ModuleType(f"renamed_{path.stem}")
-    module.__file__ = str(path)
-    exec(compile(source, str(path), "exec"), module.__dict__)
-    return module
 
 
 # Tests that drive the estimator only through its public API (the two
@@ -74,8 +67,8 @@ PUBLIC_API_TESTS = [
     "test_gaussian_mixture_single_component_stable",
 ]
 
-_gaussian_mixture_suite = load_renamed_suite("test_gaussian_mixture.py")
-_mixture_suite = load_renamed_suite("test_mixture.py")
+_gaussian_mixture_suite = load_renamed("test_gaussian_mixture.py")
+_mixture_suite = load_renamed("test_mixture.py")
 
 # scikit-learn's message for out-of-range weights labels the minimum "max value"
 # and the maximum "min value"; skem reports them the right way round, so this
