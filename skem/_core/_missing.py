@@ -652,23 +652,23 @@ class DiagonalConditionals(GaussianImputation):
         return np.sqrt(self.variances[labels]) * standard_normal * self._missing_float
 
 
-def impute_rows(log_prob, log_weights, conditionals, means, uniform=None, noise=None):
+def impute_rows(log_joint, conditionals, means, uniform=None, noise=None):
     """Imputed rows of a block: the conditional mean or one conditional draw.
 
-    ``log_prob`` (n, K) are the log-densities of the observed values under
+    ``log_joint`` (n, K) are ``ln p(x_O, z=k)`` of the observed values under
     each component, ``means`` (K, d) the means the conditionals' residuals
     are about. Without ``uniform`` each row is ``sum_k p(k | x_O) E[x | x_O, k]``
-    (the conditionals' ``expected``); with ``uniform`` (n,) and ``noise``
+    (the conditionals' ``expected``); with ``uniform`` (n, u) and ``noise``
     (n, d: the model's ``_imputation_noise``), row i draws ``k ~ p(k | x_O)``
-    by inverting the cumulative sum at ``uniform[i]``, then
-    ``x_M ~ p(x_M | x_O, k)`` (the conditionals' ``draw``). Observed
-    coordinates come back as the conditional mean has them (the caller keeps
-    the observed values).
+    by inverting the cumulative sum at ``uniform[i, 0]``, then
+    ``x_M ~ p(x_M | x_O, k)`` (the conditionals' ``draw``, given the other
+    columns of ``uniform`` if u > 1). Observed coordinates come back as the
+    conditional mean has them (the caller keeps the observed values).
     """
-    posterior = normalize_log_rows(log_prob + log_weights)[1]
+    posterior = normalize_log_rows(log_joint)[1]
     if uniform is None:
         return conditionals.expected(posterior, means)
     cumulative = np.cumsum(posterior, axis=1)
-    labels = (cumulative < uniform[:, np.newaxis] * cumulative[:, -1:]).sum(axis=1)
+    labels = (cumulative < uniform[:, :1] * cumulative[:, -1:]).sum(axis=1)
     labels = np.minimum(labels, posterior.shape[1] - 1)
-    return conditionals.draw(labels, means, noise)
+    return conditionals.draw(labels, means, noise, *uniform[:, 1:].T)

@@ -483,6 +483,10 @@ class BaseMixture(BaseEM):
     #: method of ``RandomState``), given to the conditionals' ``draw``.
     _imputation_noise = "standard_normal"
 
+    #: Uniform draws per row of ``impute(sample_posterior=True)``: the first
+    #: chooses the component, any others go to the conditionals' ``draw``.
+    _imputation_uniforms = 1
+
     @available_if(lambda self: self._allow_nan)
     def impute(self, X, *, sample_posterior=False, random_state=None):
         """Fill the missing values (NaN) of X from the fitted mixture.
@@ -534,22 +538,26 @@ class BaseMixture(BaseEM):
         if sample_posterior:
             random_state = check_random_state(random_state)
             draws = (
-                random_state.uniform(size=rows.size),
+                random_state.uniform(size=(rows.size, self._imputation_uniforms)),
                 getattr(random_state, self._imputation_noise)(size=(rows.size, X.shape[1])),
             )
-        log_weights = self._log_weights(np.float64)
         means = np.asarray(self.means_, dtype=np.float64)
 
         def imputed_rows(batch):
             chunk = rows[batch]
-            log_prob, conditionals = self._missing_log_prob(X[chunk], missing[chunk])
+            log_joint, conditionals = self._imputation_terms(X[chunk], missing[chunk])
             chunk_draws = [None if draw is None else draw[batch] for draw in draws]
-            return impute_rows(log_prob, log_weights, conditionals, means, *chunk_draws)
+            return impute_rows(log_joint, conditionals, means, *chunk_draws)
 
         with self._one_pass():
             values = np.concatenate(list(map_chunks(imputed_rows, self._chunks(rows.size))))
         imputed[rows] = np.where(missing[rows], values, X[rows])
         return imputed
+
+    def _imputation_terms(self, X, missing):
+        """``(ln p(x_O, z=k), conditionals)`` of rows with missing values (``impute``)."""
+        log_prob, conditionals = self._missing_log_prob(X, missing)
+        return log_prob + self._log_weights(np.float64), conditionals
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

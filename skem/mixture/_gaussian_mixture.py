@@ -105,6 +105,27 @@ class GaussianTerms(NamedTuple):
     fill_variances: Any = None
 
 
+def start_terms(X, sample_weight, weighted, column_variances):
+    """The terms of a first M-step from responsibilities (``weighted``: times the weights).
+
+    Statistics are taken about the weighted mean of X and the start's means;
+    with NaN, each component's means and variances of its observed values
+    (``observed_moments``: ``column_variances`` where a component observes
+    nothing) fill its missing values.
+    """
+    missing = missing_mask(X)
+    if missing is None:
+        nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
+        center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
+        means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
+        shift = means - center
+        return GaussianTerms(center, shift, StartTerms(shift))
+    center, means, variances = observed_moments(
+        X, missing, weighted.astype(np.float64), sample_weight, column_variances
+    )
+    return GaussianTerms(center, means, StartTerms(means), fill_variances=variances)
+
+
 def _centered(X, reference):
     """Rows minus the centre of the current means, in the data's dtype."""
     return X - reference.center.astype(X.dtype)
@@ -389,20 +410,7 @@ class EMGaussianMixture(BaseMixture):
         weighted = responsibilities.astype(X.dtype)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis].astype(X.dtype)
-        missing = missing_mask(X)
-        if missing is None:
-            nk = weighted.sum(axis=0, dtype=np.float64) + RESPONSIBILITY_FLOOR
-            center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-            means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
-            shift = means - center
-            self._start_reference = GaussianTerms(center, shift, StartTerms(shift))
-        else:
-            center, means, variances = observed_moments(
-                X, missing, weighted.astype(np.float64), sample_weight, self._column_variances
-            )
-            self._start_reference = GaussianTerms(
-                center, means, StartTerms(means), fill_variances=variances
-            )
+        self._start_reference = start_terms(X, sample_weight, weighted, self._column_variances)
         try:
             super()._initialize_from_responsibilities(
                 X, sample_weight, responsibilities, random_state
@@ -558,18 +566,20 @@ class EMGaussianMixture(BaseMixture):
 
     def _missing_log_prob(self, X, missing):
         """Log-densities of the observed values of each row (float64), and conditionals."""
+        mahalanobis, log_det, conditionals = self._observed_terms(X, missing)
+        n_observed = X.shape[1] - missing.sum(axis=1)
+        log_prob = log_det - 0.5 * mahalanobis
+        log_prob -= (0.5 * log(2 * pi)) * n_observed[:, np.newaxis]
+        return log_prob, conditionals
+
+    def _observed_terms(self, X, missing):
+        """The covariance type's ``conditioned`` of rows with missing values, about the terms."""
         reference = self._reference
         centered = np.subtract(X, reference.center, dtype=np.float64)
         np.copyto(centered, 0.0, where=missing)
         # a square beyond the float range: density 0 (and inf - inf in the expansion)
         with np.errstate(over="ignore", invalid="ignore"):
-            mahalanobis, log_det, conditionals = self._covariance.conditioned(
-                centered, missing, reference.structure
-            )
-        n_observed = X.shape[1] - missing.sum(axis=1)
-        log_prob = log_det - 0.5 * mahalanobis
-        log_prob -= (0.5 * log(2 * pi)) * n_observed[:, np.newaxis]
-        return log_prob, conditionals
+            return self._covariance.conditioned(centered, missing, reference.structure)
 
     def _missing_statistics(self, conditionals, responsibilities, initial):
         # (a first M-step is told by its terms: about the start's means, in no basis)

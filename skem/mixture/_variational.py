@@ -7,7 +7,7 @@ maths is in ``_variational_maths``; the rows, chunks, weights and restarts are
 the core's.
 """
 
-from math import exp, log
+from math import log, pi
 from numbers import Real
 from typing import Any, NamedTuple
 
@@ -16,10 +16,11 @@ from scipy.special import entr
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, reduce_rows, row_weights
+from .._core import (
+    ONLINE_PARAMETER_CONSTRAINTS,
+)
 from .._core._covariance import (
     COVARIANCES,
-    StartTerms,
     combine_moments,
     n_parameters,
     precisions,
@@ -28,28 +29,26 @@ from .._core._covariance import (
 )
 from .._core._em import BaseEM
 from .._core._linalg import logsumexp_rows
-from .._core._routes import log_total_weight
-from .._core._structure import gram
-from ._base import RESPONSIBILITY_FLOOR, BaseMixture
-from ._gaussian_mixture import EMGaussianMixture, _check_shape
+from .._core._missing import missing_mask
+from ._base import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
+from ._gaussian_mixture import EMGaussianMixture, start_terms
 from ._variational_maths import (
     Moments,
     Posterior,
-    Priors,
-    as_float,
+    StudentImputation,
     evidence_lower_bound,
     expected_log_gaussian_norm,
     expected_log_weights,
     expected_weights,
     normalized_moments,
-    prior_log_det,
-    prior_rank,
     prior_type_of,
     student_log_density,
+    student_observed_log_density,
     student_terms,
     weight_concentration,
     wishart_update,
 )
+from ._variational_priors import VariationalPriors
 
 #: A component holds data when its expected count of rows is at least this.
 EFFECTIVE_COUNT = 1.0
@@ -73,7 +72,15 @@ class VariationalTerms(NamedTuple):
     student: Any = None
 
 
-class VariationalGaussianMixture(BaseMixture):
+class MissingConditionals(NamedTuple):
+    """q(x_M | k) of rows with missing values: ``gaussian`` (a
+    ``skem._core._missing`` conditionals object) and its ``entropy`` (n, K)."""
+
+    gaussian: Any
+    entropy: np.ndarray
+
+
+class VariationalGaussianMixture(VariationalPriors, BaseMixture):
     """Gaussian mixture fitted by variational inference: scikit-learn's
     BayesianGaussianMixture, with an exact bound and a true predictive density.
 
@@ -89,8 +96,7 @@ class VariationalGaussianMixture(BaseMixture):
     is 'tied' started by 'k-means++' or 'random_from_data', where
     scikit-learn's first update takes the uncentred scatter of every row, even
     of rows no component holds yet, so its start depends on the origin;
-    skem's uses the chosen rows). Missing values (NaN) are not supported yet:
-    impute first, or use :class:`skem.EMGaussianMixture`. In addition:
+    skem's uses the chosen rows). In addition:
 
     - ``lower_bounds_`` is the exact evidence lower bound per sample in nats,
       the skem convention (scikit-learn records a total without its
@@ -116,6 +122,20 @@ class VariationalGaussianMixture(BaseMixture):
       give the fit of repeated rows, priors included (the default
       ``mean_prior`` and ``covariance_prior`` are the weighted mean and
       covariance, with ``sum(sample_weight) - 1`` degrees of freedom).
+    - Missing values: NaN marks a value missing at random, for every
+      covariance type, fit by exact coordinate ascent on the bound of
+      q(Z, X_M) q(theta), q(Z, X_M) = q(Z) q(X_M | Z) (structured mean
+      field): a row's missing values given component k get the Gaussian
+      conditional of precision E[Lambda_k] given its observed ones, their
+      conditional mean and covariance enter the update, and their entropy
+      the bound, which never falls (with ``reg_covar=0``). The default
+      ``mean_prior`` and ``covariance_prior`` are the observed values' means
+      and variances, with the covariance of X filled at the column means,
+      scaled to those variances. ``score_samples`` of a row with NaN is the
+      predictive density of its observed values (the Student-t mixture's
+      marginal), and ``impute`` fills the missing values with the
+      predictive's conditional mean (or, ``sample_posterior=True``, a draw
+      from its conditional, a Student-t mixture).
     - A fifth ``covariance_type``, ``'tied_diag'``: one diagonal precision
       shared by all components (updated as 'tied' is).
     - Data are processed in chunks on all cores; the E-step is one matrix
@@ -244,6 +264,8 @@ degrees_of_freedom_prior_, covariance_prior_
     -6.2
     >>> vgm.score_samples([[0, 0]]).round(3)  # the log posterior predictive density
     array([-4.719])
+    >>> vgm.impute([[11, np.nan]]).round(2)  # the predictive's conditional mean
+    array([[11.  ,  5.17]])
 
     (scikit-learn's example stops later, at ``[[2.49, 2.29], [8.45, 4.52]]``: its
     ``tol`` applies to the total bound, skem's to the bound per sample.)
@@ -281,7 +303,14 @@ degrees_of_freedom_prior_, covariance_prior_
         "_covariance",
     )
 
-    _fit_scratch = (*BaseMixture._fit_scratch, "_weight_scale")
+    _fit_scratch = (
+        *BaseMixture._fit_scratch,
+        "_weight_scale",
+        "_column_variances",
+        "_incomplete_share",
+    )
+
+    _allow_nan = True
 
     _terms_from = (
         "weights_",
@@ -339,117 +368,6 @@ degrees_of_freedom_prior_, covariance_prior_
         self.learning_offset = learning_offset
         self.total_samples = total_samples
 
-    # ------------------------------------------------------------------ priors
-
-    def _given_priors(self, n_features):
-        """The priors the user gave, validated (scikit-learn's messages); None where not."""
-        given = {"mean": None, "covariance": None}
-        dof = self.degrees_of_freedom_prior
-        if dof is not None and not dof > n_features - 1.0:
-            raise ValueError(
-                "The parameter 'degrees_of_freedom_prior' should be greater than "
-                f"{n_features - 1}, but got {dof:.3f}."
-            )
-        if self.mean_prior is not None:
-            given["mean"] = as_float(self.mean_prior)
-            _check_shape(given["mean"], (n_features,), "means")
-        if self.covariance_prior is not None:
-            covariance = COVARIANCES[self.covariance_type]
-            name = self.covariance_type
-            shape = {0: (), 1: (n_features,), 2: (n_features, n_features)}
-            rank = prior_rank(covariance)
-            prior = (
-                as_float(self.covariance_prior)
-                if rank
-                else np.asarray(self.covariance_prior, dtype=np.float64)
-            )
-            _check_shape(prior, shape[rank], f"{name} covariance_prior")
-            covariance.from_precisions(prior.astype(np.float64), f"{name} precision")
-            given["covariance"] = prior
-        return given
-
-    def _check_parameters(self, X, sample_weight=None):
-        """Check the parameters against X (scikit-learn's private signature too)."""
-        super()._check_parameters(X, sample_weight)
-        self._given_priors(X.shape[1])
-        total = X.shape[0] * getattr(self, "_weight_scale", 1.0)
-        if self.covariance_prior is None and not total > 1.0:
-            raise ValueError(
-                "The default covariance_prior is the covariance of X with "
-                f"sum(sample_weight) - 1 degrees of freedom, but sum(sample_weight) = "
-                f"{total:.3g} is not above 1: weights count rows here. Give "
-                "covariance_prior, or larger weights."
-            )
-
-    def _prepare_fit(self, X, sample_weight, random_state):
-        """The priors of this fit (scikit-learn sets them in ``_check_parameters``)."""
-        super()._prepare_fit(X, sample_weight, random_state)
-        self._covariance = covariance = COVARIANCES[self.covariance_type]
-        n_features = X.shape[1]
-        given = self._given_priors(n_features)
-        gamma = self.weight_concentration_prior
-        self.weight_concentration_prior_ = 1.0 / self.n_components if gamma is None else gamma
-        beta = self.mean_precision_prior
-        self.mean_precision_prior_ = 1.0 if beta is None else beta
-        dof = self.degrees_of_freedom_prior
-        self.degrees_of_freedom_prior_ = n_features if dof is None else dof
-        moments = None
-        if given["mean"] is None or given["covariance"] is None:
-            moments = self._data_moments(X, sample_weight)
-        self.mean_prior_ = moments[0] if given["mean"] is None else given["mean"]
-        if given["covariance"] is not None:
-            self.covariance_prior_ = given["covariance"]
-        elif covariance.template == ("K",):  # spherical: the mean variance
-            self.covariance_prior_ = moments[1].mean()
-        else:
-            self.covariance_prior_ = moments[1]
-
-    def _data_moments(self, X, sample_weight):
-        """The weighted mean of X, and its covariance with ``sum(weights) - 1``
-        degrees of freedom (np.cov's with frequency weights; the variances alone
-        for the diagonal structures)."""
-        matrices = self._covariance.matrices
-
-        def sums(block, weights):
-            weights = row_weights(weights, block.shape[0])
-            return float(weights.sum()), weights @ block.astype(np.float64, copy=False)
-
-        def scatter(block, weights):
-            centered = np.subtract(block, mean, dtype=np.float64)
-            if matrices:
-                return gram(centered * np.sqrt(row_weights(weights, block.shape[0]))[:, None])
-            return row_weights(weights, block.shape[0]) @ centered**2
-
-        rows = self._chunk_rows()
-        total, weighted_sum = reduce_rows(sums, X, sample_weight, rows)
-        mean = weighted_sum / total
-        counted = total * self._weight_scale
-        return mean, reduce_rows(scatter, X, sample_weight, rows) * (
-            self._weight_scale / (counted - 1.0)
-        )
-
-    def _priors(self):
-        """The priors as the updates and the bound read them."""
-        covariance = self._covariance
-        n_features = self.mean_prior_.shape[0]
-        prior = np.asarray(self.covariance_prior_, dtype=np.float64)
-        return Priors(
-            float(self.weight_concentration_prior_),
-            float(self.mean_precision_prior_),
-            np.asarray(self.mean_prior_, dtype=np.float64),
-            float(self.degrees_of_freedom_prior_),
-            prior,
-            -prior_log_det(covariance, prior, n_features),
-        )
-
-    def _validate_fit_data(self, X, sample_weight, reset=True):
-        """As the core's, keeping the weights' scale: they count rows here."""
-        X, weights = super()._validate_fit_data(X, sample_weight, reset)
-        self._weight_scale = 1.0
-        if sample_weight is not None:  # (validation scaled the weights to mean one)
-            self._weight_scale = exp(log_total_weight(X, sample_weight) - log(X.shape[0]))
-        return X, weights
-
     # ------------------------------------------------------------------ start
 
     def _initialize_parameters(self, X, random_state):
@@ -470,10 +388,9 @@ degrees_of_freedom_prior_, covariance_prior_
         weighted = responsibilities.astype(np.float64)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis]
-        nk = weighted.sum(axis=0) + RESPONSIBILITY_FLOOR
-        center = np.average(X, axis=0, weights=sample_weight).astype(np.float64)
-        shift = (weighted.T @ X) / nk[:, np.newaxis] - center
-        self._start_reference = VariationalTerms(center, shift, StartTerms(shift))
+        self._start_reference = start_terms(
+            X, sample_weight, weighted, getattr(self, "_column_variances", None)
+        )
         try:
             super()._initialize_from_responsibilities(
                 X, sample_weight, responsibilities, random_state
@@ -488,12 +405,21 @@ degrees_of_freedom_prior_, covariance_prior_
     _reference = EMGaussianMixture._reference
 
     def _row_width(self):
-        return row_width(self._covariance, self._fitted_components(), self.n_features_in_)
+        share = getattr(self, "_incomplete_share", 0.0)  # (as EMGaussianMixture's)
+        return row_width(self._covariance, self._fitted_components(), self.n_features_in_, share)
 
     def _e_step(self, X):
-        """The responsibilities, and each row's entropy ``-sum_k r ln r`` (its part of the bound)."""
+        """The responsibilities, and each row's entropy (its part of the bound): ``-sum_k r
+        ln r``, plus ``sum_k r H[q(x_M | k)]`` for a row with missing values."""
         _, posterior = super()._e_step(X)
-        return entr(posterior.responsibilities).sum(axis=1), posterior
+        entropy = entr(posterior.responsibilities).sum(axis=1)
+        workspace = posterior.workspace
+        if isinstance(workspace, MissingWorkspace):
+            incomplete = workspace.incomplete
+            entropy[incomplete] += np.einsum(
+                "nk,nk->n", posterior.responsibilities[incomplete], workspace.conditionals.entropy
+            )
+        return entropy, posterior
 
     def _em_iteration(self, X, sample_weight):
         """E-step, update of q(theta), then the ELBO of both, per sample."""
@@ -656,9 +582,63 @@ degrees_of_freedom_prior_, covariance_prior_
         return self._log_prob_and_workspace(X)[0]
 
     def _log_density(self, X):
-        """The log posterior predictive density: the Student-t mixture."""
-        mahalanobis, _ = self._distances(X)
-        return logsumexp_rows(student_log_density(self._reference.student, mahalanobis))
+        """The log posterior predictive density: the Student-t mixture (of the
+        observed values of a row with NaN: its marginal, a Student-t mixture)."""
+        missing = missing_mask(X)
+        if missing is None:
+            mahalanobis, _ = self._distances(X)
+            return logsumexp_rows(student_log_density(self._reference.student, mahalanobis))
+        log_density = np.empty(X.shape[0])
+        incomplete = missing.any(axis=1)
+        if not incomplete.all():
+            log_density[~incomplete] = self._log_density(X[~incomplete])
+        log_density[incomplete] = logsumexp_rows(
+            self._imputation_terms(X[incomplete], missing[incomplete])[0]
+        )
+        return log_density
+
+    # ------------------------------------------------------------------ missing values
+
+    def _missing_log_prob(self, X, missing):
+        """The E-step of rows with missing values, and q(x_M | k) (structured mean field).
+
+        With q(Z, X_M) = q(Z) q(X_M | Z), the optimal q(x_M | k) is the
+        Gaussian conditional of precision E[Lambda_k] about m_k (what
+        :class:`skem.EMGaussianMixture` computes at those parameters), and
+        integrating it out leaves ``ln N(x_O | m_O, E[Lambda]^-1_OO)`` plus
+        the complete rows' correction ``(E ln|Lambda| - ln|E Lambda|) / 2 -
+        d / (2 beta)``. The statistics then fill each missing block with its
+        conditional mean and add its covariance E[Lambda_k]_MM^-1, and the
+        bound adds the entropy of q(x_M | k), returned with the conditionals.
+        """
+        mahalanobis, log_det, conditionals = self._observed_terms(X, missing)
+        reference = self._reference
+        n_missing = missing.sum(axis=1)[:, np.newaxis]
+        log_2pi = log(2 * pi)
+        log_prob = log_det - 0.5 * mahalanobis - 0.5 * log_2pi * (X.shape[1] - n_missing)
+        log_prob += reference.log_norm - reference.structure.log_det + 0.5 * X.shape[1] * log_2pi
+        # H[q(x_M | k)] = d_M (1 + ln 2 pi) / 2 - ln|E[Lambda_k]_MM| / 2
+        entropy = 0.5 * (1.0 + log_2pi) * n_missing + log_det - reference.structure.log_det
+        return log_prob, MissingConditionals(conditionals, entropy)
+
+    _observed_terms = EMGaussianMixture._observed_terms
+    _initial_conditionals = EMGaussianMixture._initial_conditionals
+
+    def _missing_statistics(self, conditionals, responsibilities, initial):
+        if not initial:
+            conditionals = conditionals.gaussian
+        return EMGaussianMixture._missing_statistics(self, conditionals, responsibilities, initial)
+
+    def _imputation_terms(self, X, missing):
+        """``impute`` (and ``score_samples``) by the posterior predictive: the Student-t
+        mixture's marginal on the observed values, and its conditional of the others."""
+        mahalanobis, log_det, conditionals = self._observed_terms(X, missing)
+        student = self._reference.student
+        n_observed = X.shape[1] - missing.sum(axis=1)
+        log_joint = student_observed_log_density(student, mahalanobis, log_det, n_observed)
+        return log_joint, StudentImputation(conditionals, student, mahalanobis, n_observed)
+
+    _imputation_uniforms = 2  # (the component, and the chi-square of the Student-t)
 
     # ------------------------------------------------------------------ results
 

@@ -18,7 +18,7 @@ from math import log, pi
 from typing import NamedTuple
 
 import numpy as np
-from scipy.special import betaln, digamma, gammaln
+from scipy.special import betaln, digamma, gammaincinv, gammaln
 from sklearn.utils import check_array
 
 from .._core._covariance import outer
@@ -288,12 +288,14 @@ def expected_log_gaussian_norm(log_det_factors, degrees_of_freedom, mean_precisi
 class StudentTerms(NamedTuple):
     """Each component of the posterior predictive, a Student-t (Bishop 10.81-10.82):
     ``log_norm`` (its log-normaliser plus ln weights_), ``scale`` (L_k = scale_k
-    E[Lambda_k]), ``dof`` (nu_k + 1 - d) and ``power`` ((dof + d) / 2)."""
+    E[Lambda_k]), ``dof`` (nu_k + 1 - d), ``power`` ((dof + d) / 2) and
+    ``log_weights`` (ln weights_)."""
 
     log_norm: np.ndarray
     scale: np.ndarray
     dof: np.ndarray
     power: np.ndarray
+    log_weights: np.ndarray
 
 
 def student_terms(log_weights, log_det_factors, degrees_of_freedom, mean_precision, n_features):
@@ -308,7 +310,7 @@ def student_terms(log_weights, log_det_factors, degrees_of_freedom, mean_precisi
         + log_det_factors
         + log_weights
     )
-    return StudentTerms(log_norm, scale, dof, 0.5 * (dof + n_features))
+    return StudentTerms(log_norm, scale, dof, 0.5 * (dof + n_features), log_weights)
 
 
 def student_log_density(terms, mahalanobis):
@@ -317,6 +319,56 @@ def student_log_density(terms, mahalanobis):
     log_density *= -terms.power
     log_density += terms.log_norm
     return log_density
+
+
+def student_observed_log_density(terms, mahalanobis, log_det, n_observed):
+    """``ln weights_k + ln St(x_O | k)`` of rows observed on ``n_observed`` (n,) coordinates.
+
+    A Student-t's marginal on a block of coordinates is a Student-t with the
+    same degrees of freedom, the block of the location and of the scale
+    matrix's inverse; ``mahalanobis`` and ``log_det`` (n, K) are the squared
+    distance of the observed values and ``-ln|E[Lambda_k]^-1_OO| / 2``.
+    """
+    observed = n_observed[:, np.newaxis].astype(np.float64)
+    dof = terms.dof
+    log_density = np.log1p(mahalanobis * (terms.scale / dof))
+    log_density *= -0.5 * (dof + observed)
+    log_density += gammaln(0.5 * (dof + observed)) - gammaln(0.5 * dof)
+    log_density += 0.5 * observed * (np.log(terms.scale) - np.log(dof * pi))
+    log_density += log_det + terms.log_weights
+    return log_density
+
+
+class StudentImputation:
+    """The predictive's conditional of the missing values of rows given the observed ones.
+
+    Given x_O, component k's Student-t ``St(m_k, L_k, dof_k)`` is a Student-t
+    on x_M with ``dof_k + d_O`` degrees of freedom, the Gaussian conditional
+    mean of precision L_k (that of E[Lambda_k]: ``gaussian``'s, Gaussian
+    conditionals of E[Lambda_k]) and the scale matrix
+    ``(dof_k + delta) / (dof_k + d_O) (L_k)_MM^-1``, delta the squared
+    distance of x_O under L_k. A draw is the Gaussian conditional's noise
+    (covariance ``E[Lambda_k]_MM^-1``) times ``sqrt((dof_k + delta) /
+    (scale_k chi2))``, chi2 of ``dof_k + d_O`` degrees of freedom, drawn by
+    inverting its distribution function at a uniform.
+    """
+
+    def __init__(self, gaussian, terms, mahalanobis, n_observed):
+        self.gaussian = gaussian
+        self.residuals = gaussian.residuals
+        self._spread = (terms.dof + terms.scale * mahalanobis) / terms.scale
+        self._dof = terms.dof + n_observed[:, np.newaxis]
+
+    def expected(self, posterior, means):
+        return self.gaussian.expected(posterior, means)
+
+    def draw(self, labels, means, standard_normal, uniform):
+        rows = np.arange(labels.size)
+        dof = self._dof[rows, labels]
+        chi2 = 2.0 * gammaincinv(0.5 * dof, np.clip(uniform, np.finfo(float).tiny, 1.0))
+        noise = self.gaussian.noise(labels, standard_normal)
+        noise *= np.sqrt(self._spread[rows, labels] / chi2)[:, np.newaxis]
+        return self.residuals[labels, rows] + means[labels] + noise
 
 
 def as_float(value):
