@@ -20,6 +20,10 @@ MODEL_NAMES = {
     "gmm": "EMGaussianMixture",
     "ppca": "ProbabilisticPCA",
     "mppca": "MixtureOfPPCA",
+    "vgm": "VariationalGaussianMixture",
+    "fa": "FactorAnalysis",
+    "mfa": "MixtureOfFactorAnalyzers",
+    "bernoulli": "BernoulliMixture",
     "vae": "AmortizedVAE",
 }
 
@@ -301,7 +305,8 @@ def run_fit(args, out=None):
     _report("fit", "warning", messages)
     if any(isinstance(message, DegenerateComponentWarning) for message in messages):
         _report("fit", "note", filter(None, [discrete_columns_note(model, X, table, columns)]))
-    if any(isinstance(message, VarianceFloorWarning) for message in messages):
+    floor_warned = any(isinstance(message, VarianceFloorWarning) for message in messages)
+    if floor_warned and hasattr(model, "reg_covar"):  # (the mixtures' floor, by column)
         _report("fit", "note", [floored_columns_note(model, X, table, columns)])
     names = None if table.names is None else [table.names[column] for column in columns]
     joblib.dump(

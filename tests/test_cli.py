@@ -661,3 +661,51 @@ def test_a_variance_floor_warning_names_the_files_column(tmp_path, capsys):
     assert "(columns [2]," in output.err
     assert f"note: in the file, that is column 3 'ppm' (variance {variance:.3g})" in output.err
     assert "--exclude ppm" in output.err
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [
+        ("vgm", {"n_components": 3}),
+        ("fa", {"n_components": 2}),
+        ("mfa", {"n_components": 2, "n_latent": 1}),
+    ],
+)
+def test_the_other_models_fit_and_score_from_the_command_line(name, params, tmp_path, capsys):
+    """The scores written are the library's on the same file, missing cells included,
+    and a floor warning of a model without ``reg_covar`` (a Heywood case) is reported."""
+    import skem
+    from skem._commands import MODEL_NAMES
+
+    values = np.loadtxt(_wine_path(tmp_path), delimiter=",", skiprows=1)
+    values[::7, 2] = np.nan
+    path = tmp_path / "holes.csv"
+    np.savetxt(path, values, delimiter=",", header=",".join("abcdefghijklm"), comments="")
+    model_path = tmp_path / "model.joblib"
+    options = [arg for key, value in params.items() for arg in ("--param", f"{key}={value}")]
+    fit = ["fit", name, str(path), "--out", str(model_path), *options, "--param", "random_state=0"]
+    assert main(fit) == 0, capsys.readouterr().err
+    assert f"fitted {MODEL_NAMES[name]} on 178 rows x 13 columns" in capsys.readouterr().out
+    assert main(["score", str(model_path), str(path)]) == 0
+    written = read_scores(capsys.readouterr().out)["log_density"]
+    expected = getattr(skem, MODEL_NAMES[name])(**params, random_state=0).fit(values)
+    np.testing.assert_allclose(written, expected.score_samples(values), rtol=1e-9)
+
+
+def _wine_path(tmp_path):
+    from sklearn.datasets import load_wine
+
+    path = tmp_path / "wine.csv"
+    np.savetxt(path, load_wine().data, delimiter=",", header=",".join("abcdefghijklm"), comments="")
+    return path
+
+
+def test_a_vae_floor_warning_on_a_constant_column_is_reported_without_a_note(tmp_path, capsys):
+    values = np.random.RandomState(0).randn(60, 3)
+    values[:, 1] = 2.0
+    path = tmp_path / "constant.csv"
+    np.savetxt(path, values, delimiter=",", header="a,b,c", comments="")
+    fit = ["fit", "vae", str(path), "--out", str(tmp_path / "vae.joblib")]
+    assert main([*fit, "--param", "max_iter=3", "--param", "random_state=0"]) == 0
+    err = capsys.readouterr().err
+    assert "warning" in err and "nearly constant" in err
