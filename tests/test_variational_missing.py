@@ -385,3 +385,38 @@ def test_imputation_draws_follow_the_student_t_conditional():
     assert excess > 0.1
     again = model.impute(np.tile(row, (40_000, 1)), sample_posterior=True, random_state=0)
     np.testing.assert_array_equal(again[:, 1], draws)
+
+
+def test_a_given_covariance_prior_needs_no_spread_of_the_data():
+    """With covariance_prior given only the mean of X is taken: weights summing to
+    less than one, or a column observed once, do not matter (they did: review)."""
+    rng = np.random.RandomState(0)
+    data = rng.randn(40, 3)
+    model = VariationalGaussianMixture(n_components=2, covariance_prior=np.eye(3), random_state=0)
+    model.fit(data, sample_weight=np.full(40, 1 / 40))
+    np.testing.assert_allclose(model.mean_prior_, data.mean(axis=0), rtol=1e-12)
+    once = data.copy()
+    once[1:, 2] = np.nan
+    model.fit(once)
+    np.testing.assert_allclose(model.mean_prior_, np.nanmean(once, axis=0), rtol=1e-12)
+    assert np.all(np.isfinite(model.lower_bounds_))
+    with pytest.raises(ValueError, match=r"Columns \[2\] of X are observed in rows of total"):
+        VariationalGaussianMixture(n_components=2).fit(once)
+
+
+@pytest.mark.parametrize("estimator", ["VariationalGaussianMixture", "EMGaussianMixture"])
+def test_a_start_from_rows_missing_a_column_does_not_depend_on_the_origin(estimator):
+    """random_from_data picks rows that may all miss a column: the start's centre there
+    is the data's column mean, so shifting the column shifts the fit (it was 0: review)."""
+    import skem
+
+    rng = np.random.RandomState(0)
+    data = np.column_stack([rng.randn(200), 1000 + rng.randn(200), rng.randn(200)])
+    data[rng.rand(200) < 0.7, 1] = np.nan
+    shift = np.array([0.0, 1000.0, 0.0])
+    params = dict(n_components=2, init_params="random_from_data", random_state=2, max_iter=20)
+    model = getattr(skem, estimator)
+    here = model(**params, tol=0).fit(data)
+    moved = model(**params, tol=0).fit(data - shift)
+    np.testing.assert_allclose(here.means_, moved.means_ + shift, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(here.lower_bounds_, moved.lower_bounds_, rtol=1e-9)

@@ -64,7 +64,9 @@ def fill_with_column_means(X, sample_weight):
     return np.where(missing, column_means.astype(X.dtype), X)
 
 
-def observed_moments(X, missing, responsibilities, sample_weight, fallback_variances):
+def observed_moments(
+    X, missing, responsibilities, sample_weight, fallback_variances, fallback_means=None
+):
     """Per-component means and variances of the observed values of each column.
 
     What a diagonal Gaussian per component fits to the observed values alone,
@@ -73,12 +75,14 @@ def observed_moments(X, missing, responsibilities, sample_weight, fallback_varia
     ``(center, means, variances)``: the weighted column means (d,), and the
     (K, d) means about them and variances. Where a component has no observed
     value in a column, its mean there is the centre and its variance
-    ``fallback_variances``.
+    ``fallback_variances``; where no row of X has one (a start's few rows),
+    the centre is ``fallback_means`` there (the whole data's column means:
+    else 0, and the start would depend on the origin).
     """
     weights = row_weights(sample_weight, X.shape[0])
     observed = (~missing).astype(np.float64)
     centered = np.where(missing, 0.0, X).astype(np.float64)
-    center = np.zeros(X.shape[1])
+    center = np.zeros(X.shape[1]) if fallback_means is None else np.array(fallback_means, float)
     column_weight = weights @ observed
     np.divide(weights @ centered, column_weight, out=center, where=column_weight > 0)
     centered -= center

@@ -105,13 +105,13 @@ class GaussianTerms(NamedTuple):
     fill_variances: Any = None
 
 
-def start_terms(X, sample_weight, weighted, column_variances):
+def start_terms(X, sample_weight, weighted, column_moments):
     """The terms of a first M-step from responsibilities (``weighted``: times the weights).
 
     Statistics are taken about the weighted mean of X and the start's means;
     with NaN, each component's means and variances of its observed values
-    (``observed_moments``: ``column_variances`` where a component observes
-    nothing) fill its missing values.
+    (``observed_moments``: the data's ``column_moments``, means and variances,
+    where the rows observe nothing) fill its missing values.
     """
     missing = missing_mask(X)
     if missing is None:
@@ -120,8 +120,9 @@ def start_terms(X, sample_weight, weighted, column_variances):
         means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
         shift = means - center
         return GaussianTerms(center, shift, StartTerms(shift))
+    column_means, column_variances = column_moments
     center, means, variances = observed_moments(
-        X, missing, weighted.astype(np.float64), sample_weight, column_variances
+        X, missing, weighted.astype(np.float64), sample_weight, column_variances, column_means
     )
     return GaussianTerms(center, means, StartTerms(means), fill_variances=variances)
 
@@ -312,6 +313,7 @@ class EMGaussianMixture(BaseMixture):
         *BaseMixture._fit_scratch,
         "_floored_columns",
         "_column_variances",
+        "_column_means",
         "_initial",
         "_incomplete_share",
     )
@@ -384,9 +386,10 @@ class EMGaussianMixture(BaseMixture):
         super()._prepare_fit(X, sample_weight, random_state)
         self._covariance = COVARIANCES[self.covariance_type]
         self._initial = self._initial_values(X.shape[1])  # validated here, once
-        variances = weighted_moments(X, sample_weight)[1]
+        column_means, variances = weighted_moments(X, sample_weight)
         self._floored_columns = np.flatnonzero((variances > 0) & (variances <= self.reg_covar))
         self._column_variances = variances
+        self._column_means = column_means
         self._incomplete_share = route_of(X).incomplete_row_share(X)
 
     # ------------------------------------------------------------------ init
@@ -410,7 +413,9 @@ class EMGaussianMixture(BaseMixture):
         weighted = responsibilities.astype(X.dtype)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis].astype(X.dtype)
-        self._start_reference = start_terms(X, sample_weight, weighted, self._column_variances)
+        self._start_reference = start_terms(
+            X, sample_weight, weighted, (self._column_means, self._column_variances)
+        )
         try:
             super()._initialize_from_responsibilities(
                 X, sample_weight, responsibilities, random_state

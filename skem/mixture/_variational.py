@@ -306,7 +306,7 @@ degrees_of_freedom_prior_, covariance_prior_
     _fit_scratch = (
         *BaseMixture._fit_scratch,
         "_weight_scale",
-        "_column_variances",
+        "_column_moments",
         "_incomplete_share",
     )
 
@@ -389,7 +389,7 @@ degrees_of_freedom_prior_, covariance_prior_
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis]
         self._start_reference = start_terms(
-            X, sample_weight, weighted, getattr(self, "_column_variances", None)
+            X, sample_weight, weighted, getattr(self, "_column_moments", None)
         )
         try:
             super()._initialize_from_responsibilities(

@@ -75,11 +75,11 @@ class VariationalPriors:
         dof = self.degrees_of_freedom_prior
         self.degrees_of_freedom_prior_ = n_features if dof is None else dof
         self._incomplete_share = route_of(X).incomplete_row_share(X)
-        # (with NaN, the start's fill where a component observes nothing)
-        self._column_variances = weighted_moments(X, sample_weight)[1]
+        # (with NaN, the start's fills where its rows observe nothing)
+        self._column_moments = weighted_moments(X, sample_weight)
         moments = None
         if given["mean"] is None or given["covariance"] is None:
-            moments = self._data_moments(X, sample_weight)
+            moments = self._data_moments(X, sample_weight, given["covariance"] is None)
         self.mean_prior_ = moments[0] if given["mean"] is None else given["mean"]
         if given["covariance"] is not None:
             self.covariance_prior_ = given["covariance"]
@@ -88,8 +88,8 @@ class VariationalPriors:
         else:
             self.covariance_prior_ = moments[1]
 
-    def _data_moments(self, X, sample_weight):
-        """The weighted mean of X, and its covariance with ``sum(weights) - 1``
+    def _data_moments(self, X, sample_weight, with_covariance=True):
+        """The weighted mean of X, and (``with_covariance``) its covariance with ``sum(weights) - 1``
         degrees of freedom (np.cov's with frequency weights; the variances alone
         for the diagonal structures).
 
@@ -117,6 +117,8 @@ class VariationalPriors:
         rows = self._chunk_rows()
         totals, weighted_sum = reduce_rows(sums, X, sample_weight, rows)
         mean = weighted_sum / totals
+        if not with_covariance:
+            return mean, None
         degrees = totals * self._weight_scale - 1.0
         if np.any(degrees <= 0):
             raise ValueError(
