@@ -307,7 +307,7 @@ def test_score_into_a_closed_pipe_ends_quietly(wine_model):
 def test_fit_help_lists_every_models_parameters_with_defaults():
     completed = skem_command("fit", "--help")
     assert "n_latent=2" in completed.stdout and "reg_covar=1e-06" in completed.stdout
-    assert "hidden_layer_sizes=(128,)" in completed.stdout
+    assert "hidden_layer_sizes=(128, 128)" in completed.stdout
 
 
 def test_one_iteration_is_singular(iris_csv, tmp_path):

@@ -380,6 +380,66 @@ def test_adam_in_place_matches_the_textbook_update(dtype):
         assert_allclose(parameters, expected, rtol=0, atol=50 * np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_keeps_the_moving_average_of_its_iterates(dtype):
+    rng = np.random.RandomState(0)
+    parameters = rng.normal(size=50).astype(dtype)
+    average = parameters.copy()
+    expected = average.astype(np.float64)
+    optimizer = Adam(50, dtype, 0.01, average_decay=0.5)
+    for step in range(1, 8):
+        optimizer.ascend(parameters, rng.normal(size=50).astype(dtype), average)
+        decay = min(0.5, (1 + step) / (10 + step))  # the warm-up, then the decay
+        expected = decay * expected + (1 - decay) * parameters
+        assert average.dtype == dtype
+        assert_allclose(average, expected, rtol=0, atol=50 * np.finfo(dtype).eps)
+
+
+def test_the_model_is_the_average_of_the_iterates_and_training_continues_from_it():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)
+    settings = dict(hidden_layer_sizes=(8,), max_iter=3, early_stopping=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        plain = AmortizedVAE(2, average_decay=0.0, **settings).fit(X)
+        averaged = AmortizedVAE(2, **settings).fit(X)
+    assert plain._iterate is plain.parameters_  # one buffer: the model is the iterate
+    # a continued fit starts from the model kept, not from the last iterate
+    assert averaged._iterate is not averaged.parameters_
+    assert_array_equal(averaged._iterate, averaged.parameters_)
+    assert not np.allclose(averaged.parameters_, plain.parameters_)
+    # partial_fit keeps its iterate from call to call, and averaging changes what
+    # is kept, not the steps: the iterate is that of the model without averaging
+    streams = [
+        AmortizedVAE(2, hidden_layer_sizes=(8,), average_decay=decay, random_state=0)
+        for decay in (0.0, 0.995)
+    ]
+    for vae in streams:
+        vae.partial_fit(X[:300]).partial_fit(X[300:])
+    assert_array_equal(streams[1]._iterate, streams[0].parameters_)
+    assert not np.allclose(streams[1].parameters_, streams[0].parameters_)
+    assert np.isfinite(streams[1].score_samples(X)).all()
+
+
+def test_training_runs_blas_on_one_thread(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    threads = []
+    ascend = Adam.ascend
+
+    def counting_ascend(self, *args):
+        blas = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+        threads.append(max(blas, default=1))
+        return ascend(self, *args)
+
+    monkeypatch.setattr(Adam, "ascend", counting_ascend)
+    X = np.random.RandomState(0).normal(size=(40, 3))
+    vae = AmortizedVAE(2, hidden_layer_sizes=(4,), batch_size=20, max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X).partial_fit(X)
+    assert len(threads) == 2 * 2 + 2 and set(threads) == {1}
+
+
 def test_warm_start_trains_on_with_new_buffers():
     X = StandardScaler().fit_transform(load_breast_cancer().data)
     vae = AmortizedVAE(3, max_iter=2, warm_start=True, early_stopping=False, random_state=0)

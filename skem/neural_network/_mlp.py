@@ -181,22 +181,34 @@ class MinibatchNetwork:
 
 
 class Adam:
-    """Adam on a flat parameter buffer, updated in place (Kingma & Ba, 2015).
+    """Adam on a flat parameter buffer, updated in place (Kingma & Ba, 2015),
+    with an optional moving average of its iterates.
 
     Each step is a dozen in-place passes over the buffer with no temporary;
     the scalars are Python floats, so float32 buffers are updated in float32.
+
+    With ``average_decay`` d > 0, ``ascend`` given an ``average`` buffer
+    also updates it to the exponential moving average of the iterates
+    (Polyak averaging): after step t, ``average += (1 - d_t) (iterate -
+    average)`` with ``d_t = min(d, (1 + t) / (10 + t))``, so that the first,
+    poor iterates are soon forgotten and the average settles to a horizon of
+    about 1 / (1 - d) steps.
     """
 
-    def __init__(self, size, dtype, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8):
+    def __init__(
+        self, size, dtype, learning_rate, beta1=0.9, beta2=0.999, epsilon=1e-8, average_decay=0.0
+    ):
         self.learning_rate = learning_rate
         self.beta1, self.beta2, self.epsilon = beta1, beta2, epsilon
+        self.average_decay = average_decay
         self.first_moment = np.zeros(size, dtype=dtype)
         self.second_moment = np.zeros(size, dtype=dtype)
         self.scratch = np.zeros(size, dtype=dtype)
         self.step_count = 0
 
-    def ascend(self, parameters, gradient):
-        """One step up the objective whose gradient is ``gradient``."""
+    def ascend(self, parameters, gradient, average=None):
+        """One step up the objective whose gradient is ``gradient``; then the
+        moving average of the iterates, if an ``average`` buffer is given."""
         self.step_count += 1
         first, second, scratch = self.first_moment, self.second_moment, self.scratch
         # m += (1 - beta1) (g - m), that is m = beta1 m + (1 - beta1) g
@@ -217,3 +229,9 @@ class Adam:
         np.divide(first, scratch, out=scratch)
         scratch *= self.learning_rate * correction2 / correction1
         parameters += scratch
+        if average is not None:
+            step = self.step_count
+            decay = min(self.average_decay, (1.0 + step) / (10.0 + step))
+            np.subtract(parameters, average, out=scratch)
+            scratch *= 1.0 - decay
+            average += scratch

@@ -10,6 +10,7 @@ from scipy.special import logsumexp
 from .._core import check_missing, check_rows_observed, row_weights, weighted_moments
 from .._core._missing import missing_mask
 from .._core._monitor import EarlyStoppingMonitor
+from .._core._parallel import single_blas_thread
 from ..exceptions import VarianceFloorWarning
 from ._elbo import _MinibatchELBO
 from ._mlp import Adam, glorot_initialize
@@ -27,6 +28,11 @@ class TrainingMixin:
     Uses the estimator's networks (``NetworkModelMixin``) and its scoring
     noise (``ImportanceSamplingMixin._importance_noise``) for the validation
     bound.
+
+    Adam steps the iterate ``_iterate``; the model, ``parameters_``, is the
+    moving average of the iterates (``average_decay``), or the iterate itself
+    (the same buffer) when ``average_decay=0``. Validation, early stopping's
+    best epoch and every prediction use ``parameters_``.
     """
 
     # ------------------------------------------------------------------ set-up
@@ -92,11 +98,12 @@ class TrainingMixin:
     def _detach_training_state(self):
         """Train on copies, so that a failed continuation leaves the fitted state intact.
 
-        Adam updates the parameters and its moments in place, and the
-        generator advances; the copies replace them in ``__dict__``, which
-        ``_unchanged_on_error`` restores if the training fails.
+        Adam updates the iterate, the parameters and its moments in place,
+        and the generator advances; the copies replace them in ``__dict__``,
+        which ``_unchanged_on_error`` restores if the training fails.
         """
         self.parameters_ = self.parameters_.copy()
+        self._iterate = self._iterate.copy() if self._averaging() else self.parameters_
         self._optimizer = deepcopy(self._optimizer)
         self._random_state = deepcopy(self._random_state)
 
@@ -165,11 +172,24 @@ class TrainingMixin:
         if self._fitted("likelihood") == "gaussian":
             _, decoder = self._networks(self.parameters_)
             decoder[-1][1][self.n_features_in_ :] = UNIT_VARIANCE_BIAS
+        self._iterate = parameters.copy() if self.average_decay > 0 else parameters
         self._score_seed = int(random_state.randint(np.iinfo(np.int32).max))
         self._random_state = random_state
-        self._optimizer = Adam(size, dtype, self.learning_rate)
+        self._optimizer = Adam(size, dtype, self.learning_rate, average_decay=self.average_decay)
         self._epoch = 0
         self.validation_bounds_ = np.array([])
+
+    def _after_fit(self, X, sample_weight):
+        """A continued training (``warm_start``, ``partial_fit``) starts from the model kept.
+
+        Early stopping and ``n_init`` may keep an earlier epoch or restart
+        than the iterate's last: the iterate is set to the kept average.
+        """
+        self._iterate = self.parameters_.copy() if self._averaging() else self.parameters_
+
+    def _averaging(self):
+        """Whether ``parameters_`` is a moving average of the iterates (a buffer of its own)."""
+        return self._optimizer.average_decay > 0
 
     def _training_rows(self, X_standardized):
         """The rows as the training step reads them, and whether they carry their mask.
@@ -233,13 +253,13 @@ class TrainingMixin:
         return step(X.shape[0], sample_weight, noise, kl_weight)
 
     def _minibatch_step(self):
-        """The training step on ``parameters_``, built once per fit (and restart)."""
+        """The training step on the iterate, built once per fit (and restart)."""
         step = getattr(self, "_step", None)
-        if step is None or step.parameters is not self.parameters_:
+        if step is None or step.parameters is not self._iterate:
             n_rows = self._training_data["train"][0].shape[0]
             step = self._step = _MinibatchELBO(
                 self,
-                self.parameters_,
+                self._iterate,
                 min(self.batch_size, n_rows),
                 self._training_data["masked"],
                 self.n_training_samples,
@@ -251,14 +271,16 @@ class TrainingMixin:
     def _training_pass(self, step, data, weights, when):
         """One pass of minibatch Adam over the training rows; their mean ELBO.
 
-        Each minibatch's ELBO is taken before its own step. ``when`` names
-        the pass in the error raised if training diverges.
+        Each minibatch's ELBO is taken before its own step, at the iterate
+        (not the average). ``when`` names the pass in the error raised if
+        training diverges.
         """
         self._epoch += 1
         kl_weight = self.kl_weight
         if self.kl_warmup:
             kl_weight *= min(1.0, self._epoch / self.kl_warmup)
         order = self._random_state.permutation(data.shape[0])
+        average = self.parameters_ if self._averaging() else None
         total, total_weight = 0.0, 0.0
         for start in range(0, data.shape[0], self.batch_size):
             rows = order[start : start + self.batch_size]
@@ -268,10 +290,11 @@ class TrainingMixin:
                 size=(rows.size * step.n_samples, self._fitted("n_components"))
             )
             elbo, gradient = step(rows.size, batch_weights, noise, kl_weight)
-            self._optimizer.ascend(self.parameters_, gradient)
+            self._optimizer.ascend(self._iterate, gradient, average)
             total += float(batch_weights @ elbo)
             total_weight += float(batch_weights.sum())
-        if not (np.isfinite(total) and np.isfinite(self.parameters_).all()):
+        finite = np.isfinite(self._iterate).all() and np.isfinite(self.parameters_).all()
+        if not (np.isfinite(total) and finite):
             raise ValueError(
                 f"Training diverged at {when}: the ELBO or the network's "
                 "weights are no longer finite. Lower learning_rate, standardise X, or "
@@ -283,8 +306,15 @@ class TrainingMixin:
         """One epoch of minibatch Adam; returns the epoch's mean training ELBO.
 
         With early stopping, the epoch's validation bound is reported to the
-        fit's monitor, which keeps the parameters of the best epoch.
+        fit's monitor, which keeps the parameters of the best epoch. BLAS
+        runs on one thread: a minibatch's products are too small to split (on
+        2 shared cores, two threads made an epoch 3 to 8 times slower;
+        ``benchmarks/bench_vae_defaults.py``).
         """
+        with single_blas_thread():
+            return self._epoch_of_training()
+
+    def _epoch_of_training(self):
         data, weights = self._training_data["train"]
         elbo = self._training_pass(
             self._minibatch_step(), data, weights, when=f"epoch {self._epoch + 1}"
@@ -309,7 +339,12 @@ class TrainingMixin:
 
         That ELBO is estimated with one fresh draw from q per row (an
         unbiased estimate of the bound at the parameters the call starts from).
+        BLAS runs on one thread, as in ``fit``'s epochs.
         """
+        with single_blas_thread():
+            return self._pass_over_batch(X, sample_weight, when)
+
+    def _pass_over_batch(self, X, sample_weight, when):
         weights = row_weights(sample_weight, X.shape[0])
         positive = np.flatnonzero(weights > 0)
         X_standardized, weights = self._standardize(X[positive], np.float64), weights[positive]
@@ -323,7 +358,7 @@ class TrainingMixin:
         data, masked = self._training_rows(X_standardized.astype(dtype))
         step = _MinibatchELBO(
             self,
-            self.parameters_,
+            self._iterate,
             min(self.batch_size, positive.size),
             masked,
             self.n_training_samples,

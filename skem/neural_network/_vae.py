@@ -49,6 +49,22 @@ class AmortizedVAE(
     with the reparameterisation ``z = mu + sigma * eps``. One iteration of
     the shared fit loop is one epoch; ``lower_bounds_`` holds the mean
     training ELBO of each epoch (nats per sample, in the user's units).
+    The fitted networks are not Adam's last iterate but the exponential
+    moving average of its iterates (``average_decay``, Polyak averaging):
+    the average of a noisy, fast optimiser scores higher held out than any
+    single iterate, so the default learning rate can be three times that of
+    Adam's usual 1e-3. BLAS runs on one thread during training: the products
+    of a minibatch are too small to split between threads.
+
+    The defaults (two tanh layers of 128, learning rate 3e-3, averaging over
+    about 200 steps, latent size from the number of features) were chosen by
+    measurement (``benchmarks/bench_vae_defaults.py``): held out on an
+    80/20 split, against the former defaults (one tanh layer of 128, 1e-3,
+    no averaging), they gained 5.3 and 1.1 nats per row on the sets used to
+    choose them (dequantised digits, breast cancer) and 0.6, 2.4 and 0.7 on
+    sets not used (wine, statsmodels' star98, vega's cars); on dequantised
+    digits with ``n_components=20`` they score 77.1 nats per image (75.5 to
+    77.1 over five seeds; 71.4 before) in about 5 s on one core.
 
     Because q is approximate, the ELBO is not tight: ``score_samples``
     estimates log p(x) by importance sampling with ``n_importance_samples``
@@ -117,18 +133,21 @@ class AmortizedVAE(
     ----------
     n_components : int or 'auto', default='auto'
         Latent dimension. 'auto' is ``min(20, max(2, n_features // 4))``:
-        chosen by measurement (``benchmarks/bench_vae_defaults.py``). On the
+        chosen by measurement (``benchmarks/bench_vae_defaults.py``, with the
+        former network: one tanh layer of 128, learning rate 1e-3). On the
         sets used to choose it (dequantised digits, breast cancer) it scored
         15.8 and 9.4 nats per row above the former default of 2 held out; on
         sets not used (wine, statsmodels' star98, vega's cars) 0.3, 8.2 and 0
-        (the rule gives 2 for cars' 6 features). A wider relu network
-        (200, 200) scored better on digits only, and worse on the small
-        tabular sets, so the network does not depend on the data.
-    hidden_layer_sizes : tuple of int, default=(128,)
+        (the rule gives 2 for cars' 6 features).
+    hidden_layer_sizes : tuple of int, default=(128, 128)
         Widths of the encoder's hidden layers; the decoder mirrors them.
         ``()`` gives affine networks: with a constant decoder variance the
         model is then linear-Gaussian (factor analysis), with a closed-form
-        density.
+        density. With the default learning rate and averaging, two layers of
+        128 scored above one on digits (2.1 nats per image), wine and star98,
+        and below it on breast cancer and cars (1.2 and 0.2). A relu network
+        of (200, 200) scored as well on digits and 3.4 and 7.4 nats per row
+        worse on wine and star98, so the network does not depend on the data.
     activation : {'tanh', 'relu'}, default='tanh'
         Hidden-layer activation.
     likelihood : {'gaussian', 'bernoulli'}, default='gaussian'
@@ -151,8 +170,19 @@ class AmortizedVAE(
         ``likelihood='bernoulli'``).
     batch_size : int, default=64
         Minibatch size.
-    learning_rate : float, default=1e-3
+    learning_rate : float, default=3e-3
         Adam step size.
+    average_decay : float in [0, 1), default=0.995
+        The fitted weights ``parameters_`` are the exponential moving average
+        of Adam's iterates: after step t, ``average += (1 - d_t) (iterate -
+        average)`` with ``d_t = min(average_decay, (1 + t) / (10 + t))`` (the
+        first iterates are soon forgotten; the average then spans about
+        ``1 / (1 - average_decay)`` steps). Validation, early stopping and
+        every prediction use the average; 0 keeps the last iterate (no
+        average). ``partial_fit`` keeps its iterate from call to call; a
+        continued ``fit`` (``warm_start``), or ``partial_fit`` after
+        ``fit``, starts from the weights kept. On dequantised digits the
+        average gained 5.1 nats per image held out (``n_components=20``).
     max_iter : int, default=500
         Maximum number of epochs.
     tol : float, default=1e-3
@@ -208,7 +238,8 @@ class AmortizedVAE(
     Attributes
     ----------
     parameters_ : ndarray
-        All weights and biases, encoder then decoder, layer by layer.
+        All weights and biases, encoder then decoder, layer by layer: the
+        moving average of the iterates (see ``average_decay``).
     feature_mean_, feature_scale_ : ndarray of shape (n_features,)
         The standardisation applied before the networks (0 and 1 for
         'bernoulli').
@@ -217,7 +248,8 @@ class AmortizedVAE(
         (see ``variance_floor``; 0 for 'bernoulli').
     lower_bounds_ : ndarray of shape ``(n_iter_,)``
         After ``fit``, the mean training ELBO of each epoch (during the
-        epoch: each minibatch's before its step; with
+        epoch: each minibatch's before its step, at Adam's iterate, not the
+        average; with
         ``n_training_samples=k > 1``, the k-draw importance-weighted bound). After ``partial_fit``, one
         entry per call since the last ``fit``: the ELBO of its batch before
         the call's steps, estimated with one draw from q per row. With
@@ -257,6 +289,7 @@ class AmortizedVAE(
         "variance_floor": [Interval(Real, 0.0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "learning_rate": [Interval(Real, 0.0, None, closed="neither")],
+        "average_decay": [Interval(Real, 0.0, 1.0, closed="left")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0.0, 1.0, closed="neither")],
@@ -286,12 +319,13 @@ class AmortizedVAE(
         self,
         n_components="auto",
         *,
-        hidden_layer_sizes=(128,),
+        hidden_layer_sizes=(128, 128),
         activation="tanh",
         likelihood="gaussian",
         variance_floor=1e-3,
         batch_size=64,
-        learning_rate=1e-3,
+        learning_rate=3e-3,
+        average_decay=0.995,
         max_iter=500,
         tol=1e-3,
         n_iter_no_change=20,
@@ -324,6 +358,7 @@ class AmortizedVAE(
         self.variance_floor = variance_floor
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.average_decay = average_decay
         self.n_iter_no_change = n_iter_no_change
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
