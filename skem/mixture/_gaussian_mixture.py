@@ -13,7 +13,6 @@ from numbers import Real
 from typing import Any, NamedTuple
 
 import numpy as np
-from sklearn.utils import check_array
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from .._core import ONLINE_PARAMETER_CONSTRAINTS, route_of, weighted_moments
@@ -23,7 +22,6 @@ from .._core._covariance import (
     combine_moments,
     log_normalizer,
     n_parameters,
-    precision_shape,
     precisions,
     row_width,
     sample_noise,
@@ -32,59 +30,7 @@ from .._core._covariance import (
 from .._core._missing import DiagonalConditionals, missing_mask, observed_moments
 from ..exceptions import DegenerateComponentWarning, VarianceFloorWarning
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture
-
-
-def _check_shape(array, shape, name):
-    if array.shape != shape:
-        raise ValueError(
-            f"The parameter '{name}' should have the shape of {shape}, but got {array.shape}"
-        )
-
-
-def _as_float_array(value, name, allow_nd=False):
-    return check_array(
-        value,
-        dtype=[np.float64, np.float32],
-        ensure_2d=False,
-        allow_nd=allow_nd,
-        input_name=name,
-    )
-
-
-def check_weights(weights, n_components):
-    """Validate initial mixing weights: shape, range [0, 1] and sum one."""
-    weights = _as_float_array(weights, "weights_init")
-    _check_shape(weights, (n_components,), "weights")
-    if np.any(weights < 0.0) or np.any(weights > 1.0):
-        raise ValueError(
-            "The parameter 'weights' should be in the range [0, 1], but got "
-            f"min value {np.min(weights):.5f}, max value {np.max(weights):.5f}"
-        )
-    atol = 1e-6 if weights.dtype == np.float32 else 1e-8
-    if abs(1.0 - float(np.sum(weights))) > atol:
-        raise ValueError(
-            "The parameter 'weights' should be normalized, "
-            f"but got sum(weights) = {np.sum(weights):.5f}"
-        )
-    return weights
-
-
-def check_means(means, n_components, n_features):
-    """Validate initial means: shape (n_components, n_features)."""
-    means = _as_float_array(means, "means_init")
-    _check_shape(means, (n_components, n_features), "means")
-    return means
-
-
-def check_precisions(precisions, covariance_type, n_components, n_features):
-    """Validate initial precisions: shape and positive-definiteness."""
-    covariance = COVARIANCES[covariance_type]
-    shape = precision_shape(covariance, n_components, n_features)
-    precisions = _as_float_array(precisions, "precisions_init", allow_nd=len(shape) > 2)
-    name = f"{covariance_type} precision"
-    _check_shape(precisions, shape, name)
-    covariance.from_precisions(np.asarray(precisions, dtype=np.float64), name)  # (checks)
-    return precisions
+from ._initial_values import check_means, check_precisions, check_weights
 
 
 class GaussianTerms(NamedTuple):

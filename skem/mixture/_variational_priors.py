@@ -14,7 +14,7 @@ from .._core._checks import may_have_nan
 from .._core._covariance import COVARIANCES
 from .._core._routes import log_total_weight
 from .._core._structure import gram
-from ._gaussian_mixture import _check_shape
+from ._initial_values import _check_shape
 from ._variational_maths import Priors, as_float, prior_log_det, prior_rank
 
 
