@@ -448,8 +448,13 @@ def test_warm_start_trains_on_with_new_buffers():
         first = vae.fit(X).parameters_.copy()
         assert not hasattr(vae, "_step")  # the buffers are fit scratch
         second = vae.fit(X).parameters_
-    assert vae._optimizer.step_count == 2 * 2 * int(np.ceil(len(X) / vae.batch_size))
+    # (each fit ends without an optimiser state: the warm start's Adam was a fresh one)
+    assert vae._optimizer is None
     assert np.all(np.isfinite(second)) and not np.array_equal(first, second)
+    cold = AmortizedVAE(3, max_iter=2, early_stopping=False, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert not np.allclose(cold.fit(X).parameters_, second)  # (it went on from the first)
 
 
 def test_hyper_parameters_changed_after_fit_do_not_change_the_fitted_model():
@@ -530,3 +535,27 @@ def test_rows_beyond_the_float_range_in_feature_scales_score_minus_inf_not_nan()
     assert np.isfinite(scores[3:]).all()
     estimates = vae.importance_weighted_estimates(beyond, 10, 2, random_state=0)
     assert_array_equal(estimates, -np.inf)
+
+
+def test_set_params_between_calls_applies_to_the_continued_training():
+    """average_decay and learning_rate changed between calls take effect (review: they
+    were read once, from the first fit's optimiser); after fit a fresh Adam starts from
+    the kept weights, whichever restart was kept."""
+    X = np.random.RandomState(0).randn(200, 4)
+    vae = AmortizedVAE(2, hidden_layer_sizes=(8,), max_iter=3, n_init=2, random_state=0)
+    vae.fit(X)
+    assert vae._optimizer is None  # (the kept restart's Adam is not the last's)
+    kept = vae.parameters_.copy()
+    vae.set_params(average_decay=0.0, learning_rate=1e-12).partial_fit(X)
+    assert vae._iterate is vae.parameters_
+    np.testing.assert_allclose(vae.parameters_, kept, atol=1e-9)  # (a step of ~1e-12)
+    assert vae._optimizer.step_count == int(np.ceil(200 / vae.batch_size))
+    vae.set_params(average_decay=0.9, learning_rate=1e-3).partial_fit(X)
+    assert vae._iterate is not vae.parameters_ and vae._optimizer.average_decay == 0.9
+    # the average follows its formula from the kept weights over this call's steps
+    stream = AmortizedVAE(2, hidden_layer_sizes=(8,), average_decay=0.0, random_state=0)
+    stream.partial_fit(X)
+    before = stream.parameters_.copy()
+    stream.set_params(average_decay=0.5).partial_fit(X)
+    assert not np.allclose(stream._iterate, before)
+    assert np.all(np.isfinite(stream.parameters_))

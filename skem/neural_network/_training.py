@@ -101,10 +101,29 @@ class TrainingMixin:
         Adam updates the iterate, the parameters and its moments in place,
         and the generator advances; the copies replace them in ``__dict__``,
         which ``_unchanged_on_error`` restores if the training fails.
+
+        The optimiser takes the current ``learning_rate`` and
+        ``average_decay`` (``set_params`` between calls). After ``fit``,
+        whose kept epoch or restart has no optimiser state of its own, a
+        fresh Adam starts from the kept weights (as scikit-learn's MLP does
+        on a warm start); a ``partial_fit`` stream keeps its Adam. An average
+        switched on starts from the kept weights; switched off, training
+        goes on from them.
         """
-        self.parameters_ = self.parameters_.copy()
-        self._iterate = self._iterate.copy() if self._averaging() else self.parameters_
-        self._optimizer = deepcopy(self._optimizer)
+        kept, iterate = self.parameters_, self._iterate
+        self.parameters_ = kept.copy()
+        if self._optimizer is None:
+            self._optimizer = Adam(kept.size, kept.dtype, self.learning_rate)
+        else:
+            self._optimizer = deepcopy(self._optimizer)
+            self._optimizer.learning_rate = self.learning_rate
+        self._optimizer.average_decay = self.average_decay
+        if not self._averaging():
+            self._iterate = self.parameters_
+        elif iterate is kept:
+            self._iterate = self.parameters_.copy()
+        else:
+            self._iterate = iterate.copy()
         self._random_state = deepcopy(self._random_state)
 
     def _set_feature_scaling(self, X, sample_weight):
@@ -183,9 +202,12 @@ class TrainingMixin:
         """A continued training (``warm_start``, ``partial_fit``) starts from the model kept.
 
         Early stopping and ``n_init`` may keep an earlier epoch or restart
-        than the iterate's last: the iterate is set to the kept average.
+        than the last: the iterate is set to the kept average, and Adam's
+        state, which belongs to the last, is dropped (a continuation starts
+        a fresh one, ``_detach_training_state``).
         """
         self._iterate = self.parameters_.copy() if self._averaging() else self.parameters_
+        self._optimizer = None
 
     def _averaging(self):
         """Whether ``parameters_`` is a moving average of the iterates (a buffer of its own)."""
@@ -338,8 +360,8 @@ class TrainingMixin:
         """``partial_fit``'s pass over a batch; returns the batch's ELBO before it.
 
         That ELBO is estimated with one fresh draw from q per row (an
-        unbiased estimate of the bound at the parameters the call starts from).
-        BLAS runs on one thread, as in ``fit``'s epochs.
+        unbiased estimate of the bound at the fitted parameters ``parameters_``
+        the call starts from). BLAS runs on one thread, as in ``fit``'s epochs.
         """
         with single_blas_thread():
             return self._pass_over_batch(X, sample_weight, when)

@@ -53,11 +53,14 @@ class AmortizedVAE(
     moving average of its iterates (``average_decay``, Polyak averaging):
     the average of a noisy, fast optimiser scores higher held out than any
     single iterate, so the default learning rate can be three times that of
-    Adam's usual 1e-3. BLAS runs on one thread during training: the products
-    of a minibatch are too small to split between threads.
+    Adam's usual 1e-3. BLAS runs on one thread during training when ``fit``
+    is called from the main thread: the products of a minibatch are too small
+    to split between threads. (In another thread, as in a threaded
+    ``GridSearchCV``, skem leaves the process-wide BLAS setting alone; limit
+    it there with ``threadpoolctl.threadpool_limits(1)``.)
 
     The defaults (two tanh layers of 128, learning rate 3e-3, averaging over
-    about 200 steps, latent size from the number of features) were chosen by
+    about 200 steps once past the average's warm-up, latent size from the number of features) were chosen by
     measurement (``benchmarks/bench_vae_defaults.py``): held out on an
     80/20 split, against the former defaults (one tanh layer of 128, 1e-3,
     no averaging), they gained 5.3 and 1.1 nats per row on the sets used to
@@ -176,13 +179,17 @@ class AmortizedVAE(
         The fitted weights ``parameters_`` are the exponential moving average
         of Adam's iterates: after step t, ``average += (1 - d_t) (iterate -
         average)`` with ``d_t = min(average_decay, (1 + t) / (10 + t))`` (the
-        first iterates are soon forgotten; the average then spans about
+        first iterates are soon forgotten: until d_t reaches
+        ``average_decay``, after about 1800 steps at the default, the average
+        spans about t / 9 of the t steps so far; then about
         ``1 / (1 - average_decay)`` steps). Validation, early stopping and
         every prediction use the average; 0 keeps the last iterate (no
-        average). ``partial_fit`` keeps its iterate from call to call; a
-        continued ``fit`` (``warm_start``), or ``partial_fit`` after
-        ``fit``, starts from the weights kept. On dequantised digits the
-        average gained 5.1 nats per image held out (``n_components=20``).
+        average). ``partial_fit`` keeps its iterate and its Adam from call to
+        call; a continued ``fit`` (``warm_start``), or ``partial_fit`` after
+        ``fit``, starts a fresh Adam from the weights kept. A change by
+        ``set_params`` (of this or of ``learning_rate``) applies from the
+        next call. On dequantised digits the average gained 5.1 nats per
+        image held out (``n_components=20``).
     max_iter : int, default=500
         Maximum number of epochs.
     tol : float, default=1e-3
