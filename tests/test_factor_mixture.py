@@ -108,6 +108,29 @@ def test_squarem_ends_at_least_as_high_in_fewer_iterations():
     assert np.all(np.diff(fast.lower_bounds_) >= 0)
 
 
+class ScatterMixtureOfFactorAnalyzers(MixtureOfFactorAnalyzers):
+    """The d x d scatters at every step, as for data with NaN."""
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
+        self._keep_posterior_means = False
+
+
+@pytest.mark.parametrize("accelerate", [False, True])
+def test_posterior_mean_sums_step_as_the_scatters(accelerate):
+    # the O(n d q) statistics (sum r (x - m) E[z]^T, sum r (x - m)**2) give
+    # the factor-analysis step of the d x d scatters, weights and all
+    X = two_factor_clusters()
+    weights = np.random.RandomState(1).uniform(0.5, 2.0, size=X.shape[0])
+    params = dict(n_components=2, n_latent=2, max_iter=6, accelerate=accelerate, random_state=0)
+    fast = quietly(MixtureOfFactorAnalyzers(**params), X, sample_weight=weights)
+    scatter = quietly(ScatterMixtureOfFactorAnalyzers(**params), X, sample_weight=weights)
+    assert fast.n_iter_ == scatter.n_iter_ == 6
+    assert_allclose(fast.lower_bounds_, scatter.lower_bounds_, rtol=1e-12)
+    for name in ("weights_", "means_", "components_", "noise_variance_"):
+        assert_allclose(getattr(fast, name), getattr(scatter, name), rtol=1e-9, atol=1e-12)
+
+
 def test_impute_fills_the_conditional_mean_and_dask_fits_as_in_memory():
     X = two_factor_clusters()
     holes = X.copy()

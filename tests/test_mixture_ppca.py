@@ -23,6 +23,7 @@ from skem import (
 )
 from skem._core import _blocks, add_statistics
 from skem.datasets import load_dequantized_digits, make_low_rank_mixture
+from skem.decomposition._lowrank import latent_precision_terms
 from skem.mixture import _mixture_ppca
 from skem.mixture._base import MixturePosterior
 
@@ -453,3 +454,13 @@ def test_squarem_never_lowers_the_bound_and_ends_as_high():
     assert fast.n_iter_ < plain.n_iter_
     assert fast.lower_bound_ >= plain.lower_bound_ - 1e-6
     assert_allclose(fast.score(X), plain.score(X), atol=1e-6)
+
+
+def test_stacked_latent_precision_terms_are_those_of_each_component():
+    rng = np.random.RandomState(0)
+    components, noise = rng.normal(size=(3, 4, 9)), rng.uniform(0.1, 2.0, size=3)
+    inverses, log_dets = latent_precision_terms(components, noise)
+    for w, s, inverse, log_det in zip(components, noise, inverses, log_dets):
+        precision = w @ w.T + s * np.eye(4)
+        assert_allclose(inverse, np.linalg.inv(precision), rtol=1e-10)
+        assert_allclose(log_det, np.linalg.slogdet(precision)[1], rtol=1e-12)

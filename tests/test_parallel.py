@@ -6,9 +6,16 @@ import os
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
+from threadpoolctl import threadpool_info
 
 from skem import EMGaussianMixture
 from skem._core import _blocks, _parallel
+from skem._core._parallel import (
+    SMALL_BLAS_WORK,
+    SMALL_START_WORK,
+    fit_blas_threads,
+    start_threads,
+)
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "register_at_fork") or _parallel.n_threads() < 2,
@@ -34,3 +41,24 @@ def test_fit_in_forked_child_after_parent_fit_returns_the_parents_numbers(init_p
     with multiprocessing.get_context("fork").Pool(1) as pool:
         result = pool.apply_async(_fit_score, (init_params,)).get(timeout=120)
     assert_allclose(result, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("api", ["blas", "openmp"])
+def test_small_fits_run_on_one_thread_and_large_ones_keep_their_threads(api):
+    # BLAS for the whole fit, OpenMP for the k-means start
+    def threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == api]
+
+    def limit(n_samples):
+        if api == "blas":
+            return fit_blas_threads(n_samples, 64)
+        return start_threads(n_samples, 64, 5)
+
+    largest = SMALL_BLAS_WORK // 64**2 if api == "blas" else SMALL_START_WORK // (64 * 5)
+    np.ones((2, 2)) @ np.ones((2, 2))  # (threadpoolctl may list BLAS after its first use)
+    before = threads()
+    with limit(1347):  # dequantised digits
+        assert all(n == 1 for n in threads())
+    assert threads() == before
+    with limit(largest + 1):
+        assert threads() == before

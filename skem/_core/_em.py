@@ -24,6 +24,7 @@ from ._blocks import fingerprint, row_slices, weighted_sum
 from ._missing import clear_pattern_cache
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
 from ._online import OnlineEM
+from ._parallel import fit_blas_threads
 from ._routes import log_total_weight, route_of
 
 
@@ -406,6 +407,14 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         return route_of(X).validate_fit(self, X, sample_weight, reset)
 
     def _run_em(self, X, sample_weight, random_state):
+        """The restarts and the kept one; a small fit in memory on one BLAS
+        thread (``fit_blas_threads``)."""
+        if not route_of(X).in_memory:
+            return self._run_restarts(X, sample_weight, random_state)
+        with fit_blas_threads(*X.shape):
+            return self._run_restarts(X, sample_weight, random_state)
+
+    def _run_restarts(self, X, sample_weight, random_state):
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         monitor = self._monitor = self._make_monitor(X, sample_weight, n_init)

@@ -82,6 +82,59 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
+#: Multiply-adds (n_samples * n_features**2, a d x d scatter of all rows) up
+#: to which a fit on data in memory runs on one BLAS thread
+#: (``fit_blas_threads``). Measured on 2 shared cores: numpy's syrk of
+#: 1347 x 64 (dequantised digits, 5.5e6) took 0.2 ms on one thread and 0.2 to
+#: 10 ms on two; 1700 x 200 (6.8e7) 4.4 ms on one and 16 to 58 ms on two;
+#: eigh of 5 64 x 64 matrices 2 ms and 2 to 13 ms.
+SMALL_BLAS_WORK = 2**25
+
+#: Multiply-adds of one k-means pass (n_samples * n_features * n_clusters) up
+#: to which a k-means start runs on one OpenMP thread (``start_threads``).
+#: Dequantised digits (1347 x 64, 5 clusters, 4.3e5): scikit-learn's KMeans
+#: took 3 ms on two threads of an idle machine, and 0.2 to 0.4 s on two
+#: threads and 8 ms on one while another process kept the 2 cores busy.
+SMALL_START_WORK = 2**22
+
+
+def fit_blas_threads(n_samples, n_features):
+    """One BLAS thread for a fit whose products are small (``SMALL_BLAS_WORK``).
+
+    Their threads cost more than they save there (many times more on a busy
+    machine): the E-step of data this small is one chunk, run on the calling
+    thread with BLAS's own threads otherwise. Larger fits keep them.
+    """
+    if n_samples * n_features**2 > SMALL_BLAS_WORK:
+        return _unchanged()
+    return single_blas_thread()
+
+
+@contextmanager
+def start_threads(n_samples, n_features, n_clusters):
+    """One OpenMP thread for a small k-means start (``SMALL_START_WORK``).
+
+    Its threads meet at a barrier every pass, and a busy machine that
+    deschedules one keeps the other waiting. Only the main thread sets the
+    limit (as ``single_blas_thread``); a larger start keeps its threads.
+    """
+    global _controller
+    small = n_samples * n_features * n_clusters <= SMALL_START_WORK
+    if not small or not _in_main_thread():
+        yield
+        return
+    with _lock:
+        if _controller is None:
+            _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="openmp"):
+        yield
+
+
+@contextmanager
+def _unchanged():
+    yield
+
+
 @contextmanager
 def fork_safe_openmp():
     """OpenMP (scikit-learn's KMeans) on one thread in a forked child, else unchanged.

@@ -87,15 +87,20 @@ def feature_noise_floors(variances, relative_floor):
 
 
 def latent_precision_terms(components, noise_variance):
-    """Inverse and log-determinant of M = W^T W + noise_variance I (q x q)."""
-    precision = components @ components.T
-    precision.flat[:: precision.shape[0] + 1] += noise_variance
+    """Inverse and log-determinant of M = W^T W + noise_variance I (q x q).
+
+    Also for components stacked over leading axes (K, q, d), with one noise
+    variance each (K,): one batched factorisation for a mixture.
+    """
+    precision = components @ np.swapaxes(components, -1, -2)
+    precision += np.multiply.outer(noise_variance, np.eye(precision.shape[-1]))
     # numpy's LAPACK, not scipy's: this runs next to numpy's matrix products
-    # (once per pass over the rows, per component in MixtureOfPPCA), and each
-    # wheel's OpenBLAS has its own thread pool.
+    # (once per pass over the rows), and each wheel's OpenBLAS has its own
+    # thread pool.
     cholesky = np.linalg.cholesky(precision)
     inverse_cholesky = np.linalg.inv(cholesky)
-    return inverse_cholesky.T @ inverse_cholesky, 2 * np.log(np.diag(cholesky)).sum()
+    log_det = 2 * np.log(np.diagonal(cholesky, axis1=-2, axis2=-1)).sum(axis=-1)
+    return np.swapaxes(inverse_cholesky, -1, -2) @ inverse_cholesky, log_det
 
 
 def ppca_precision_factor(components, noise_variance):
@@ -395,12 +400,25 @@ def factor_analysis_step(covariances, components, noise_variances, noise_floor):
     precisions += np.eye(n_latent)  # M, (K, q, q)
     beta = np.linalg.solve(precisions, scaled)  # (K, q, d)
     cross = np.matmul(covariances, np.swapaxes(beta, 1, 2))  # S beta^T, (K, d, q)
-    inner = np.linalg.inv(precisions) + np.matmul(beta, cross)
+    diagonal = np.einsum("kdd->kd", covariances)
+    return factor_analysis_update(cross, diagonal, beta, np.linalg.inv(precisions), noise_floor)
+
+
+def factor_analysis_update(cross, diagonal, beta, precision_inverses, noise_floor):
+    """``factor_analysis_step`` from ``S beta^T`` and ``diag(S)`` alone.
+
+    ``cross`` (K, d, q) is S beta^T, ``diagonal`` (K, d) the diagonal of S,
+    ``beta`` (K, q, d) = M^-1 W^T Psi^-1 and ``precision_inverses`` (K, q, q)
+    M^-1, of the current parameters: S itself is not needed, so a mixture
+    can take these from its rows in O(n d q) (``S beta^T`` is the weighted
+    sum of the residuals times their posterior means). Returns the new
+    ``(components, noise_variances)``.
+    """
+    inner = precision_inverses + np.matmul(beta, cross)
     loadings = np.swapaxes(
         np.linalg.solve(np.swapaxes(inner, 1, 2), np.swapaxes(cross, 1, 2)), 1, 2
     )
     explained = np.einsum("kdq,kdq->kd", loadings, cross)  # diag(W_new beta S)
-    diagonal = np.einsum("kdd->kd", covariances)
     noise = np.maximum(diagonal - explained, noise_floor)
     return np.ascontiguousarray(np.swapaxes(loadings, 1, 2)), noise
 

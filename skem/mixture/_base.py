@@ -27,7 +27,7 @@ from .._core import (
 )
 from .._core._linalg import logsumexp_rows, normalize_log_rows
 from .._core._missing import fill_with_column_means, impute_rows, missing_mask
-from .._core._parallel import fork_safe_openmp, map_chunks
+from .._core._parallel import fork_safe_openmp, map_chunks, start_threads
 
 #: Added to every component's total responsibility so an empty one divides safely.
 RESPONSIBILITY_FLOOR = 10 * np.finfo(np.float64).eps
@@ -253,7 +253,7 @@ class BaseMixture(BaseEM):
             return X, sample_weight, responsibilities.astype(X.dtype)
         responsibilities = np.zeros((n_samples, n_components), dtype=X.dtype)
         filled = fill_with_column_means(X, sample_weight) if self._allow_nan else X
-        with fork_safe_openmp():
+        with fork_safe_openmp(), start_threads(n_samples, X.shape[1], n_components):
             if self.init_params == "kmeans":
                 labels = (
                     KMeans(n_clusters=n_components, n_init=1, random_state=random_state)

@@ -5,8 +5,13 @@ MixtureOfPPCA's mixture with factor analysis in each component: component k is
 ``1 / sqrt(psi_k)`` makes component k a PPCA with unit noise, so the E-step,
 its log-densities (matrix-inversion lemma, O(n d q) per component), the
 missing values and ``transform`` are MixtureOfPPCA's in those coordinates; the
-M-step takes each component's weighted mean and covariance (as MixtureOfPPCA's
-closed form does) and one factor-analysis EM step from it.
+M-step sets each component's weighted mean and takes one factor-analysis EM
+step from its weighted covariance S_k. That step reads S_k only through
+``S_k beta_k^T`` and ``diag(S_k)`` (beta_k = M_k^-1 W_k^T Psi_k^-1), which are
+sums of each row's residual times its posterior mean: on data in memory
+without NaN they are taken so, in O(n d q), from the E-step's posterior means
+(``factor_statistics``); with NaN (the expected scatter), on dask arrays and
+in ``partial_fit`` from the d x d scatters, as MixtureOfPPCA's closed form.
 """
 
 import warnings
@@ -15,7 +20,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, weighted_moments
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, route_of, weighted_moments
 from ..decomposition._lowrank import (
     factor_analysis_step,
     feature_noise_floors,
@@ -24,7 +29,7 @@ from ..decomposition._lowrank import (
 )
 from ..exceptions import VarianceFloorWarning
 from ._base import BaseMixture
-from ._lowrank_mixture import ppca_closed_form
+from ._lowrank_mixture import factor_mixture_step, factor_statistics, ppca_closed_form
 from ._mixture_ppca import MixtureOfPPCA
 
 
@@ -42,8 +47,9 @@ class MixtureOfFactorAnalyzers(MixtureOfPPCA):
     ``predict``, ``predict_proba``, ``transform`` (the latent coordinates in
     the most probable component), ``impute``, ``sample``, sample weights,
     ``partial_fit``, dask arrays, ``n_init`` and ``warm_start`` work as in
-    :class:`skem.MixtureOfPPCA`. Statistics hold a d x d scatter per
-    component.
+    :class:`skem.MixtureOfPPCA`. On data in memory without NaN the
+    statistics are O(n d q) sums per component; otherwise a d x d scatter
+    per component.
 
     Parameters
     ----------
@@ -107,10 +113,22 @@ verbose, verbose_interval, learning_decay, learning_offset
         self.learning_decay, self.learning_offset = learning_decay, learning_offset
     # fmt: on
 
+    _fit_scratch = (*MixtureOfPPCA._fit_scratch, "_keep_posterior_means")
+
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
+        # data in memory without NaN: the M-step's sums from the E-step's
+        # posterior means, O(n d q), not the d x d scatters (a dask array
+        # may have NaN in any block, and takes the scatters)
+        self._keep_posterior_means = route_of(X).in_memory and self._missing_row_width == 0
         variances = weighted_moments(X, sample_weight)[1]
         self._noise_floors = feature_noise_floors(variances, self.noise_variance_floor)
+
+    def _row_width(self):
+        width = super()._row_width()
+        if getattr(self, "_keep_posterior_means", False):  # (while fitting)
+            width += self._fitted_components() * self.n_latent
+        return width
 
     def _component_noise_floor(self):
         return self._noise_floors
@@ -123,6 +141,26 @@ verbose, verbose_interval, learning_decay, learning_offset
         super()._initialize_from_responsibilities(X, sample_weight, responsibilities, random_state)
         noise = np.repeat(self.noise_variance_[:, np.newaxis], X.shape[1], axis=1)
         self.noise_variance_ = np.maximum(noise, self._noise_floors)
+
+    def _component_statistics(self, X, responsibilities, workspace=None):
+        """With the E-step's posterior means (rows without NaN), the sums of
+        ``factor_statistics``, O(n d q); otherwise the d x d scatters."""
+        if workspace is None:
+            return super()._component_statistics(X, responsibilities)
+        return factor_statistics(X, self.means_, workspace, responsibilities)
+
+    def _m_step_components(self, statistics):
+        if "cross" not in statistics:  # (the d x d scatters: rows with NaN)
+            super()._m_step_components(statistics)
+            return
+        terms = self._terms()
+        self.means_, self.components_, self.noise_variance_ = factor_mixture_step(
+            statistics,
+            np.asarray(self.means_, dtype=np.float64),
+            terms["projections"],
+            terms["precision_inverses"],
+            self._noise_floors,
+        )
 
     def _set_from_covariances(self, means, covariances):
         """One factor-analysis step per component from its mean and covariance.
@@ -150,10 +188,11 @@ verbose, verbose_interval, learning_decay, learning_offset
         noise = np.asarray(self.noise_variance_, dtype=np.float64)
         deviations = np.sqrt(noise)
         scaled = components / deviations[:, np.newaxis, :]
-        terms = [latent_precision_terms(w, 1.0) for w in scaled]
-        log_det_precisions = np.array([log_det for _, log_det in terms])
+        precision_inverses, log_det_precisions = latent_precision_terms(
+            scaled, np.ones(scaled.shape[0])
+        )
         return {
-            "precision_inverses": np.array([inverse for inverse, _ in terms]),
+            "precision_inverses": precision_inverses,
             "log_det_precisions": log_det_precisions,
             "log_det_covariances": log_det_precisions + np.log(noise).sum(axis=1),
             "projections": components / noise[:, np.newaxis, :],  # W_k^T Psi_k^-1
@@ -166,10 +205,11 @@ verbose, verbose_interval, learning_decay, learning_offset
             ),
         }
 
-    def _component_terms(self, X, k, rows=slice(None)):
-        """Scaled residuals, their squared norms and projections on W_k / sqrt(psi_k)."""
+    def _component_terms(self, X, k, rows=slice(None), out=None):
+        """Scaled residuals (in ``out`` if given), their squared norms and
+        projections on W_k / sqrt(psi_k)."""
         terms = self._terms()
-        residual = np.asarray(X[rows], dtype=np.float64) - self.means_[k]
+        residual = np.subtract(X[rows], self.means_[k], dtype=np.float64, out=out)
         residual /= terms["deviations"][k]
         with np.errstate(over="ignore", invalid="ignore"):  # far rows: ppca_log_density
             return (

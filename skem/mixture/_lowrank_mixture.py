@@ -9,7 +9,56 @@ in ``skem.decomposition._lowrank``.
 import numpy as np
 
 from .._core._parallel import single_blas_thread
+from ..decomposition._lowrank import factor_analysis_update, ppca_log_density
 from ._base import RESPONSIBILITY_FLOOR
+
+
+def component_log_density(
+    residual,
+    squared_norms,
+    projected,
+    loadings,
+    precision_inverse,
+    noise_variance,
+    log_det_precision,
+    log_scale,
+):
+    """Log-density of rows under one component, and their posterior means.
+
+    From the E-step's residuals r, |r|^2 and r W (``loadings`` W, d x q, in
+    the coordinates of the residuals, with ``noise_variance`` there) by
+    ``ppca_log_density``, minus ``log_scale`` (the log-Jacobian of those
+    coordinates).
+    """
+
+    def latent_terms(rows_residual, rows):
+        rows_projected = rows_residual @ loadings
+        return rows_projected, rows_projected @ precision_inverse
+
+    with np.errstate(over="ignore", invalid="ignore"):  # far rows: ppca_log_density
+        posterior_mean = projected @ precision_inverse
+    log_density = ppca_log_density(
+        residual,
+        squared_norms,
+        projected,
+        posterior_mean,
+        latent_terms,
+        residual.shape[1],
+        loadings.shape[1],
+        noise_variance,
+        log_det_precision,
+        lambda rows_mean, rows: rows_mean @ loadings.T,
+    )
+    log_density -= log_scale
+    return log_density, posterior_mean
+
+
+def _positive_rows(responsibility):
+    """The rows of positive responsibility (a slice if all) and their float64 weights."""
+    rows = np.flatnonzero(responsibility)
+    if rows.size == responsibility.shape[0]:
+        return slice(None), responsibility.astype(np.float64)
+    return rows, responsibility[rows].astype(np.float64)
 
 
 def scatter_statistics(X, responsibilities, means):
@@ -26,20 +75,81 @@ def scatter_statistics(X, responsibilities, means):
         "sum_residual": np.zeros((n_components, n_features)),
         "scatter": np.zeros((n_components, n_features, n_features)),
     }
+    buffer = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows = np.flatnonzero(responsibilities[:, k])
-        if rows.size == 0:
+        rows, weight = _positive_rows(responsibilities[:, k])
+        if weight.size == 0:
             continue
-        if rows.size == n_samples:  # no copy of the rows
-            rows = slice(None)
-        weight = responsibilities[rows, k].astype(np.float64)
-        residual = np.subtract(X[rows], means[k], dtype=np.float64)
+        residual = np.subtract(X[rows], means[k], dtype=np.float64, out=buffer[: weight.size])
         statistics["sum_residual"][k] = weight @ residual
         residual *= np.sqrt(weight)[:, np.newaxis]
         # numpy sees a product with its own transpose and calls syrk in
         # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
         statistics["scatter"][k] = residual.T @ residual
     return statistics
+
+
+def factor_statistics(X, means, posterior_means, responsibilities):
+    """The sums one factor-analysis step needs, from the E-step's rows: O(n d q).
+
+    With r = x - m_k each row's residual under component k and
+    ``posterior_means`` its E[z | x, k] from the E-step, weighted by the
+    responsibilities: ``sum_residual`` (sum r), ``cross`` (sum r E[z]^T,
+    d x q) and ``feature_squares`` (sum r**2, per feature). Rows of zero
+    responsibility are skipped (a far row's residual may be infinite).
+    """
+    n_samples, n_features = X.shape
+    n_components, n_latent = means.shape[0], posterior_means[0].shape[1]
+    statistics = {
+        "sum_residual": np.zeros((n_components, n_features)),
+        "cross": np.zeros((n_components, n_features, n_latent)),
+        "feature_squares": np.zeros((n_components, n_features)),
+    }
+    # two buffers for every component (fresh memory costs more than the sums)
+    buffers = np.empty((2, n_samples, n_features))
+    for k in range(n_components):
+        rows, weight = _positive_rows(responsibilities[:, k])
+        if weight.size == 0:
+            continue
+        residual, weighted = buffers[:, : weight.size]
+        np.subtract(X[rows], means[k], dtype=np.float64, out=residual)
+        np.multiply(residual, weight[:, np.newaxis], out=weighted)
+        statistics["sum_residual"][k] = weighted.sum(axis=0)
+        statistics["cross"][k] = weighted.T @ posterior_means[k][rows]
+        statistics["feature_squares"][k] = np.einsum("nd,nd->d", weighted, residual)
+    return statistics
+
+
+def factor_mixture_step(statistics, means, projections, precision_inverses, floors):
+    """One factor-analysis EM step per component from ``factor_statistics``.
+
+    The same step as ``factor_analysis_step`` on the local covariance S_k
+    about the new mean, with S_k never formed: the sums about the current
+    mean m_k give ``S_k beta_k^T`` and ``diag(S_k)``, with beta_k =
+    M_k^-1 W_k^T Psi_k^-1 (``precision_inverses`` times ``projections``, of
+    the parameters of the E-step: beta_k (x - m_k) is the posterior mean),
+    recentred as ``local_covariances`` does. Returns the new ``(means,
+    components, noise_variances)``.
+    """
+    counts = statistics["nk"]
+    nk = counts + RESPONSIBILITY_FLOOR
+    residual_sums = statistics["sum_residual"]  # t = sum r (x - m)
+    shifts = residual_sums / nk[:, np.newaxis]
+    beta = np.matmul(precision_inverses, projections)  # (K, q, d)
+    beta_sums = np.einsum("kqd,kd->kq", beta, residual_sums)
+    beta_shifts = beta_sums / nk[:, np.newaxis]
+    # (sum r (x - m)(x - m)^T - t s^T - s t^T + R s s^T) beta^T / nk, s the shift
+    cross = statistics["cross"] - residual_sums[:, :, np.newaxis] * beta_shifts[:, np.newaxis, :]
+    cross -= shifts[:, :, np.newaxis] * beta_sums[:, np.newaxis, :]
+    cross += counts[:, np.newaxis, np.newaxis] * (
+        shifts[:, :, np.newaxis] * beta_shifts[:, np.newaxis, :]
+    )
+    cross /= nk[:, np.newaxis, np.newaxis]
+    diagonal = statistics["feature_squares"] - 2 * residual_sums * shifts
+    diagonal += counts[:, np.newaxis] * shifts**2
+    diagonal /= nk[:, np.newaxis]
+    components, noise = factor_analysis_update(cross, diagonal, beta, precision_inverses, floors)
+    return means + shifts, components, noise
 
 
 def expected_scatter_statistics(conditionals, responsibilities):
@@ -143,3 +253,24 @@ def ppca_one_step(statistics, means, components, noise_variances, precision_inve
         new_means.append(means[k] + shift)
         new_components.append(new_loadings.T)
     return np.array(new_means), np.array(new_components), np.array(new_noise_variances)
+
+
+def mixture_parameter_vector(weights, means, components, noise_variances):
+    """A mixture's parameters as one vector for SQUAREM: log-weights, means,
+    loadings and log noise variances, so that every vector is valid."""
+    return np.concatenate(
+        [np.log(weights), np.ravel(means), np.ravel(components), np.log(noise_variances).ravel()]
+    )
+
+
+def set_mixture_parameter_vector(vector, means_shape, components_shape, noise_shape):
+    """``(weights, means, components, noise_variances)`` of a ``mixture_parameter_vector``."""
+    sizes = np.cumsum([means_shape[0], np.prod(means_shape), np.prod(components_shape)])
+    log_weights = vector[: sizes[0]]
+    weights = np.exp(log_weights - log_weights.max())
+    return (
+        weights / weights.sum(),
+        vector[sizes[0] : sizes[1]].reshape(means_shape),
+        vector[sizes[1] : sizes[2]].reshape(components_shape),
+        np.exp(vector[sizes[2] :]).reshape(noise_shape),
+    )

@@ -23,18 +23,20 @@ from .._core._missing import (
 )
 from ..decomposition._lowrank import (
     latent_precision_terms,
-    ppca_log_density,
     ppca_precision_factor,
     principal_subspace,
 )
 from ..exceptions import DegenerateComponentWarning
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture, MissingWorkspace
 from ._lowrank_mixture import (
+    component_log_density,
     expected_scatter_statistics,
     local_covariances,
+    mixture_parameter_vector,
     ppca_closed_form,
     ppca_one_step,
     scatter_statistics,
+    set_mixture_parameter_vector,
 )
 
 #: Up to this many features the M-step is the exact closed form, above it one
@@ -340,11 +342,10 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         and, on first use by rows with NaN, the precision factors (K x d x d)."""
         components = np.asarray(self.components_, dtype=np.float64)
         noise_variances = np.asarray(self.noise_variance_, dtype=np.float64)
-        terms = [latent_precision_terms(w, s) for w, s in zip(components, noise_variances)]
-        log_det_precisions = np.array([log_det for _, log_det in terms])
+        precision_inverses, log_det_precisions = latent_precision_terms(components, noise_variances)
         n_latent, n_features = components.shape[1:]
         return {
-            "precision_inverses": np.array([inverse for inverse, _ in terms]),
+            "precision_inverses": precision_inverses,
             "log_det_precisions": log_det_precisions,
             # log|C_k| = (d - q) log s + log|M_k|
             "log_det_covariances": (n_features - n_latent) * np.log(noise_variances)
@@ -366,9 +367,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         width = self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
         return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
 
-    def _component_terms(self, X, k, rows=slice(None)):
-        """Residuals, their squared norms and projections on W_k for component k."""
-        residual = np.asarray(X[rows], dtype=np.float64) - self.means_[k]
+    def _component_terms(self, X, k, rows=slice(None), out=None):
+        """Residuals (in ``out`` if given), their squared norms and projections on W_k."""
+        residual = np.subtract(X[rows], self.means_[k], dtype=np.float64, out=out)
         # far rows overflow (inf, or NaN from inf - inf): handled by ppca_log_density
         with np.errstate(over="ignore", invalid="ignore"):
             return (
@@ -382,33 +383,29 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return self.components_[k].T
 
     def _estimate_log_prob(self, X):
-        n_components, n_latent = self.components_.shape[:2]
+        return self._log_prob_and_workspace(X, keep=False)[0]
+
+    def _log_prob_and_workspace(self, X, keep=None):
+        """``log p(x | k)``, and, if ``keep`` (by default while a model that
+        asks for them fits rows without NaN), each component's posterior means."""
+        n_components = self.components_.shape[0]
+        keep = getattr(self, "_keep_posterior_means", False) if keep is None else keep
         terms = self._terms()
         log_prob = np.empty((X.shape[0], n_components))
+        workspace = [] if keep else None
+        buffer = np.empty(X.shape)  # each component's residuals in turn (fresh pages are slow)
         for k in range(n_components):
-            loadings, precision_inverse = self._loadings(k), terms["precision_inverses"][k]
-
-            def latent_terms(rows_residual, rows):
-                rows_projected = rows_residual @ loadings
-                return rows_projected, rows_projected @ precision_inverse
-
-            residual, squared_norms, projected = self._component_terms(X, k)
-            with np.errstate(over="ignore", invalid="ignore"):  # far rows: ppca_log_density
-                posterior_mean = projected @ precision_inverse
-            log_prob[:, k] = ppca_log_density(
-                residual,
-                squared_norms,
-                projected,
-                posterior_mean,
-                latent_terms,
-                X.shape[1],
-                n_latent,
+            log_prob[:, k], posterior_mean = component_log_density(
+                *self._component_terms(X, k, out=buffer),
+                self._loadings(k),
+                terms["precision_inverses"][k],
                 terms["noise"][k],
                 terms["log_det_precisions"][k],
-                lambda rows_mean, rows: rows_mean @ loadings.T,
+                terms["log_scales"][k],
             )
-            log_prob[:, k] -= terms["log_scales"][k]
-        return log_prob
+            if keep:
+                workspace.append(posterior_mean)
+        return log_prob, workspace
 
     def _missing_log_prob(self, X, missing):
         """Log-density of the observed values of each row: the marginal Gaussian.
@@ -517,7 +514,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         update's statistics are projected on the current loadings, which
         cannot be averaged across steps): K d x d scatters per batch.
         """
-        self._closed_form = True
+        self._closed_form, self._keep_posterior_means = True, False
         bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
         means, covariances = self._local_covariances(statistics)
         moments = {"n": statistics["nk"] / weight, "means": means, "covariances": covariances}
@@ -572,26 +569,16 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return self._noise_floor
 
     def _parameter_vector(self):
-        """The parameters for SQUAREM (``skem._core._accelerate``): log-weights,
-        means, loadings and log noise variances, where every vector is valid."""
-        return np.concatenate(
-            [
-                np.log(self.weights_),
-                np.ravel(self.means_),
-                np.ravel(self.components_),
-                np.log(self.noise_variance_).ravel(),
-            ]
+        """The parameters for SQUAREM (``skem._core._accelerate``), where every
+        vector is valid (``mixture_parameter_vector``)."""
+        return mixture_parameter_vector(
+            self.weights_, self.means_, self.components_, self.noise_variance_
         )
 
     def _set_parameter_vector(self, vector):
-        n_components, n_features = self.means_.shape
-        sizes = np.cumsum([n_components, self.means_.size, self.components_.size])
-        log_weights = vector[: sizes[0]]
-        weights = np.exp(log_weights - log_weights.max())
-        self.weights_ = weights / weights.sum()
-        self.means_ = vector[sizes[0] : sizes[1]].reshape(self.means_.shape)
-        self.components_ = vector[sizes[1] : sizes[2]].reshape(self.components_.shape)
-        noise = np.exp(vector[sizes[2] :]).reshape(np.shape(self.noise_variance_))
+        self.weights_, self.means_, self.components_, noise = set_mixture_parameter_vector(
+            vector, self.means_.shape, self.components_.shape, np.shape(self.noise_variance_)
+        )
         self.noise_variance_ = np.maximum(noise, self._component_noise_floor())
 
     # ------------------------------------------------------------------ use
