@@ -404,7 +404,9 @@ def test_a_given_covariance_prior_needs_no_spread_of_the_data():
         VariationalGaussianMixture(n_components=2).fit(once)
 
 
-@pytest.mark.parametrize("estimator", ["VariationalGaussianMixture", "EMGaussianMixture"])
+@pytest.mark.parametrize(
+    "estimator", ["VariationalGaussianMixture", "EMGaussianMixture", "MixtureOfPPCA"]
+)
 def test_a_start_from_rows_missing_a_column_does_not_depend_on_the_origin(estimator):
     """random_from_data picks rows that may all miss a column: the start's centre there
     is the data's column mean, so shifting the column shifts the fit (it was 0: review)."""

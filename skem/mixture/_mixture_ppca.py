@@ -211,7 +211,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     }
 
     _fitted_parameters = ("weights_", "means_", "components_", "noise_variance_")
-    _fit_scratch = (*BaseMixture._fit_scratch, "_missing_row_width")
+    _fit_scratch = (*BaseMixture._fit_scratch, "_missing_row_width", "_column_means")
     _allow_nan = True
 
     def __init__(
@@ -271,7 +271,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
-        scale = float(weighted_moments(X, sample_weight)[1].mean())
+        self._column_means, variances = weighted_moments(X, sample_weight)
+        scale = float(variances.mean())
         self._noise_floor = self.noise_variance_floor * (scale if scale > 0 else 1.0)
         self._closed_form = self._uses_closed_form(X.shape[1])
         share = route_of(X).incomplete_row_share(X)
@@ -310,7 +311,10 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         if missing is None:
             self.means_ = (weighted.T @ X) / nk[:, np.newaxis]
         else:
-            center, means, _ = observed_moments(X, missing, weighted, sample_weight, 0.0)
+            # (the data's column means centre a column no start row observes)
+            center, means, _ = observed_moments(
+                X, missing, weighted, sample_weight, 0.0, self._column_means
+            )
             self.means_ = center + means
         components, noise_variances = [], []
         for k in range(self.n_components):
