@@ -16,9 +16,7 @@ from scipy.special import entr
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from .._core import (
-    ONLINE_PARAMETER_CONSTRAINTS,
-)
+from .._core import ONLINE_PARAMETER_CONSTRAINTS
 from .._core._covariance import (
     COVARIANCES,
     combine_moments,
