@@ -62,3 +62,29 @@ def test_small_fits_run_on_one_thread_and_large_ones_keep_their_threads(api):
     assert threads() == before
     with limit(largest + 1):
         assert threads() == before
+
+
+def test_a_small_fit_runs_on_one_blas_thread_and_restores_the_setting_after_an_error():
+    def blas_threads():
+        return [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+
+    seen = []
+
+    class Recording(EMGaussianMixture):
+        def _m_step(self, statistics):
+            seen.append(blas_threads())
+            super()._m_step(statistics)
+
+    class Failing(EMGaussianMixture):
+        def _m_step(self, statistics):
+            raise RuntimeError("in the M-step")
+
+    X = np.random.RandomState(0).randn(300, 4)
+    np.ones((2, 2)) @ np.ones((2, 2))  # (threadpoolctl may list BLAS after its first use)
+    before = blas_threads()
+    Recording(2, max_iter=3, random_state=0).fit(X)
+    assert seen and all(set(threads) == {1} for threads in seen)
+    assert blas_threads() == before
+    with pytest.raises(RuntimeError, match="in the M-step"):
+        Failing(2, random_state=0).fit(X)
+    assert blas_threads() == before
