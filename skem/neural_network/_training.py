@@ -104,19 +104,16 @@ class TrainingMixin:
 
         The optimiser takes the current ``learning_rate`` and
         ``average_decay`` (``set_params`` between calls). After ``fit``,
-        whose kept epoch or restart has no optimiser state of its own, a
-        fresh Adam starts from the kept weights (as scikit-learn's MLP does
-        on a warm start); a ``partial_fit`` stream keeps its Adam. An average
-        switched on starts from the kept weights; switched off, training
-        goes on from them.
+        whose kept epoch or restart has no optimiser state of its own, Adam
+        starts afresh from the kept weights (as scikit-learn's MLP does on a
+        warm start), the average keeping its horizon; a ``partial_fit``
+        stream keeps its Adam. An average switched on starts from the kept
+        weights; switched off, training goes on from them.
         """
         kept, iterate = self.parameters_, self._iterate
         self.parameters_ = kept.copy()
-        if self._optimizer is None:
-            self._optimizer = Adam(kept.size, kept.dtype, self.learning_rate)
-        else:
-            self._optimizer = deepcopy(self._optimizer)
-            self._optimizer.learning_rate = self.learning_rate
+        self._optimizer = deepcopy(self._optimizer)
+        self._optimizer.learning_rate = self.learning_rate
         self._optimizer.average_decay = self.average_decay
         if not self._averaging():
             self._iterate = self.parameters_
@@ -170,6 +167,9 @@ class TrainingMixin:
             )
 
     def _make_monitor(self, X, sample_weight, n_init):
+        """Early stopping; a continued ``fit`` (``warm_start``) counts its starting
+        weights as a candidate, so it ends no lower on validation than it began."""
+        continuing = self.warm_start and hasattr(self, "converged_")
         return EarlyStoppingMonitor(
             self,
             X,
@@ -177,6 +177,7 @@ class TrainingMixin:
             n_init,
             self.n_iter_no_change,
             best_parameters=lambda: {"parameters_": self.parameters_.copy()},
+            starting_point=self._validation_bound if continuing else None,
         )
 
     def _initialize(self, X, sample_weight, random_state):
@@ -203,11 +204,12 @@ class TrainingMixin:
 
         Early stopping and ``n_init`` may keep an earlier epoch or restart
         than the last: the iterate is set to the kept average, and Adam's
-        state, which belongs to the last, is dropped (a continuation starts
-        a fresh one, ``_detach_training_state``).
+        moments, which belong to the last, are dropped (``Adam.restarted``:
+        the count of averaged steps is kept, so a continuation moves the
+        average slowly).
         """
         self._iterate = self.parameters_.copy() if self._averaging() else self.parameters_
-        self._optimizer = None
+        self._optimizer = self._optimizer.restarted()
 
     def _averaging(self):
         """Whether ``parameters_`` is a moving average of the iterates (a buffer of its own)."""
@@ -341,20 +343,28 @@ class TrainingMixin:
         elbo = self._training_pass(
             self._minibatch_step(), data, weights, when=f"epoch {self._epoch + 1}"
         )
-        if self._training_data["validation"] is not None:
-            held_out, held_out_weights, held_out_jacobian = self._training_data["validation"]
-            cached = getattr(self, "_validation_noise", None)
-            if cached is None or cached[0] != self._score_seed:  # once per fit and restart
-                cached = self._validation_noise = (self._score_seed, self._importance_noise(8))
-            if self.n_training_samples == 1:  # the ELBO, the objective trained
-                reconstruction, kl = self._elbo_terms(held_out, cached[1])
-                bounds = reconstruction.mean(axis=1) - kl
-            else:  # the importance-weighted estimate, which that training raises
-                log_weights = self._importance_terms(held_out, cached[1])[0]
-                bounds = logsumexp(log_weights, axis=1) - np.log(log_weights.shape[1])
-            validation = np.average(bounds, weights=held_out_weights)
-            self._monitor.record_validation(validation - held_out_jacobian)
+        validation = self._validation_bound()
+        if validation is not None:
+            self._monitor.record_validation(validation)
         return elbo - self._training_data["jacobian"]
+
+    def _validation_bound(self):
+        """The validation rows' mean bound at ``parameters_`` (None without them): the
+        ELBO, or with ``n_training_samples > 1`` the importance-weighted estimate
+        that training raises, with the same draws at every epoch."""
+        if self._training_data["validation"] is None:
+            return None
+        held_out, held_out_weights, held_out_jacobian = self._training_data["validation"]
+        cached = getattr(self, "_validation_noise", None)
+        if cached is None or cached[0] != self._score_seed:  # once per fit and restart
+            cached = self._validation_noise = (self._score_seed, self._importance_noise(8))
+        if self.n_training_samples == 1:  # the ELBO, the objective trained
+            reconstruction, kl = self._elbo_terms(held_out, cached[1])
+            bounds = reconstruction.mean(axis=1) - kl
+        else:  # the importance-weighted estimate, which that training raises
+            log_weights = self._importance_terms(held_out, cached[1])[0]
+            bounds = logsumexp(log_weights, axis=1) - np.log(log_weights.shape[1])
+        return np.average(bounds, weights=held_out_weights) - held_out_jacobian
 
     def _train_on_batch(self, X, sample_weight, when):
         """``partial_fit``'s pass over a batch; returns the batch's ELBO before it.
