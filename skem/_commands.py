@@ -329,15 +329,18 @@ def model_columns(table, args, fitted_names, n_features):
     """The numbers of the model's columns in ``table``: by name when both the model
     and the file have column names, by position (after ``--columns`` and
     ``--exclude``) when neither has."""
-    if (fitted_names is None) != (table.names is None):
-        which = (
-            "the model was fitted on a file without a header row"
-            if fitted_names is None
-            else f"{table.path} has no header row"
-        )
+    if fitted_names is None and table.names is not None:
         raise CommandError(
-            f"{which}, so its columns cannot be matched by name; give both files a header "
-            "row, or neither (--no-header)"
+            f"the model was fitted on a file without a header row and {table.path} has "
+            "one, so its columns cannot be matched by position: remove that row, or "
+            "refit the model on a file with column names"
+        )
+    if table.names is None and fitted_names is not None:
+        listed = ",".join(map(str, fitted_names[:LISTED]))
+        more = f",... ({len(fitted_names)} names)" if len(fitted_names) > LISTED else ""
+        raise CommandError(
+            f"{table.path} has no header row, and the model's columns are matched by "
+            f"name: add its header row ({listed}{more})"
         )
     chosen = table.choose(args.columns, args.exclude)
     if fitted_names is None:

@@ -382,7 +382,17 @@ class Table:
                 )
         if text:
             raise TableError(self._text_message(text, suggest))
-        return self._frame[list(columns)].to_numpy(dtype=np.float64)
+        values = self._frame[list(columns)].to_numpy(dtype=np.float64)
+        infinite = np.argwhere(np.isinf(values))
+        if infinite.size:
+            row, position = infinite[0]
+            raise TableError(
+                f"{self.path}: {self.describe(columns[position])} holds {values[row, position]} "
+                f"in data row {row + 1} ({len(infinite)} infinite value"
+                f"{'' if len(infinite) == 1 else 's'} in all): the models take finite numbers; "
+                "leave such a cell empty to mark it missing"
+            )
+        return values
 
     def _mostly_words(self, column):
         fields = self._frame[column].dropna().astype(str)

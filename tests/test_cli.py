@@ -709,3 +709,30 @@ def test_a_vae_floor_warning_on_a_constant_column_is_reported_without_a_note(tmp
     assert main([*fit, "--param", "max_iter=3", "--param", "random_state=0"]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "nearly constant" in err
+
+
+def test_a_header_mismatch_says_what_to_do(iris_csv, tmp_path, capsys):
+    """A model fitted with column names and a file without (or the reverse): the error
+    says how to make them match (it suggested --no-header, which cannot; a new user)."""
+    named, plain = tmp_path / "named.joblib", tmp_path / "plain.joblib"
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(iris_csv.read_text().splitlines()[1:]) + "\n")
+    assert main(["fit", "gmm", str(iris_csv), "--out", str(named)]) == 0
+    assert main(["fit", "gmm", str(bare), "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert main(["score", str(named), str(bare)]) == 1
+    assert "has no header row, and the model's columns are matched by name: add its " in (
+        capsys.readouterr().err
+    )
+    assert main(["score", str(plain), str(iris_csv)]) == 1
+    assert "fitted on a file without a header row" in capsys.readouterr().err
+    assert main(["score", str(plain), str(bare)]) == 0
+
+
+def test_an_infinite_cell_is_named(tmp_path, capsys):
+    data = tmp_path / "inf.csv"
+    data.write_text("a,b\n1,2\n3,inf\n5,7\n2,-inf\n")
+    assert main(["fit", "gmm", str(data), "--out", str(tmp_path / "m.joblib")]) == 1
+    err = capsys.readouterr().err
+    assert "column 1 'b' holds inf in data row 2 (2 infinite values in all)" in err
+    assert err.count("\n") == 1
