@@ -586,3 +586,13 @@ def test_a_continued_fit_ends_no_lower_on_validation_than_it_began():
         last_iterate.fit(X)
     moved = np.abs(vae.parameters_ - start).max()
     assert 0 < moved < 0.2 * np.abs(last_iterate.parameters_ - start).max()
+
+
+def test_the_fitted_latent_size_is_public():
+    X = StandardScaler().fit_transform(load_breast_cancer().data)  # 30 features: 'auto' is 7
+    vae = AmortizedVAE(max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        vae.fit(X)
+    assert vae.n_components_ == 7 == vae.transform(X[:2]).shape[1]
+    assert vae.get_feature_names_out().shape == (7,)

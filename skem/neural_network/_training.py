@@ -91,6 +91,7 @@ class TrainingMixin:
         """Fix the network and the standardisation from the data that initialise the model."""
         self._architecture = {name: getattr(self, name) for name in self._ARCHITECTURE}
         self._architecture["n_components"] = self._latent_size(X.shape[1])
+        self.n_components_ = self._architecture["n_components"]
         self._hidden_sizes = self._requested_hidden_sizes()
         self._mask_inputs = missing_mask(X) is not None
         self._set_feature_scaling(X, sample_weight)

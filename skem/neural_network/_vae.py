@@ -261,6 +261,9 @@ class AmortizedVAE(
         entry per call since the last ``fit``: the ELBO of its batch before
         the call's steps, estimated with one draw from q per row. With
         missing values, the ELBO of the observed part of each row.
+    n_components_ : int
+        The latent dimension of the fitted networks (``n_components``, with
+        'auto' resolved from the number of features).
     validation_bounds_ : ndarray of shape ``(n_iter_,)``
         Mean validation ELBO of each epoch of ``fit`` (with
         ``early_stopping``); empty after ``partial_fit``.
