@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+from sklearn import get_config
 
 from ._blocks import data_block_rows, row_slices
 
@@ -112,3 +113,30 @@ def empty_rows_message(count):
     """The error for rows with no observed value, counted (for a dask array)."""
     rows = "1 row of X is" if count == 1 else f"{count} rows of X are"
     return f"{rows} entirely NaN (missing); every row needs at least one observed value."
+
+
+#: Array libraries whose arrays scikit-learn's array API dispatch passes on unconverted.
+ARRAY_LIBRARIES = {"torch", "cupy", "cupyx", "jax", "jaxlib", "array_api_strict", "mlx"}
+
+
+def check_not_dispatched(X):
+    """A clear ValueError for another library's array while scikit-learn's
+    ``array_api_dispatch`` is on.
+
+    skem's models compute on numpy arrays in this version. With the dispatch
+    on, scikit-learn's validation passes a torch, cupy or array-api-strict
+    array through unconverted and fails on numpy's dtypes with a TypeError
+    that does not say why; without it, X is converted to numpy.
+    """
+    if not get_config().get("array_api_dispatch", False) or isinstance(X, np.ndarray):
+        return
+    library = type(X).__module__.split(".")[0]
+    if library not in ARRAY_LIBRARIES and not hasattr(X, "__array_namespace__"):
+        return
+    raise ValueError(
+        f"X is a {library} array and scikit-learn's array_api_dispatch is on: skem's "
+        "models compute on numpy arrays in this version, not in another array "
+        "library's namespace or on its device. Pass numpy data (for example "
+        "X.cpu().numpy() for torch), or turn the dispatch off "
+        "(sklearn.set_config(array_api_dispatch=False)), which converts X to numpy."
+    )

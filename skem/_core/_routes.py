@@ -36,6 +36,7 @@ from ._blocks import (
 from ._checks import (
     check_magnitude,
     check_no_infinity,
+    check_not_dispatched,
     check_rows_observed,
     check_sample_weight,
     may_have_nan,
@@ -52,6 +53,7 @@ class InMemory:
     def validate_fit(self, estimator, X, sample_weight, reset=True):
         """``(X, weights)`` checked for a fit: float, finite (NaN where the model
         takes missing values), not too large; weights scaled to mean one."""
+        check_not_dispatched(X)
         X = validate_data(
             estimator,
             X,
@@ -67,6 +69,7 @@ class InMemory:
 
     def validate_predict(self, estimator, X):
         """X checked for a prediction of a fitted ``estimator``."""
+        check_not_dispatched(X)
         X = validate_data(
             estimator,
             X,
