@@ -448,8 +448,8 @@ def test_warm_start_trains_on_with_new_buffers():
         first = vae.fit(X).parameters_.copy()
         assert not hasattr(vae, "_step")  # the buffers are fit scratch
         second = vae.fit(X).parameters_
-    # (each fit ends with Adam restarted: the warm start's Adam was a fresh one)
-    assert vae._optimizer.step_count == 0 and vae._optimizer.average_steps > 0
+    # (each fit ends without Adam's state: the warm start's Adam was a fresh one)
+    assert vae._optimizer is None and vae._average_steps > 0
     assert np.all(np.isfinite(second)) and not np.array_equal(first, second)
     cold = AmortizedVAE(3, max_iter=2, early_stopping=False, random_state=0)
     with warnings.catch_warnings():
@@ -544,7 +544,7 @@ def test_set_params_between_calls_applies_to_the_continued_training():
     X = np.random.RandomState(0).randn(200, 4)
     vae = AmortizedVAE(2, hidden_layer_sizes=(8,), max_iter=3, n_init=2, random_state=0)
     vae.fit(X)
-    assert vae._optimizer.step_count == 0  # (the kept restart's Adam is not the last's)
+    assert vae._optimizer is None  # (the kept restart's Adam is not the last's)
     kept = vae.parameters_.copy()
     vae.set_params(average_decay=0.0, learning_rate=1e-12).partial_fit(X)
     assert vae._iterate is vae.parameters_
@@ -561,24 +561,20 @@ def test_set_params_between_calls_applies_to_the_continued_training():
     assert np.all(np.isfinite(stream.parameters_))
 
 
-def test_a_continued_fit_ends_no_lower_on_validation_than_it_began():
-    """warm_start: the starting weights are the epoch to beat (a new user's continued
-    fits each scored lower), and the kept average moves slowly (its horizon is kept)."""
+def test_a_continued_fit_moves_the_kept_average_slowly():
+    """warm_start: the average keeps its count of steps, so a continuation moves it
+    slowly (a new user's continued fits each scored lower when the average restarted
+    its warm-up: 76.65, 76.59, 76.37, 76.26 on digits)."""
     X = StandardScaler().fit_transform(load_breast_cancer().data)
     vae = AmortizedVAE(3, hidden_layer_sizes=(16,), max_iter=30, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         vae.fit(X)
-        start = vae.parameters_.copy()
-        steps = vae._optimizer.average_steps
-        # a step size that wrecks the model: every epoch is worse, the start is kept
-        vae.set_params(warm_start=True, learning_rate=1.0, max_iter=2, n_iter_no_change=2)
-        vae.fit(X)
-    assert_allclose(vae.parameters_, start, rtol=0, atol=0)
-    assert vae._optimizer.average_steps > steps  # (it trained, and the average counted on)
+    start = vae.parameters_.copy()
+    assert vae._optimizer is None and vae._average_steps > 0  # (no Adam state kept)
     # a gentle continuation moves the average little in its first epoch: far less
     # than the same continuation's last iterate (average_decay=0, the same steps)
-    vae.set_params(learning_rate=1e-3, max_iter=1, early_stopping=False)
+    vae.set_params(warm_start=True, learning_rate=1e-3, max_iter=1, early_stopping=False)
     last_iterate = pickle.loads(pickle.dumps(vae)).set_params(average_decay=0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

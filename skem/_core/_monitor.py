@@ -184,25 +184,13 @@ class EarlyStoppingMonitor(FitMonitor):
     of more than ``tol`` of the monitored bound (the validation bound, or the
     training bound when there is none); with a validation bound the restart
     ends with the parameters of its best epoch, and its validation history
-    is stored as ``validation_bounds_``. ``starting_point`` (a continued
-    training's) gives the validation bound of the parameters it starts
-    from, which then count as the epoch to beat.
+    is stored as ``validation_bounds_``.
     """
 
-    def __init__(
-        self,
-        estimator,
-        X,
-        sample_weight,
-        n_init,
-        n_iter_no_change,
-        best_parameters,
-        starting_point=None,
-    ):
+    def __init__(self, estimator, X, sample_weight, n_init, n_iter_no_change, best_parameters):
         super().__init__(estimator, X, sample_weight, n_init)
         self.n_iter_no_change = n_iter_no_change
         self._snapshot = best_parameters
-        self._starting_point = starting_point
 
     def begin_restart(self, index, lower_bound=-np.inf):
         super().begin_restart(index, lower_bound)
@@ -210,10 +198,6 @@ class EarlyStoppingMonitor(FitMonitor):
         self.best_monitored = -np.inf
         self.epochs_without_improvement = 0
         self.best_parameters = None
-        start = None if self._starting_point is None else self._starting_point()
-        if start is not None:  # (a continued training: its start is the epoch to beat)
-            self.best_monitored = start
-            self.best_parameters = self._snapshot()
 
     def record_validation(self, validation_bound):
         """Record the validation bound of the epoch about to be recorded."""

@@ -193,8 +193,8 @@ class Adam:
     average)`` with ``d_t = min(d, (1 + t) / (10 + t))``, so that the first,
     poor iterates are soon forgotten and the average settles to a horizon of
     about 1 / (1 - d) steps. t counts the steps of the average
-    (``average_steps``), which ``restarted`` keeps: a continued training
-    moves the kept average slowly, not as if it were a first iterate.
+    (``average_steps``), which a continued training carries over: it moves
+    the kept average slowly, not as if it were a first iterate.
     """
 
     def __init__(
@@ -208,21 +208,6 @@ class Adam:
         self.scratch = np.zeros(size, dtype=dtype)
         self.step_count = 0
         self.average_steps = 0
-
-    def restarted(self):
-        """A fresh Adam (no moments, bias corrections from step 0) with this one's
-        settings and its count of averaged steps."""
-        fresh = Adam(
-            self.first_moment.size,
-            self.first_moment.dtype,
-            self.learning_rate,
-            self.beta1,
-            self.beta2,
-            self.epsilon,
-            self.average_decay,
-        )
-        fresh.average_steps = self.average_steps
-        return fresh
 
     def ascend(self, parameters, gradient, average=None):
         """One step up the objective whose gradient is ``gradient``; then the

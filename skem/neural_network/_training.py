@@ -113,8 +113,12 @@ class TrainingMixin:
         """
         kept, iterate = self.parameters_, self._iterate
         self.parameters_ = kept.copy()
-        self._optimizer = deepcopy(self._optimizer)
-        self._optimizer.learning_rate = self.learning_rate
+        if self._optimizer is None:  # (after fit: a fresh Adam, the average's steps kept)
+            self._optimizer = Adam(kept.size, kept.dtype, self.learning_rate)
+            self._optimizer.average_steps = self._average_steps
+        else:
+            self._optimizer = deepcopy(self._optimizer)
+            self._optimizer.learning_rate = self.learning_rate
         self._optimizer.average_decay = self.average_decay
         if not self._averaging():
             self._iterate = self.parameters_
@@ -168,9 +172,6 @@ class TrainingMixin:
             )
 
     def _make_monitor(self, X, sample_weight, n_init):
-        """Early stopping; a continued ``fit`` (``warm_start``) counts its starting
-        weights as a candidate, so it ends no lower on validation than it began."""
-        continuing = self.warm_start and hasattr(self, "converged_")
         return EarlyStoppingMonitor(
             self,
             X,
@@ -178,7 +179,6 @@ class TrainingMixin:
             n_init,
             self.n_iter_no_change,
             best_parameters=lambda: {"parameters_": self.parameters_.copy()},
-            starting_point=self._validation_bound if continuing else None,
         )
 
     def _initialize(self, X, sample_weight, random_state):
@@ -205,12 +205,14 @@ class TrainingMixin:
 
         Early stopping and ``n_init`` may keep an earlier epoch or restart
         than the last: the iterate is set to the kept average, and Adam's
-        moments, which belong to the last, are dropped (``Adam.restarted``:
-        the count of averaged steps is kept, so a continuation moves the
-        average slowly).
+        moments, which belong to the last, are dropped (a continuation starts
+        a fresh Adam, ``_detach_training_state``). The count of averaged
+        steps is kept, so a continuation moves the average slowly instead of
+        restarting its warm-up.
         """
         self._iterate = self.parameters_.copy() if self._averaging() else self.parameters_
-        self._optimizer = self._optimizer.restarted()
+        self._average_steps = self._optimizer.average_steps
+        self._optimizer = None
 
     def _averaging(self):
         """Whether ``parameters_`` is a moving average of the iterates (a buffer of its own)."""
