@@ -329,18 +329,21 @@ def model_columns(table, args, fitted_names, n_features):
     """The numbers of the model's columns in ``table``: by name when both the model
     and the file have column names, by position (after ``--columns`` and
     ``--exclude``) when neither has."""
+    guessed = args.header is None  # (the reader decided from the first row)
     if fitted_names is None and table.names is not None:
+        hint = " (if that row is data, give --no-header)" if guessed else ""
         raise CommandError(
             f"the model was fitted on a file without a header row and {table.path} has "
-            "one, so its columns cannot be matched by position: remove that row, or "
-            "refit the model on a file with column names"
+            f"one{hint}, so its columns cannot be matched by position: score a file "
+            "without it, or refit the model on a file with column names"
         )
     if table.names is None and fitted_names is not None:
         listed = ",".join(map(str, fitted_names[:LISTED]))
         more = f",... ({len(fitted_names)} names)" if len(fitted_names) > LISTED else ""
+        hint = " (if its first row holds column names, give --header)" if guessed else ""
         raise CommandError(
-            f"{table.path} has no header row, and the model's columns are matched by "
-            f"name: add its header row ({listed}{more})"
+            f"{table.path} has no header row{hint}, and the model's columns are matched "
+            f"by name ({listed}{more}): score a file whose header row names them"
         )
     chosen = table.choose(args.columns, args.exclude)
     if fitted_names is None:

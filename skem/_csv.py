@@ -383,16 +383,32 @@ class Table:
         if text:
             raise TableError(self._text_message(text, suggest))
         values = self._frame[list(columns)].to_numpy(dtype=np.float64)
-        infinite = np.argwhere(np.isinf(values))
-        if infinite.size:
-            row, position = infinite[0]
+        infinite = np.isinf(values)
+        if infinite.any():
+            count = int(infinite.sum())
+            line, column, field = self._first_infinite(
+                [column for column, any_ in zip(columns, infinite.any(axis=0)) if any_]
+            )
             raise TableError(
-                f"{self.path}: {self.describe(columns[position])} holds {values[row, position]} "
-                f"in data row {row + 1} ({len(infinite)} infinite value"
-                f"{'' if len(infinite) == 1 else 's'} in all): the models take finite numbers; "
-                "leave such a cell empty to mark it missing"
+                f"{self.path}, line {line}, {self.describe(column)}: {field!r} is infinite "
+                f"({count} infinite value{'' if count == 1 else 's'} in the chosen columns); "
+                "the models take finite numbers: leave such a cell empty to mark it missing"
             )
         return values
+
+    def _first_infinite(self, columns):
+        """(line, column, field) of the first infinite field of ``columns`` in the file."""
+        rows = _rows(self._text, self._delimiter)
+        if self.names is not None:
+            next(rows)
+        for line, fields in rows:
+            for column in columns:
+                field = fields[column].strip() if column < len(fields) else ""
+                if _is_number(field, self._decimal) and np.isinf(
+                    float(field.replace(self._decimal, "."))
+                ):
+                    return line, column, field
+        return "?", columns[0], "inf"
 
     def _mostly_words(self, column):
         fields = self._frame[column].dropna().astype(str)

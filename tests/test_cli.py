@@ -721,18 +721,26 @@ def test_a_header_mismatch_says_what_to_do(iris_csv, tmp_path, capsys):
     assert main(["fit", "gmm", str(bare), "--out", str(plain)]) == 0
     capsys.readouterr()
     assert main(["score", str(named), str(bare)]) == 1
-    assert "has no header row, and the model's columns are matched by name: add its " in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "has no header row (if its first row holds column names, give --header), and" in err
+    assert "matched by name (a,b,c,d): score a file whose header row names them" in err
     assert main(["score", str(plain), str(iris_csv)]) == 1
-    assert "fitted on a file without a header row" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "fitted on a file without a header row and" in err
+    assert "(if that row is data, give --no-header)" in err
     assert main(["score", str(plain), str(bare)]) == 0
+    # the hint follows the file: a data row taken for a header is read as data with it
+    assert main(["score", str(plain), str(iris_csv), "--header"]) == 1
+    assert "give --no-header" not in capsys.readouterr().err
 
 
 def test_an_infinite_cell_is_named(tmp_path, capsys):
     data = tmp_path / "inf.csv"
-    data.write_text("a,b\n1,2\n3,inf\n5,7\n2,-inf\n")
+    data.write_text("a,b,c\n1,2,1\n\n3,Infinity,1\n5,7,-1e999\n2,-inf,2\n")
     assert main(["fit", "gmm", str(data), "--out", str(tmp_path / "m.joblib")]) == 1
     err = capsys.readouterr().err
-    assert "column 1 'b' holds inf in data row 2 (2 infinite values in all)" in err
+    assert "line 4, column 1 'b': 'Infinity' is infinite (3 infinite values in the" in err
     assert err.count("\n") == 1
+    # a column left out is not looked at
+    fit = ["fit", "gmm", str(data), "--exclude", "b,c", "--out", str(tmp_path / "m.joblib")]
+    assert main(fit) == 0
