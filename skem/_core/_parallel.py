@@ -116,7 +116,9 @@ def start_threads(n_samples, n_features, n_clusters):
 
     Its threads meet at a barrier every pass, and a busy machine that
     deschedules one keeps the other waiting. Only the main thread sets the
-    limit (as ``single_blas_thread``); a larger start keeps its threads.
+    limit (as ``single_blas_thread``); a larger start keeps its threads. The
+    limit reaches the OpenMP runtimes loaded when skem first limited threads
+    (scikit-learn's, which skem imports), not one loaded later (torch's).
     """
     global _controller
     small = n_samples * n_features * n_clusters <= SMALL_START_WORK
