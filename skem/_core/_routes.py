@@ -148,6 +148,18 @@ def route_of(X):
     return IN_MEMORY
 
 
+def observed_column_sums(block, weights):
+    """``(weighted sum, weight)`` of the observed values of each column of a block
+    (NaN skipped): a block function for ``reduce_rows``."""
+    weights = row_weights(weights, block.shape[0])
+    if not may_have_nan(block):
+        return weights @ block.astype(np.float64, copy=False), np.full(
+            block.shape[1], weights.sum()
+        )
+    observed = ~np.isnan(block)
+    return weights @ np.where(observed, block, 0.0), weights @ observed
+
+
 def weighted_moments(X, sample_weight, block_rows=None):
     """Weighted mean and variance of each column, ignoring NaN entries.
 
@@ -155,15 +167,6 @@ def weighted_moments(X, sample_weight, block_rows=None):
     temporary of the size of ``X`` is made (nor a float64 copy of float32
     data), and a dask array is read block by block on its cluster.
     """
-
-    def sums(block, weights):
-        weights = row_weights(weights, block.shape[0])
-        if not may_have_nan(block):
-            return weights @ block.astype(np.float64, copy=False), np.full(
-                block.shape[1], weights.sum()
-            )
-        observed = ~np.isnan(block)
-        return weights @ np.where(observed, block, 0.0), weights @ observed
 
     def squares(block, weights):
         weights = row_weights(weights, block.shape[0])
@@ -174,7 +177,7 @@ def weighted_moments(X, sample_weight, block_rows=None):
 
     if block_rows is None:
         block_rows = data_block_rows(X)
-    total, column_weight = reduce_rows(sums, X, sample_weight, block_rows)
+    total, column_weight = reduce_rows(observed_column_sums, X, sample_weight, block_rows)
     mean = total / column_weight
     return mean, reduce_rows(squares, X, sample_weight, block_rows) / column_weight
 

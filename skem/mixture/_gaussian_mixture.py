@@ -56,8 +56,9 @@ def start_terms(X, sample_weight, weighted, column_moments):
 
     Statistics are taken about the weighted mean of X and the start's means;
     with NaN, each component's means and variances of its observed values
-    (``observed_moments``: the data's ``column_moments``, means and variances,
-    where the rows observe nothing) fill its missing values.
+    (``observed_moments``: the data's column means and variances, from
+    ``column_moments()``, called only then, where the rows observe nothing)
+    fill its missing values.
     """
     missing = missing_mask(X)
     if missing is None:
@@ -66,7 +67,7 @@ def start_terms(X, sample_weight, weighted, column_moments):
         means = (weighted.T @ X).astype(np.float64) / nk[:, np.newaxis]
         shift = means - center
         return GaussianTerms(center, shift, StartTerms(shift))
-    column_means, column_variances = column_moments
+    column_means, column_variances = column_moments()
     center, means, variances = observed_moments(
         X, missing, weighted.astype(np.float64), sample_weight, column_variances, column_means
     )
@@ -360,7 +361,7 @@ class EMGaussianMixture(BaseMixture):
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis].astype(X.dtype)
         self._start_reference = start_terms(
-            X, sample_weight, weighted, (self._column_means, self._column_variances)
+            X, sample_weight, weighted, lambda: (self._column_means, self._column_variances)
         )
         try:
             super()._initialize_from_responsibilities(

@@ -386,9 +386,7 @@ degrees_of_freedom_prior_, covariance_prior_
         weighted = responsibilities.astype(np.float64)
         if sample_weight is not None:
             weighted *= sample_weight[:, np.newaxis]
-        self._start_reference = start_terms(
-            X, sample_weight, weighted, getattr(self, "_column_moments", None)
-        )
+        self._start_reference = start_terms(X, sample_weight, weighted, self._column_moments.get)
         try:
             super()._initialize_from_responsibilities(
                 X, sample_weight, responsibilities, random_state

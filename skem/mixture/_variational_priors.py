@@ -9,10 +9,9 @@ from math import exp, log
 
 import numpy as np
 
-from .._core import reduce_rows, route_of, row_weights, weighted_moments
-from .._core._checks import may_have_nan
+from .._core import Lazy, reduce_rows, route_of, row_weights, weighted_moments
 from .._core._covariance import COVARIANCES
-from .._core._routes import log_total_weight
+from .._core._routes import log_total_weight, observed_column_sums
 from .._core._structure import gram
 from ._initial_values import _check_shape
 from ._variational_maths import Priors, as_float, prior_log_det, prior_rank
@@ -75,8 +74,8 @@ class VariationalPriors:
         dof = self.degrees_of_freedom_prior
         self.degrees_of_freedom_prior_ = n_features if dof is None else dof
         self._incomplete_share = route_of(X).incomplete_row_share(X)
-        # (with NaN, the start's fills where its rows observe nothing)
-        self._column_moments = weighted_moments(X, sample_weight)
+        # (with NaN, the start's fills where its rows observe nothing: computed then)
+        self._column_moments = Lazy(lambda: weighted_moments(X, sample_weight))
         moments = None
         if given["mean"] is None or given["covariance"] is None:
             moments = self._data_moments(X, sample_weight, given["covariance"] is None)
@@ -99,14 +98,6 @@ class VariationalPriors:
         """
         matrices = self._covariance.matrices
 
-        def sums(block, weights):
-            weights = row_weights(weights, block.shape[0])
-            if not may_have_nan(block):
-                total = np.full(block.shape[1], weights.sum())
-                return total, weights @ block.astype(np.float64, copy=False)
-            observed = ~np.isnan(block)
-            return weights @ observed, weights @ np.where(observed, block, 0.0)
-
         def scatter(block, weights):
             centered = np.subtract(block, mean, dtype=np.float64)
             np.copyto(centered, 0.0, where=np.isnan(centered))  # (a missing value at the mean)
@@ -115,7 +106,7 @@ class VariationalPriors:
             return row_weights(weights, block.shape[0]) @ centered**2
 
         rows = self._chunk_rows()
-        totals, weighted_sum = reduce_rows(sums, X, sample_weight, rows)
+        weighted_sum, totals = reduce_rows(observed_column_sums, X, sample_weight, rows)
         mean = weighted_sum / totals
         if not with_covariance:
             return mean, None
