@@ -16,7 +16,7 @@ import os
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from threadpoolctl import ThreadpoolController, threadpool_limits
 
@@ -38,7 +38,6 @@ def _in_main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
-@contextmanager
 def single_blas_thread():
     """BLAS (numpy's and scipy's) limited to one thread while the block runs.
 
@@ -48,15 +47,23 @@ def single_blas_thread():
     another thread this does nothing; there, skem adds no threads of its own
     (``map_chunks``), as the caller is already parallel.
     """
+    return _one_thread("blas")
+
+
+def _one_thread(user_api):
+    """``user_api`` ('blas' or 'openmp') on one thread, set from the main thread only.
+
+    The limit reaches the libraries loaded when skem first limited threads
+    (scanning them takes milliseconds, so it is done once): numpy's, scipy's
+    and scikit-learn's, which skem imports, not one loaded later (torch's).
+    """
     global _controller
     if not _in_main_thread():
-        yield
-        return
+        return nullcontext()
     with _lock:
-        if _controller is None:  # scanning the loaded libraries takes milliseconds
+        if _controller is None:
             _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="blas"):
-        yield
+    return _controller.limit(limits=1, user_api=user_api)
 
 
 def n_threads():
@@ -106,35 +113,20 @@ def fit_blas_threads(n_samples, n_features):
     thread with BLAS's own threads otherwise. Larger fits keep them.
     """
     if n_samples * n_features**2 > SMALL_BLAS_WORK:
-        return _unchanged()
+        return nullcontext()
     return single_blas_thread()
 
 
-@contextmanager
 def start_threads(n_samples, n_features, n_clusters):
     """One OpenMP thread for a small k-means start (``SMALL_START_WORK``).
 
     Its threads meet at a barrier every pass, and a busy machine that
     deschedules one keeps the other waiting. Only the main thread sets the
-    limit (as ``single_blas_thread``); a larger start keeps its threads. The
-    limit reaches the OpenMP runtimes loaded when skem first limited threads
-    (scikit-learn's, which skem imports), not one loaded later (torch's).
+    limit (as ``single_blas_thread``); a larger start keeps its threads.
     """
-    global _controller
-    small = n_samples * n_features * n_clusters <= SMALL_START_WORK
-    if not small or not _in_main_thread():
-        yield
-        return
-    with _lock:
-        if _controller is None:
-            _controller = ThreadpoolController()
-    with _controller.limit(limits=1, user_api="openmp"):
-        yield
-
-
-@contextmanager
-def _unchanged():
-    yield
+    if n_samples * n_features * n_clusters > SMALL_START_WORK:
+        return nullcontext()
+    return _one_thread("openmp")
 
 
 @contextmanager
