@@ -386,9 +386,13 @@ class Table:
         infinite = np.isinf(values)
         if infinite.any():
             count = int(infinite.sum())
-            line, column, field = self._first_infinite(
-                [column for column, any_ in zip(columns, infinite.any(axis=0)) if any_]
-            )
+            line, column, field = self._first_field(
+                [column for column, any_ in zip(columns, infinite.any(axis=0)) if any_],
+                lambda field: (
+                    _is_number(field, self._decimal)
+                    and np.isinf(float(field.replace(self._decimal, ".")))
+                ),
+            ) or ("?", columns[0], "inf")
             raise TableError(
                 f"{self.path}, line {line}, {self.describe(column)}: {field!r} is infinite "
                 f"({count} infinite value{'' if count == 1 else 's'} in the chosen columns); "
@@ -396,19 +400,18 @@ class Table:
             )
         return values
 
-    def _first_infinite(self, columns):
-        """(line, column, field) of the first infinite field of ``columns`` in the file."""
+    def _first_field(self, columns, wanted):
+        """``(line, column, field)`` of the file's first field of ``columns`` (row by
+        row) for which ``wanted(field)`` holds, or None."""
         rows = _rows(self._text, self._delimiter)
         if self.names is not None:
             next(rows)
         for line, fields in rows:
             for column in columns:
                 field = fields[column].strip() if column < len(fields) else ""
-                if _is_number(field, self._decimal) and np.isinf(
-                    float(field.replace(self._decimal, "."))
-                ):
+                if wanted(field):
                     return line, column, field
-        return "?", columns[0], "inf"
+        return None
 
     def _mostly_words(self, column):
         fields = self._frame[column].dropna().astype(str)
@@ -416,13 +419,12 @@ class Table:
 
     def _first_word(self, column):
         """(line, field) of the first field of ``column`` that is not a number."""
-        rows = _rows(self._text, self._delimiter)
-        if self.names is not None:
-            next(rows)
-        for line, fields in rows:
-            field = fields[column].strip() if column < len(fields) else ""
-            if not _is_missing(field) and not _is_number(field, self._decimal):
-                return line, field
+        found = self._first_field(
+            [column],
+            lambda field: not _is_missing(field) and not _is_number(field, self._decimal),
+        )
+        if found is not None:
+            return found[0], found[2]
         raise TableError(f"{self.path}: {self.describe(column)} is not a column of numbers")
 
     def _text_message(self, columns, suggest):
