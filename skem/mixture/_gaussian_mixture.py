@@ -411,13 +411,19 @@ class EMGaussianMixture(BaseMixture):
         return {"sum_x": sum_x, "second": second}
 
     def _m_step_components(self, statistics):
+        self._set_components(*self._local_moments(statistics)[1:])
+
+    def _local_moments(self, statistics):
+        """``(counts, means, covariances)`` of summed statistics: the responsibilities'
+        sums (floored), the weighted means and the covariances about them
+        (unfloored), from the terms the statistics were taken about."""
         nk = statistics["nk"] + RESPONSIBILITY_FLOOR
         centered_means = statistics["sum_x"] / nk[:, np.newaxis]
         reference = self._reference
         covariances = self._covariance.covariances(
             statistics, centered_means, nk, reference.structure
         )
-        self._set_components(centered_means + reference.center, covariances)
+        return nk, centered_means + reference.center, covariances
 
     def _set_components(self, means, covariances):
         """Set the means and the floored, factorised covariances (float64 in)."""
@@ -434,17 +440,8 @@ class EMGaussianMixture(BaseMixture):
 
     def _batch_moments(self, X, sample_weight):
         bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
-        nk = statistics["nk"] + RESPONSIBILITY_FLOOR
-        centered_means = statistics["sum_x"] / nk[:, np.newaxis]
-        reference = self._reference
-        covariances = self._covariance.covariances(
-            statistics, centered_means, nk, reference.structure
-        )
-        moments = {
-            "n": statistics["nk"] / weight,
-            "means": centered_means + reference.center,
-            "covariances": covariances,
-        }
+        _, means, covariances = self._local_moments(statistics)
+        moments = {"n": statistics["nk"] / weight, "means": means, "covariances": covariances}
         return bound / weight, moments
 
     def _combine_moments(self, running, batch, step):

@@ -445,12 +445,10 @@ degrees_of_freedom_prior_, covariance_prior_
 
     def _moments(self, statistics):
         """Counts, means and covariances of the summed statistics, weights as row counts."""
-        reference = self._reference  # (the terms the statistics were taken about)
         sums = {name: self._weight_scale * value for name, value in statistics.items()}
-        nk = sums["nk"] + RESPONSIBILITY_FLOOR
-        centered_means = sums["sum_x"] / nk[:, np.newaxis]
-        scatter = self._covariance.covariances(sums, centered_means, nk, reference.structure)
-        return Moments(nk, centered_means + reference.center, scatter)
+        return Moments(*self._local_moments(sums))
+
+    _local_moments = EMGaussianMixture._local_moments
 
     def _update(self, moments):
         """q(theta) from the moments of q(Z) (Bishop 10.58-10.63)."""
