@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 from sklearn import get_config
+from sklearn.utils.validation import validate_data
 
 from ._blocks import data_block_rows, row_slices
 
@@ -33,6 +34,24 @@ def check_magnitude(X):
             "log-density then shifts by n_features * log(c)) or standardise it "
             "(sklearn's StandardScaler)."
         )
+
+
+def check_fit_rows(estimator, X, reset=True):
+    """X checked for a fit (``reset``) or a continued one: float, finite (NaN
+    where the model takes missing values), not too large. Sets the estimator's
+    ``n_features_in_`` when ``reset``."""
+    X = validate_data(
+        estimator,
+        X,
+        dtype=[np.float64, np.float32],
+        ensure_min_samples=2 if reset else 1,
+        ensure_all_finite=not estimator._allow_nan,  # NaN: checked block by block
+        reset=reset,
+    )
+    if estimator._allow_nan:
+        check_no_infinity(X)
+    check_magnitude(X)
+    return X
 
 
 def may_have_nan(X):
@@ -119,14 +138,14 @@ def empty_rows_message(count):
 ARRAY_LIBRARIES = {"torch", "cupy", "cupyx", "jax", "jaxlib", "array_api_strict", "mlx"}
 
 
-def check_not_dispatched(X):
+def check_not_dispatched(X, estimator):
     """A clear ValueError for another library's array while scikit-learn's
-    ``array_api_dispatch`` is on.
+    ``array_api_dispatch`` is on, for an estimator that computes on numpy only.
 
-    skem's models compute on numpy arrays in this version. With the dispatch
-    on, scikit-learn's validation passes a torch, cupy or array-api-strict
-    array through unconverted and fails on numpy's dtypes with a TypeError
-    that does not say why; without it, X is converted to numpy.
+    (skem's EM models take such arrays through ``skem._core._namespaces``.)
+    With the dispatch on, scikit-learn's validation passes a torch, cupy or
+    array-api-strict array through unconverted and fails on numpy's dtypes
+    with a TypeError that does not say why; without it, X is converted to numpy.
     """
     if not get_config().get("array_api_dispatch", False) or isinstance(X, np.ndarray):
         return
@@ -134,9 +153,9 @@ def check_not_dispatched(X):
     if library not in ARRAY_LIBRARIES and not hasattr(X, "__array_namespace__"):
         return
     raise ValueError(
-        f"X is a {library} array and scikit-learn's array_api_dispatch is on: skem's "
-        "models compute on numpy arrays in this version, not in another array "
-        "library's namespace or on its device. Pass numpy data (for example "
-        "X.cpu().numpy() for torch), or turn the dispatch off "
-        "(sklearn.set_config(array_api_dispatch=False)), which converts X to numpy."
+        f"X is a {library} array and scikit-learn's array_api_dispatch is on: "
+        f"{type(estimator).__name__} computes on numpy arrays only (skem's EM models "
+        "take such arrays). Pass numpy data (for example X.cpu().numpy() for torch), "
+        "or turn the dispatch off (sklearn.set_config(array_api_dispatch=False)), "
+        "which converts X to numpy."
     )

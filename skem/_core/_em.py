@@ -23,6 +23,7 @@ from ._accelerate import accelerated_restart
 from ._blocks import fingerprint, row_slices, weighted_sum
 from ._missing import clear_pattern_cache
 from ._monitor import CallbackSupportMixin, FitMonitor, Restart, with_callbacks
+from ._namespaces import where_the_data_are, wrap_boundary_methods
 from ._online import OnlineEM
 from ._parallel import fit_blas_threads
 from ._routes import log_total_weight, route_of
@@ -162,6 +163,17 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
 
     #: Whether ``fit`` is a sum over blocks of rows (so it runs on every route).
     _fits_on_blocks: bool = True
+
+    def __init_subclass__(cls, **kwargs):
+        # Every model's public methods take arrays of other libraries through
+        # the array-API boundary (``skem._core._namespaces``).
+        super().__init_subclass__(**kwargs)
+        wrap_boundary_methods(cls)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        return tags
 
     def __init__(
         self,
@@ -339,6 +351,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
 
     # ------------------------------------------------------------------ fit
 
+    @where_the_data_are
     @with_callbacks
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters by EM, keeping the best of ``n_init`` restarts.
@@ -529,6 +542,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         check_is_fitted(self)
         return route_of(X).validate_predict(self, X)
 
+    @where_the_data_are
     def score_samples(self, X):
         """Log-density of each row under the fitted model, in nats.
 
@@ -545,6 +559,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         X = self._validate_predict_data(X)
         return self._map_chunks(self._log_density, X)
 
+    @where_the_data_are
     def score(self, X, y=None, sample_weight=None):
         """Mean log-density of the rows of ``X`` (weighted if weights are given).
 
@@ -566,6 +581,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         return route_of(log_density).mean(log_density, sample_weight)
 
     @available_if(_counts_parameters)
+    @where_the_data_are
     def bic(self, X):
         """Bayesian information criterion on ``X``: lower is better.
 
@@ -584,6 +600,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         return -2 * self.score(X) * n_samples + self._n_parameters() * np.log(n_samples)
 
     @available_if(_counts_parameters)
+    @where_the_data_are
     def aic(self, X):
         """Akaike information criterion on ``X``: lower is better.
 
@@ -600,6 +617,7 @@ class BaseEM(OnlineEM, CallbackSupportMixin, DensityMixin, BaseEstimator, metacl
         """
         return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
 
+    @where_the_data_are
     def sample(self, n_samples=1, random_state=None):
         """Draw samples from the fitted joint distribution of data and latents.
 

@@ -18,6 +18,7 @@ from sklearn.utils.metaestimators import available_if
 
 from ._checks import check_rows_observed
 from ._monitor import with_callbacks
+from ._namespaces import where_the_data_are
 from ._routes import log_total_weight, route_of
 
 #: The parameters of online EM, for the models with ``partial_fit``.
@@ -113,6 +114,7 @@ class OnlineEM:
         )
 
     @available_if(_supports_partial_fit)
+    @where_the_data_are
     @with_callbacks
     def partial_fit(self, X, y=None, sample_weight=None):
         """One step of online (stepwise) EM on a batch of rows.
@@ -132,7 +134,7 @@ class OnlineEM:
         validates the parameters; the structure (``n_components`` and the
         like) must be that of the fitted model. ``fit`` starts over. One pass over data in batches of
         about a thousand rows comes close to a full EM fit (see the user
-        guide, "More data than memory").
+        guide, "Where the data are").
 
         Parameters
         ----------

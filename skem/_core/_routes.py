@@ -13,12 +13,16 @@ operations, all written in terms of one block function with additive results
 - ``mean``: the (weighted) mean of per-row values, as a float;
 - ``reject_empty_rows`` and ``require_memory``: the route's own messages.
 
-Two routes exist: arrays in memory (numpy arrays and memory-mapped files,
-whose blocks run on the local cores, ``InMemory``), and dask arrays (the same
+Three routes exist: arrays in memory (numpy arrays and memory-mapped files,
+whose blocks run on the local cores, ``InMemory``), dask arrays (the same
 block functions on each block where it lives, summed in a tree;
-``skem._core._dask``, imported only when a dask array is met). Another kind
-of array is one more adapter with these methods, and ``route_of`` learning
-to recognise it; no model changes.
+``skem._core._dask``, imported only when a dask array is met), and arrays on
+an accelerator (``skem._core._device``: a model's device twins of its block
+functions run there, every other pass reads its blocks on the host). Arrays
+of other libraries reach a model through the array-API boundary
+(``skem._core._namespaces``), which hands the host's route numpy views of
+arrays in host memory. Another kind of array is one more adapter with these
+methods, and ``route_of`` learning to recognise it; no model changes.
 """
 
 from contextlib import nullcontext
@@ -34,13 +38,14 @@ from ._blocks import (
     row_weights,
 )
 from ._checks import (
-    check_magnitude,
+    check_fit_rows,
     check_no_infinity,
     check_not_dispatched,
     check_rows_observed,
     check_sample_weight,
     may_have_nan,
 )
+from ._namespaces import is_foreign
 
 
 class InMemory:
@@ -50,26 +55,20 @@ class InMemory:
     #: elsewhere has only the block operations).
     in_memory = True
 
+    #: Whether a start reads a sample of the rows rather than all of them (a
+    #: route whose rows are far away: ``init_size`` defaults to a sample).
+    start_on_sample = False
+
     def validate_fit(self, estimator, X, sample_weight, reset=True):
         """``(X, weights)`` checked for a fit: float, finite (NaN where the model
         takes missing values), not too large; weights scaled to mean one."""
-        check_not_dispatched(X)
-        X = validate_data(
-            estimator,
-            X,
-            dtype=[np.float64, np.float32],
-            ensure_min_samples=2 if reset else 1,
-            ensure_all_finite=not estimator._allow_nan,  # NaN: checked block by block
-            reset=reset,
-        )
-        if estimator._allow_nan:
-            check_no_infinity(X)
-        check_magnitude(X)
+        check_not_dispatched(X, estimator)
+        X = check_fit_rows(estimator, X, reset)
         return X, check_sample_weight(sample_weight, X.shape[0])
 
     def validate_predict(self, estimator, X):
         """X checked for a prediction of a fitted ``estimator``."""
-        check_not_dispatched(X)
+        check_not_dispatched(X, estimator)
         X = validate_data(
             estimator,
             X,
@@ -137,7 +136,8 @@ IN_MEMORY = InMemory()
 
 
 def route_of(X):
-    """The route of ``X``: dask arrays go through ``skem._core._dask``, the rest in memory.
+    """The route of ``X``: dask arrays go through ``skem._core._dask``, arrays on an
+    accelerator through ``skem._core._device``, the rest in memory.
 
     (A dask array is told without importing dask.)
     """
@@ -145,6 +145,10 @@ def route_of(X):
         from ._dask import DASK
 
         return DASK
+    if is_foreign(X):  # (the array-API boundary left it on its device)
+        from ._device import ON_DEVICE
+
+        return ON_DEVICE
     return IN_MEMORY
 
 

@@ -21,6 +21,7 @@ from sklearn.utils.validation import (
 )
 
 from .._core import weighted_moments
+from .._core._checks import check_not_dispatched
 from .._core._monitor import CallbackSupportMixin, with_callbacks
 from ._selection import FitTasks, select_mixtures
 
@@ -317,6 +318,7 @@ class EMImputer(CallbackSupportMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         # Checked without touching the estimator: a failed fit leaves it as it was.
+        check_not_dispatched(X, self)
         data = check_array(X, **self._array_checks(), ensure_min_samples=2)
         holes = np.where(self._missing_mask(data), np.nan, data)
         missing = np.isnan(holes)
@@ -384,6 +386,7 @@ class EMImputer(CallbackSupportMixin, TransformerMixin, BaseEstimator):
             missing indicators if ``add_indicator=True``.
         """
         check_is_fitted(self)
+        check_not_dispatched(X, self)
         data = validate_data(self, X, reset=False, **self._array_checks())
         missing = self._missing_mask(data)
         # features not modelled take their most common value, empty ones 0

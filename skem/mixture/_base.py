@@ -27,6 +27,7 @@ from .._core import (
 )
 from .._core._linalg import logsumexp_rows, normalize_log_rows
 from .._core._missing import fill_with_column_means, impute_rows, missing_mask
+from .._core._namespaces import host_dtype
 from .._core._parallel import fork_safe_openmp, map_chunks, start_threads
 
 #: Added to every component's total responsibility so an empty one divides safely.
@@ -239,7 +240,7 @@ class BaseMixture(BaseEM):
             X, sample_weight = take_rows(X, sample_weight, indices)
             return X, sample_weight, np.eye(n_components, dtype=X.dtype)
         size = self.init_size
-        if size is None and not route_of(X).in_memory:
+        if size is None and route_of(X).start_on_sample:
             size = max(self.REMOTE_INIT_SIZE, 50 * n_components)
         if size is not None and size < n_samples:
             indices = sample_rows(n_samples, size, sample_weight, random_state)
@@ -377,7 +378,7 @@ class BaseMixture(BaseEM):
     def _validate_fit_data(self, X, sample_weight, reset=True):
         X, sample_weight = super()._validate_fit_data(X, sample_weight, reset)
         if reset:  # (partial_fit keeps the dtype of the parameters)
-            self._fit_dtype = X.dtype
+            self._fit_dtype = host_dtype(X.dtype)
         return X, sample_weight
 
     def _log_density(self, X):

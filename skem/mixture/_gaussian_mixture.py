@@ -267,6 +267,32 @@ class EMGaussianMixture(BaseMixture):
 
     _allow_nan = True
 
+    #: The methods that run where the data are, for arrays on an accelerator:
+    #: the E-step and the log-densities have device twins (``_device_function``).
+    _device_methods = frozenset(
+        {"fit", "fit_predict", "score_samples", "score", "bic", "aic", "predict", "predict_proba"}
+    )
+
+    def _device_function(self, function, xp, device):
+        """The device twin of the E-step or of the log-densities (``skem._core._device``),
+        or None: the first M-step's pass and every other pass read their blocks
+        on the host."""
+        from .._core._device import GaussianDeviceTerms
+
+        if "_start_reference" in self.__dict__:
+            return None
+        if function != self._block_terms and function != self._log_density:
+            return None
+        terms = GaussianDeviceTerms(
+            self._covariance,
+            self._terms(),
+            self._log_weights(np.float64),
+            xp,
+            device,
+            self.means_.dtype,
+        )
+        return terms.block_terms if function == self._block_terms else terms.log_density
+
     def __init__(
         self,
         n_components=1,

@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .._core._checks import check_not_dispatched
 from .._core._covariance import COVARIANCES
 from ._gaussian_mixture import EMGaussianMixture
 
@@ -171,6 +172,7 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
             The fitted selector.
         """
         self._validate_params()
+        check_not_dispatched(X, self)
         X = validate_data(
             self,
             X,
@@ -256,6 +258,7 @@ class GaussianMixtureIC(ClusterMixin, DensityMixin, BaseEstimator):
 
     def _best(self, X):
         check_is_fitted(self)
+        check_not_dispatched(X, self)
         X = validate_data(
             self, X, dtype=[np.float64, np.float32], ensure_all_finite="allow-nan", reset=False
         )

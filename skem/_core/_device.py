@@ -1,0 +1,281 @@
+"""Arrays on an accelerator (a GPU): the route that leaves the rows on their device.
+
+Imported only when a model computes where its data are (``_namespaces``
+decides: an array of another library on a device other than the host's CPU,
+for a method the model has device work for). Every pass of a fit is a sum of
+a block function over blocks of rows (``skem._core._routes``); here a model
+may give a pass a *device twin*, the same block function written in the
+array API standard, which runs on the device and returns its small sums to
+the host (``_device_function``). A pass without a twin -- the start's column
+moments, a block with NaN, any model without twins -- reads each block on the
+host and runs the numpy block function, so every pass works and gives the
+numpy numbers; only the twins' work stays on the device. The M-step, the
+factorisations and the start (k-means reads the rows on the host) run in
+float64 numpy on the host: O(K d^3) against the E-step's O(N K d^2).
+
+The twins here: the E-step and the log-densities of a Gaussian mixture's
+complete rows, for every covariance structure, in the statistics format of
+``skem._core._structure`` (so the M-step is the host's, unchanged).
+"""
+
+from contextlib import nullcontext
+
+import numpy as np
+from sklearn.utils.validation import _check_feature_names, _check_n_features
+
+from ._blocks import add_terms, row_slices
+from ._checks import MAX_ABS_VALUE, check_fit_rows, check_rows_observed, check_sample_weight
+from ._namespaces import namespace_and_device, to_host
+
+#: Blocks on the device hold this many times the rows of the host's blocks
+#: (which are sized for the CPU's caches): larger products for the device.
+DEVICE_BLOCK_FACTOR = 16
+
+
+def device_twin(function, X):
+    """The device twin of a block function of a model (or None): see the module docstring."""
+    owner = getattr(function, "__self__", None)
+    make = getattr(owner, "_device_function", None)
+    if make is None:
+        return None
+    xp, device = namespace_and_device(X)
+    return make(function, xp, device)
+
+
+def _has_nan(xp, block):
+    return bool(xp.any(xp.isnan(block)))
+
+
+class OnDevice:
+    """The route of arrays on an accelerator (``skem._core._routes`` names the operations)."""
+
+    in_memory = False
+    start_on_sample = False
+
+    def _checked(self, estimator, X, reset, min_samples):
+        """X checked on its device; on a failure the host's checks give their message."""
+        xp, _ = namespace_and_device(X)
+        if X.dtype not in (xp.float32, xp.float64) and X.ndim == 2:
+            if xp.isdtype(X.dtype, ("integral", "bool")):
+                X = xp.astype(X, xp.float64)
+        ok = X.ndim == 2 and X.shape[0] >= min_samples and X.shape[1] >= 1
+        ok = ok and X.dtype in (xp.float32, xp.float64)
+        if ok:
+            finite = xp.isinf(X) if estimator._allow_nan else ~xp.isfinite(X)
+            ok = not bool(xp.any(finite))
+        if ok:
+            limit = MAX_ABS_VALUE[np.dtype("float32" if X.dtype == xp.float32 else "float64")]
+            magnitude = xp.abs(X)
+            if estimator._allow_nan:
+                magnitude = xp.where(xp.isnan(X), xp.zeros_like(magnitude), magnitude)
+            ok = not bool(xp.any(magnitude > limit))
+        if not ok:  # the host's messages (its checks raise)
+            check_fit_rows(estimator, to_host(X), reset)
+        _check_n_features(estimator, X, reset=reset)
+        _check_feature_names(estimator, X, reset=reset)
+        return X
+
+    def validate_fit(self, estimator, X, sample_weight, reset=True):
+        X = self._checked(estimator, X, reset, 2 if reset else 1)
+        return X, check_sample_weight(sample_weight, X.shape[0])
+
+    def validate_predict(self, estimator, X):
+        return self._checked(estimator, X, False, 1)
+
+    def _blocks(self, X, block_rows):
+        return row_slices(X.shape[0], block_rows * DEVICE_BLOCK_FACTOR)
+
+    def reduce(self, function, X, sample_weight, block_rows, within=nullcontext):
+        """The sum of ``function(block, weights)`` over blocks of rows, in order:
+        on the device where the model has a twin (and the block no NaN), else
+        on the host."""
+        with within():
+            twin = device_twin(function, X)
+            xp, device = namespace_and_device(X)
+            weights_on_device = (
+                None
+                if sample_weight is None or twin is None
+                else xp.asarray(sample_weight, device=device)
+            )
+            total = None
+            for rows in self._blocks(X, block_rows):
+                block = X[rows, :]
+                if twin is not None and not _has_nan(xp, block):
+                    part = twin(
+                        block, None if weights_on_device is None else weights_on_device[rows]
+                    )
+                else:
+                    weights = None if sample_weight is None else sample_weight[rows]
+                    part = function(to_host(block), weights)
+                total = add_terms(total, part)
+            return total
+
+    def map(self, function, X, block_rows, within=nullcontext):
+        """``function(block)`` over blocks of rows, stacked on the host (the
+        boundary moves the result to the device)."""
+        with within():
+            twin = device_twin(function, X)
+            xp, _ = namespace_and_device(X)
+            parts = []
+            for rows in self._blocks(X, block_rows):
+                block = X[rows, :]
+                if twin is not None and not _has_nan(xp, block):
+                    parts.append(twin(block))
+                else:
+                    parts.append(function(to_host(block)))
+            return np.concatenate(parts)
+
+    def take_rows(self, X, sample_weight, indices=None):
+        """Rows ``indices`` of X (all if None), read on the host, and their weights."""
+        if indices is None:
+            return np.array(to_host(X)), sample_weight
+        xp, device = namespace_and_device(X)
+        rows = xp.take(X, xp.asarray(np.asarray(indices, dtype=np.int64), device=device), axis=0)
+        return np.array(to_host(rows)), None if sample_weight is None else sample_weight[indices]
+
+    def mean(self, values, sample_weight):
+        weights = check_sample_weight(sample_weight, values.shape[0])
+        return float(np.average(values, weights=weights))
+
+    def reject_empty_rows(self, X, count=None, block=None):
+        check_rows_observed(to_host(X if block is None else block))
+
+    def check_rows(self, check, X):
+        return check(to_host(X))
+
+    def require_memory(self, estimator, method):
+        """Nothing: a pass without a device twin reads its blocks on the host."""
+
+    def incomplete_row_share(self, X):
+        xp, _ = namespace_and_device(X)
+        if not X.shape[0]:
+            return 0.0
+        return float(xp.sum(xp.astype(xp.any(xp.isnan(X), axis=1), xp.float64))) / X.shape[0]
+
+
+ON_DEVICE = OnDevice()
+
+
+# ---------------------------------------------------------------------- Gaussian mixtures
+
+
+class GaussianDeviceTerms:
+    """A Gaussian mixture's E-step terms (``GaussianTerms``) on a device.
+
+    Built once per pass from the host's terms: the centre, the covariance
+    structure's factors (in the data's dtype, as the host's E-step uses
+    them), the log-normalisers plus log-weights (float64).
+    """
+
+    #: Expanded squares beyond this are recomputed from the differences (as
+    #: ``_Variances.EXPANSION_LIMIT`` on the host).
+    EXPANSION_LIMIT = 1e6
+
+    def __init__(self, covariance, terms, log_weights, xp, device, dtype):
+        def put(array, as_dtype=None):
+            array = np.ascontiguousarray(array)
+            value = xp.asarray(array, device=device)
+            return value if as_dtype is None else xp.astype(value, as_dtype)
+
+        self.xp, self.covariance = xp, covariance
+        self.dtype = xp.float32 if dtype == np.float32 else xp.float64
+        structure = terms.structure
+        self.center = put(terms.center, self.dtype)
+        self.log_offset = put(terms.log_norm + log_weights)
+        if covariance.matrices and not covariance.shared:  # 'full'
+            self.factor = put(structure.factor, self.dtype)
+            self.offsets = put(structure.offsets, self.dtype)
+        elif covariance.matrices:  # 'tied'
+            self.factor = put(structure.factor, self.dtype)
+            self.offsets = put(structure.offsets.T)  # (K, d), float64
+        else:
+            self.precisions = put(structure.precisions)
+            self.linear = put(structure.linear)
+            self.constant = put(structure.constant)
+            self.centered_means = put(structure.centered_means)
+            self.per_feature_factors = put(structure.per_feature_factors)
+
+    def mahalanobis(self, centered):
+        """``(squared distances (n, K) float64, what the statistics reuse)``."""
+        xp = self.xp
+        n_samples, n_features = centered.shape
+        if self.covariance.matrices and not self.covariance.shared:
+            whitened = centered @ self.factor - self.offsets
+            stacked = xp.reshape(whitened, (n_samples, -1, n_features))
+            wide = xp.astype(stacked, xp.float64)
+            return xp.sum(wide * wide, axis=2), stacked
+        centered64 = xp.astype(centered, xp.float64)
+        if self.covariance.matrices:
+            projected = xp.astype(centered @ self.factor, xp.float64)
+            difference = projected[:, None, :] - self.offsets[None, :, :]
+            return xp.sum(difference * difference, axis=2), centered64
+        squares = centered64 * centered64
+        magnitude = squares @ self.precisions + self.constant
+        distances = centered64 @ self.linear + magnitude
+        far = xp.any(~(magnitude <= self.EXPANSION_LIMIT), axis=1)
+        if bool(xp.any(far)):  # rare: from the differences, as on the host
+            standardized = (centered64[:, None, :] - self.centered_means) * self.per_feature_factors
+            direct = xp.sum(standardized * standardized, axis=2)
+            distances = xp.where(far[:, None], direct, distances)
+        return xp.where(distances > 0, distances, xp.zeros_like(distances)), squares
+
+    def second_moments(self, centered, responsibilities, reused):
+        """``second`` of the statistics format, from the E-step's work ``reused``."""
+        xp = self.xp
+        if self.covariance.matrices and not self.covariance.shared:
+            roots = xp.astype(xp.sqrt(responsibilities), self.dtype)
+            weighted = xp.permute_dims(reused * roots[:, :, None], (1, 0, 2))
+            return xp.matmul(xp.matrix_transpose(weighted), weighted)
+        if self.covariance.matrices:
+            weighted = reused * xp.sqrt(xp.sum(responsibilities, axis=1))[:, None]
+            return xp.matrix_transpose(weighted) @ weighted
+        return xp.matrix_transpose(responsibilities) @ reused
+
+    def log_prob(self, block):
+        """``(log p(x, z=k) (n, K) float64, centred rows, reused work)``."""
+        centered = block - self.center
+        distances, reused = self.mahalanobis(centered)
+        return -0.5 * distances + self.log_offset, centered, reused
+
+    def normalize(self, log_prob):
+        """``(log-normaliser of each row, responsibilities)``, as ``normalize_log_rows``."""
+        xp = self.xp
+        row_max = xp.max(log_prob, axis=1)
+        row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros_like(row_max))
+        shifted = xp.exp(log_prob - row_max[:, None])
+        total = xp.sum(shifted, axis=1)
+        log_norm = xp.log(total) + row_max
+        impossible = total == 0  # every entry -inf: no information, uniform
+        shifted = xp.where(impossible[:, None], xp.ones_like(shifted), shifted)
+        total = xp.where(impossible, xp.full_like(total, log_prob.shape[1]), total)
+        return log_norm, shifted / total[:, None]
+
+    def block_terms(self, block, weights=None):
+        """The E-step of a block: ``(bound sum, weight sum, statistics)`` on the host."""
+        xp = self.xp
+        log_prob, centered, reused = self.log_prob(block)
+        log_norm, responsibilities = self.normalize(log_prob)
+        if weights is None:
+            bound, weight = xp.sum(log_norm), block.shape[0]
+        else:
+            weights = xp.astype(weights, xp.float64)
+            bound, weight = xp.sum(weights * log_norm), xp.sum(weights)
+            responsibilities = responsibilities * weights[:, None]
+        statistics = {
+            "sum_x": xp.matrix_transpose(responsibilities) @ xp.astype(centered, xp.float64),
+            "second": self.second_moments(centered, responsibilities, reused),
+            "nk": xp.sum(responsibilities, axis=0),
+        }
+        return (
+            float(bound),
+            float(weight),
+            {
+                name: np.array(to_host(value), dtype=np.float64)
+                for name, value in statistics.items()
+            },
+        )
+
+    def log_density(self, block):
+        """``log p(x)`` of each row of a block, on the host."""
+        log_prob = self.log_prob(block)[0]
+        return np.array(to_host(self.normalize(log_prob)[0]))

@@ -1,0 +1,416 @@
+"""The array-API cases of ``test_array_api.py``, run in a child process with
+SCIPY_ARRAY_API=1 (scikit-learn's dispatch needs it before scipy is imported).
+
+torch (CPU) and array-api-strict (whose second device catches arrays made on
+the wrong device): every model's float64 fit, predictions, scores and draws
+equal the numpy fit's from the same random_state, in the input's namespace and
+on its device; NaN; float32; weights from another namespace; partial_fit;
+the same-namespace rule; scikit-learn's array-API estimator checks.
+"""
+
+import os
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import sklearn
+from numpy.testing import assert_allclose, assert_array_equal
+
+CHILD = os.environ.get("SCIPY_ARRAY_API") == "1"
+
+if not CHILD:  # (the cases below need the dispatch)
+    pytest.skip("array-API cases run in a child process", allow_module_level=True)
+
+from sklearn.utils.estimator_checks import _yield_array_api_checks  # noqa: E402
+
+from skem import (  # noqa: E402
+    AmortizedVAE,
+    BernoulliMixture,
+    EMGaussianMixture,
+    FactorAnalysis,
+    MixtureOfFactorAnalyzers,
+    MixtureOfPPCA,
+    ProbabilisticPCA,
+    VariationalGaussianMixture,
+)
+
+LIBRARIES = ["torch", "array_api_strict"]
+
+
+def namespace(library):
+    """``(xp, device)``: torch on the CPU, array-api-strict on its second device."""
+    pytest.importorskip(library)
+    compat = pytest.importorskip("array_api_compat")
+    if library == "torch":
+        import torch
+
+        return compat.array_namespace(torch.zeros(1)), torch.device("cpu")
+    import array_api_strict
+
+    return array_api_strict, array_api_strict.Device("device1")
+
+
+def dispatch():
+    return sklearn.config_context(array_api_dispatch=True)
+
+
+def to_numpy(array):
+    return np.from_dlpack(array)
+
+
+def data(kind="gaussian", n=240, d=4, missing=0.0, seed=0):
+    rng = np.random.RandomState(seed)
+    if kind == "binary":
+        return (rng.rand(n, d) < np.linspace(0.2, 0.8, d)).astype(float)
+    X = rng.randn(n, d) @ rng.randn(d, d) * np.logspace(-2, 2, d)  # badly scaled
+    X[: n // 3] += 5 * np.logspace(-2, 2, d)
+    if missing:
+        X[rng.rand(n, d) < missing] = np.nan
+        X[np.isnan(X).all(axis=1), 0] = 1.0
+    return X
+
+
+MODELS = {
+    **{
+        f"gmm-{kind}-{init}": (
+            lambda kind=kind, init=init: EMGaussianMixture(
+                3, covariance_type=kind, init_params=init, random_state=0
+            ),
+            "gaussian",
+        )
+        for kind, init in [
+            ("full", "kmeans"),
+            ("tied", "k-means++"),
+            ("diag", "random"),
+            ("spherical", "random_from_data"),
+            ("tied_diag", "kmeans"),
+        ]
+    },
+    "vgm": (lambda: VariationalGaussianMixture(n_components=3, random_state=0), "gaussian"),
+    "ppca-eig": (lambda: ProbabilisticPCA(2, solver="eig"), "gaussian"),
+    "ppca-em": (lambda: ProbabilisticPCA(2, solver="em", random_state=0), "gaussian"),
+    "mppca": (lambda: MixtureOfPPCA(2, n_latent=2, random_state=0), "gaussian"),
+    "fa": (lambda: FactorAnalysis(2, random_state=0), "gaussian"),
+    "mfa": (lambda: MixtureOfFactorAnalyzers(2, n_latent=2, random_state=0), "gaussian"),
+    "bernoulli": (lambda: BernoulliMixture(3, random_state=0), "binary"),
+    "vae": (
+        lambda: AmortizedVAE(hidden_layer_sizes=(8,), max_iter=5, random_state=0),
+        "gaussian",
+    ),
+}
+
+METHODS = ("score_samples", "predict", "predict_proba", "transform")
+
+
+def array_attributes(model):
+    return {key: value for key, value in vars(model).items() if isinstance(value, np.ndarray)}
+
+
+def assert_same_fit(reference, model, xp, device, rtol=1e-10):
+    """Every array attribute of the numpy fit is on ``device`` in ``xp``, with its values."""
+    expected = array_attributes(reference)
+    assert expected
+    array_type = type(xp.asarray(np.zeros(1), device=device))
+    for key, value in expected.items():
+        got = getattr(model, key)
+        assert type(got) is array_type and got.device == device, (key, type(got))
+        assert_allclose(to_numpy(got), value, rtol=rtol, atol=1e-12, err_msg=key)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_float64_fit_and_predictions_equal_numpys(library, name):
+    """The same fit as on numpy from the same random_state: attributes, predictions,
+    scores, draws, in the input's namespace and on its device."""
+    xp, device = namespace(library)
+    make, kind = MODELS[name]
+    X = data(kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (convergence warnings of the tiny fits)
+        reference = make().fit(X)
+        with dispatch():
+            model = make().fit(xp.asarray(X, device=device))
+    assert_same_fit(reference, model, xp, device)
+    X_new = data(kind, n=50, seed=1)
+    with dispatch():
+        X_xp = xp.asarray(X_new, device=device)
+        for method in METHODS:
+            if hasattr(reference, method):
+                got = getattr(model, method)(X_xp)
+                assert got.device == device
+                expected = getattr(reference, method)(X_new)  # (probabilities: to 1e-12)
+                assert_allclose(to_numpy(got), expected, rtol=1e-10, atol=1e-12)
+        score = model.score(X_xp)
+        drawn, latent = model.sample(7, random_state=3)
+    assert isinstance(score, float)
+    assert abs(score - reference.score(X_new)) <= 1e-10 * abs(score)
+    expected, expected_latent = reference.sample(7, random_state=3)
+    assert drawn.device == device and latent.device == device
+    assert_allclose(to_numpy(drawn), expected, rtol=1e-10)
+    assert_allclose(to_numpy(latent), expected_latent, rtol=1e-10)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("name", ["gmm-full-kmeans", "gmm-diag-random", "vgm", "mppca", "mfa"])
+def test_missing_values_fit_and_impute_as_on_numpy(library, name):
+    """NaN (missing at random): the fit, the scores of partly observed rows and the
+    imputations are numpy's, in the input's namespace."""
+    xp, device = namespace(library)
+    make, _ = MODELS[name]
+    X = data(missing=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = make().fit(X)
+        with dispatch():
+            model = make().fit(xp.asarray(X, device=device))
+    assert_same_fit(reference, model, xp, device, rtol=1e-9)
+    assert np.all(np.diff(reference.lower_bounds_) >= -1e-12 * np.abs(reference.lower_bounds_[1:]))
+    with dispatch():
+        X_xp = xp.asarray(X, device=device)
+        imputed = model.impute(X_xp)
+        drawn = model.impute(X_xp, sample_posterior=True, random_state=0)
+        log_density = model.score_samples(X_xp)
+    assert imputed.device == device and not np.isnan(to_numpy(imputed)).any()
+    assert_allclose(to_numpy(imputed), reference.impute(X), rtol=1e-9)
+    assert_allclose(
+        to_numpy(drawn), reference.impute(X, sample_posterior=True, random_state=0), rtol=1e-9
+    )
+    assert_allclose(to_numpy(log_density), reference.score_samples(X), rtol=1e-9)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("name", ["gmm-full-kmeans", "gmm-tied_diag-kmeans", "mfa", "vgm"])
+def test_float32_stays_float32_and_the_bound_never_falls(library, name):
+    xp, device = namespace(library)
+    make, _ = MODELS[name]
+    X = data().astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = make().fit(X)
+        with dispatch():
+            model = make().fit(xp.asarray(X, device=device))
+    for key, value in array_attributes(reference).items():
+        got = getattr(model, key)
+        assert got.dtype == getattr(xp, str(value.dtype)), key
+        assert_allclose(to_numpy(got), value, rtol=1e-5, atol=1e-6, err_msg=key)
+    bounds = to_numpy(model.lower_bounds_)
+    assert np.all(np.diff(bounds) >= -1e-6 * np.abs(bounds[1:]))
+    with dispatch():
+        log_density = model.score_samples(xp.asarray(X, device=device))
+    expected = reference.score_samples(X)  # (float64 sums, as on numpy)
+    assert log_density.dtype == getattr(xp, str(expected.dtype))
+    assert_allclose(to_numpy(log_density), expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_weights_from_another_namespace_and_partial_fit(library):
+    """sample_weight may come from numpy or another library; partial_fit's batches
+    keep the model where its data are."""
+    xp, device = namespace(library)
+    X = data()
+    weights = np.random.RandomState(1).uniform(0.5, 2.0, X.shape[0])
+    reference = EMGaussianMixture(3, random_state=0).fit(X, sample_weight=weights)
+    with dispatch():
+        model = EMGaussianMixture(3, random_state=0).fit(
+            xp.asarray(X, device=device), sample_weight=weights
+        )
+    assert_same_fit(reference, model, xp, device)
+    online = MixtureOfPPCA(2, n_latent=2, random_state=0)
+    online_np = MixtureOfPPCA(2, n_latent=2, random_state=0)
+    for batch in np.array_split(X, 4):
+        online_np.partial_fit(batch)
+        with dispatch():
+            online.partial_fit(xp.asarray(batch, device=device))
+    assert_same_fit(online_np, online, xp, device)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_data_from_elsewhere_than_the_fit_is_a_clear_error(library):
+    """With the dispatch on, a model takes data only from where it was fitted
+    (scikit-learn's rule), and says so before any work."""
+    xp, device = namespace(library)
+    X = data()
+    numpy_model = EMGaussianMixture(2, random_state=0).fit(X)
+    with dispatch():
+        model = EMGaussianMixture(2, random_state=0).fit(xp.asarray(X, device=device))
+        means = to_numpy(model.means_).copy()
+        with pytest.raises(ValueError, match=r"EMGaussianMixture.predict\(\) must use the same"):
+            model.predict(X)
+        with pytest.raises(ValueError, match="fitted on numpy"):
+            numpy_model.score_samples(xp.asarray(X, device=device))
+    assert_allclose(to_numpy(model.means_), means, rtol=0)
+    # without the dispatch, arrays are converted to numpy, as scikit-learn does
+    assert isinstance(model.predict(X), np.ndarray)
+    converted = EMGaussianMixture(2, random_state=0).fit(xp.asarray(X, device=device))
+    assert isinstance(converted.means_, np.ndarray)
+    assert_allclose(converted.means_, numpy_model.means_, rtol=1e-12)
+
+
+def test_a_pickled_model_predicts_where_it_was_fitted():
+    xp, device = namespace("torch")
+    X = data()
+    with dispatch():
+        model = EMGaussianMixture(3, random_state=0).fit(xp.asarray(X, device=device))
+        again = pickle.loads(pickle.dumps(model))
+        X_xp = xp.asarray(X, device=device)
+        assert_allclose(to_numpy(again.score_samples(X_xp)), to_numpy(model.score_samples(X_xp)))
+
+
+def test_means_init_in_the_namespace():
+    """Starting parameters given as arrays of the input's library."""
+    xp, device = namespace("torch")
+    X = data()
+    means = X[[0, 100, 200]]
+    reference = EMGaussianMixture(3, means_init=means, random_state=0).fit(X)
+    with dispatch():
+        model = EMGaussianMixture(3, means_init=xp.asarray(means, device=device), random_state=0)
+        model.fit(xp.asarray(X, device=device))
+    assert_same_fit(reference, model, xp, device)
+    assert isinstance(model.means_init, type(model.means_))  # (the parameter as given)
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        EMGaussianMixture(2, random_state=0),
+        EMGaussianMixture(2, covariance_type="tied_diag", random_state=0),
+        VariationalGaussianMixture(n_components=2, random_state=0),
+        ProbabilisticPCA(2),
+        MixtureOfPPCA(2, n_latent=1, random_state=0),
+        FactorAnalysis(2, random_state=0),
+        MixtureOfFactorAnalyzers(2, n_latent=1, random_state=0),
+        BernoulliMixture(2, binarize=0.0, random_state=0),
+    ],
+    ids=lambda estimator: type(estimator).__name__,
+)
+def test_scikit_learns_array_api_checks(estimator):
+    """check_estimator's array-API checks (the tag array_api_support is set)."""
+    ran = 0
+    for check in _yield_array_api_checks(estimator):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                check(type(estimator).__name__, estimator)
+        except Exception as error:  # noqa: BLE001 - unittest's SkipTest: absent device
+            if type(error).__name__ != "SkipTest":
+                raise
+            continue
+        ran += 1
+    assert ran >= 5
+
+
+@pytest.fixture
+def device_work(monkeypatch):
+    """Device work (``skem._core._device``) for torch on the CPU too, counting the
+    device twins' blocks (array-api-strict's second device takes that route anyway)."""
+    from skem._core import _device, _namespaces
+
+    monkeypatch.setattr(_namespaces, "DEVICE_WORK_ON_HOST", True)
+    calls = {"block_terms": 0, "log_density": 0}
+    for name in calls:
+        original = getattr(_device.GaussianDeviceTerms, name)
+
+        def counted(self, *args, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(self, *args)
+
+        monkeypatch.setattr(_device.GaussianDeviceTerms, name, counted)
+    return calls
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical", "tied_diag"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_gaussian_mixtures_e_step_on_the_device(library, kind, dtype, device_work):
+    """EMGaussianMixture's E-step and log-densities run where the data are (their
+    device twins), with the numpy fit's numbers: float64 to 1e-10, float32 to its
+    rounding, the bound never falling; weights; the start read on the host."""
+    xp, device = namespace(library)
+    X = data(n=400).astype(dtype)
+    weights = np.random.RandomState(2).uniform(0.5, 2.0, X.shape[0])
+    for init in ("kmeans", "random_from_data"):
+        make = lambda: EMGaussianMixture(  # noqa: E731
+            3, covariance_type=kind, init_params=init, random_state=0
+        )
+        reference = make().fit(X, sample_weight=weights)
+        with dispatch():
+            X_xp = xp.asarray(X, device=device)
+            model = make().fit(X_xp, sample_weight=weights)
+            log_density = model.score_samples(X_xp)
+            labels = model.predict(X_xp)
+        assert model.n_iter_ == reference.n_iter_
+        if dtype == np.float64:
+            assert_same_fit(reference, model, xp, device)
+            assert_allclose(to_numpy(log_density), reference.score_samples(X), rtol=1e-10)
+        else:
+            for key in ("means_", "covariances_", "weights_"):
+                got = to_numpy(getattr(model, key))
+                assert got.dtype == np.float32
+                assert_allclose(got, getattr(reference, key), rtol=2e-4, atol=1e-5, err_msg=key)
+            bounds = to_numpy(model.lower_bounds_)
+            assert np.all(np.diff(bounds) >= -1e-6 * np.abs(bounds[1:]))
+        assert labels.device == device
+        assert_array_equal(to_numpy(labels), reference.predict(X))
+    assert device_work["block_terms"] >= model.n_iter_
+    assert device_work["log_density"] >= 1
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_rows_with_nan_on_the_device_are_read_on_the_host(library, device_work, monkeypatch):
+    """A block with a missing value takes the host's exact E-step (its twin only
+    takes complete blocks); the fit is numpy's."""
+    from skem._core import _blocks
+
+    monkeypatch.setattr(_blocks, "CHUNK_FLOATS", 2000)  # (blocks of about 1000 rows)
+    xp, device = namespace(library)
+    X = data(n=3000, missing=0.0)
+    X[2500:, 1] = np.nan  # the last block only
+    reference = EMGaussianMixture(3, random_state=0).fit(X)
+    with dispatch():
+        model = EMGaussianMixture(3, random_state=0).fit(xp.asarray(X, device=device))
+        imputed = model.impute(xp.asarray(X, device=device))
+    assert_same_fit(reference, model, xp, device)
+    assert_allclose(to_numpy(imputed), reference.impute(X), rtol=1e-10)
+    assert device_work["block_terms"] >= model.n_iter_  # (the complete blocks)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_bad_data_on_the_device_gets_the_hosts_message(library, device_work):
+    xp, device = namespace(library)
+    X = data()
+    X[5, 2] = np.inf
+    model = EMGaussianMixture(2, random_state=0)
+    with dispatch():
+        with pytest.raises(ValueError, match="Input X contains infinity"):
+            model.fit(xp.asarray(X, device=device))
+        with pytest.raises(ValueError, match="magnitude up to 1e"):
+            model.fit(xp.asarray(np.full((5, 2), 1e120), device=device))
+        with pytest.raises(ValueError, match="minimum of 2 is required"):
+            model.fit(xp.asarray(X[:1], device=device))
+    assert not hasattr(model, "means_")
+
+
+def test_parameters_stay_as_given_and_threads_take_turns():
+    """A numpy parameter (means_init) stays numpy after a fit on torch; threads
+    predicting with one model fitted on torch get the answers of one thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xp, device = namespace("torch")
+    X = data(n=2000)
+    means = X[[0, 1000, 1500]]
+    with dispatch():
+        model = EMGaussianMixture(3, means_init=means, random_state=0)
+        model.fit(xp.asarray(X, device=device))
+    assert isinstance(model.means_init, np.ndarray)
+    X_xp = xp.asarray(X, device=device)
+
+    def predict(_):
+        with dispatch():
+            return to_numpy(model.predict_proba(X_xp))
+
+    expected = predict(None)
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(predict, range(16)):
+            assert_array_equal(got, expected)
+    assert type(model.means_) is type(X_xp)
