@@ -8,6 +8,7 @@ from numpy.testing import assert_allclose
 from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.exceptions import ConvergenceWarning
+from test_ppca import FAR_ROWS, rescaled_gaussian_log_density
 
 from skem import FactorAnalysis, MixtureOfFactorAnalyzers
 
@@ -177,3 +178,30 @@ def test_the_bound_never_falls_with_a_noise_variance_at_the_floor():
         model.set_params(random_state=0).fit(X)
     assert np.all(np.diff(model.lower_bounds_) >= 0)
     assert_allclose(model.score_samples(X), mixture_log_density(model, X), rtol=0, atol=1e-8)
+
+
+@pytest.mark.parametrize("data_scale", FAR_ROWS)
+def test_far_rows_score_the_exact_mixture_log_density_at_every_data_scale(data_scale):
+    """The E-step takes |r|^2 and r W in the scaled coordinates from r = x - m
+    itself (``r**2 @ psi^-1``, ``r Psi^-1 W``), and scales r only for the rows
+    it looks at again: far rows still score the exact log-density, never NaN."""
+    from sklearn.datasets import load_iris
+
+    X = load_iris().data * data_scale
+    model = quietly(MixtureOfFactorAnalyzers(2, 1, random_state=0), X)
+    rows = np.array(FAR_ROWS[data_scale])
+    with np.errstate(divide="ignore"):
+        exact = logsumexp(
+            [
+                np.log(weight) + rescaled_gaussian_log_density(mean, w.T @ w + np.diag(psi), rows)
+                for weight, mean, w, psi in zip(
+                    model.weights_, model.means_, model.components_, model.noise_variance_
+                )
+            ],
+            axis=0,
+        )
+    scores = model.score_samples(rows)
+    finite = np.isfinite(exact)
+    assert finite.any()
+    assert_allclose(scores[finite], exact[finite], rtol=1e-9)
+    assert np.all(scores[~finite] == -np.inf)

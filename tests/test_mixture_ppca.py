@@ -252,6 +252,31 @@ def test_closed_form_m_step_is_weighted_ppca_maximum_likelihood():
         assert_allclose(W @ W.T, expected, rtol=0, atol=1e-13)
 
 
+class RecomputingMixtureOfPPCA(MixtureOfPPCA):
+    """The statistics recompute x - m_k instead of taking the E-step's (as on dask)."""
+
+    def _prepare_fit(self, X, sample_weight, random_state):
+        super()._prepare_fit(X, sample_weight, random_state)
+        self._keep = False
+
+
+def test_the_e_steps_residuals_give_the_statistics_of_recomputed_ones():
+    # rows of zero weight have zero responsibility: the kept residuals are
+    # then taken at the rows of positive responsibility only
+    X = standardized(load_wine)
+    sample_weight = np.random.RandomState(0).uniform(0.5, 2.0, size=len(X))
+    sample_weight[::5] = 0.0
+    params = dict(n_components=3, n_latent=2, max_iter=8, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        kept = MixtureOfPPCA(**params).fit(X, sample_weight=sample_weight)
+        recomputed = RecomputingMixtureOfPPCA(**params).fit(X, sample_weight=sample_weight)
+    assert not hasattr(kept, "_keep")  # (fit scratch)
+    assert_allclose(kept.lower_bounds_, recomputed.lower_bounds_, rtol=1e-13)
+    for name in ("weights_", "means_", "noise_variance_"):
+        assert_allclose(getattr(kept, name), getattr(recomputed, name), rtol=1e-11)
+
+
 def test_closed_form_m_step_honours_the_noise_floor():
     """Eigenvalues below the floor give zero loadings, as in PPCA's eigen-solution."""
     rng = np.random.RandomState(0)

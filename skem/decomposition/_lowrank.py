@@ -10,6 +10,7 @@ from math import log, pi
 
 import numpy as np
 from scipy import linalg
+from sklearn import config_context
 from sklearn.utils.extmath import randomized_svd, svd_flip
 
 from .._core import CHUNK_FLOATS, reduce_rows, row_weights
@@ -57,9 +58,12 @@ def principal_subspace(centered, n_latent, total_variance, noise_floor, random_s
     loading keeps a positive norm, since a zero column is a fixed point of EM.
     """
     n_features = centered.shape[1]
-    _, singular_values, right = randomized_svd(
-        centered, n_latent, n_iter=4, random_state=random_state
-    )
+    # (arguments of our own making: scikit-learn's validation of them is
+    # skipped, 0.15 ms of each call's 1.5 ms on 300 rows of 64 features)
+    with config_context(skip_parameter_validation=True):
+        _, singular_values, right = randomized_svd(
+            centered, n_latent, n_iter=4, random_state=random_state
+        )
     leading = singular_values**2
     missing_directions = n_latent - right.shape[0]
     if missing_directions > 0:  # fewer rows than latent dimensions: any directions do
@@ -147,6 +151,7 @@ def ppca_log_density(
     noise_variance,
     log_det_precision,
     reconstruction=None,
+    deviations=None,
 ):
     """log N(x | mean, W W^T + s I) by the matrix-inversion lemma.
 
@@ -171,35 +176,52 @@ def ppca_log_density(
     -inf) only when the true value is beyond the float range. Never NaN. The
     posterior means of those rows are set in place to c times that of r / c
     (infinite only where the true value is).
+
+    With ``deviations`` (a factor analyser's sqrt(psi), per feature), the
+    lemma's coordinates are r / deviations, and ``residual`` is r itself:
+    every other argument is in those coordinates, and the rows taken again
+    (cancelled or far) are divided here, far ones after the scaling by c, so
+    that a quotient beyond the float range is never formed.
     """
     with np.errstate(over="ignore", invalid="ignore"):
         quadratic = squared_norms - np.einsum("nq,nq->n", projected, posterior_mean)
         quadratic /= noise_variance
     far = ~(squared_norms < 1e300) | ~np.isfinite(quadratic)
     if reconstruction is not None:
-        cancelled = ~far & (squared_norms > CANCELLATION * noise_variance * quadratic)
+        with np.errstate(over="ignore"):  # (a far row's quadratic, beyond the float range)
+            cancelled = ~far & (squared_norms > CANCELLATION * noise_variance * quadratic)
         if cancelled.any():
             mean = posterior_mean[cancelled]
-            left = residual[cancelled] - reconstruction(mean, cancelled)
+            rows = residual[cancelled] if deviations is None else residual[cancelled] / deviations
+            left = rows - reconstruction(mean, cancelled)
             quadratic[cancelled] = np.einsum("nd,nd->n", left, left) / noise_variance + np.einsum(
                 "nq,nq->n", mean, mean
             )
     if far.any():
         quadratic[far], posterior_mean[far] = _far_quadratic(
-            residual[far], far, latent_terms, noise_variance
+            residual[far], far, latent_terms, noise_variance, deviations
         )
     log_det_covariance = (n_observed - n_latent) * np.log(noise_variance) + log_det_precision
     return -0.5 * (n_observed * log(2 * pi) + log_det_covariance + quadratic)
 
 
-def _far_quadratic(residual, rows, latent_terms, noise_variance):
+def _far_quadratic(residual, rows, latent_terms, noise_variance, deviations=None):
     """r^T C^{-1} r of far rows, the lemma on r / c times c^2, and their posterior means.
 
     c is the power of two at or just above max |r_i|, so the scaling and its
-    undoing are exact and the terms of the lemma are at most d in size.
+    undoing are exact and the terms of the lemma are at most d in size. With
+    ``deviations`` the lemma's residual is r / deviations, and c a power of
+    two at most 4 times its largest magnitude, found from the exponents of
+    r and the deviations (their quotient may be beyond the float range).
     """
-    exponent = np.frexp(np.abs(residual).max(axis=1))[1]
-    scaled = np.ldexp(residual, -exponent[:, np.newaxis])
+    if deviations is None:
+        exponent = np.frexp(np.abs(residual).max(axis=1))[1]
+        scaled = np.ldexp(residual, -exponent[:, np.newaxis])
+    else:  # r_i / d_i = (r_i 2^-b_i) / m_i with d_i = m_i 2^b_i (a zero r_i left out of c)
+        mantissas, powers = np.frexp(deviations)
+        exponents = np.frexp(residual)[1] - powers
+        exponent = np.where(residual == 0, np.iinfo(np.int32).min, exponents).max(axis=1) + 1
+        scaled = np.ldexp(residual, -(powers + exponent[:, np.newaxis])) / mantissas
     projected, posterior_mean = latent_terms(scaled, rows)
     difference = np.einsum("nd,nd->n", scaled, scaled) - np.einsum(
         "nq,nq->n", projected, posterior_mean

@@ -9,9 +9,12 @@ M-step sets each component's weighted mean and takes one factor-analysis EM
 step from its weighted covariance S_k. That step reads S_k only through
 ``S_k beta_k^T`` and ``diag(S_k)`` (beta_k = M_k^-1 W_k^T Psi_k^-1), which are
 sums of each row's residual times its posterior mean: on data in memory
-without NaN they are taken so, in O(n d q), from the E-step's posterior means
-(``factor_statistics``); with NaN (the expected scatter), on dask arrays and
-in ``partial_fit`` from the d x d scatters, as MixtureOfPPCA's closed form.
+without NaN they are taken so, in O(n d q), from the E-step's residuals and
+posterior means (``factor_statistics``); with NaN (the expected scatter), on
+dask arrays and in ``partial_fit`` from the d x d scatters, as MixtureOfPPCA's
+closed form. The E-step takes each component's |r|^2 and projections in the
+scaled coordinates from r = x - m_k itself (``r**2 @ psi_k^-1``, ``r Psi_k^-1
+W_k``), without dividing the rows by sqrt(psi_k).
 """
 
 import warnings
@@ -20,7 +23,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.utils._param_validation import Interval
 
-from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, route_of, weighted_moments
+from .._core import ONLINE_PARAMETER_CONSTRAINTS, Lazy, weighted_moments
 from ..decomposition._lowrank import (
     factor_analysis_step,
     feature_noise_floors,
@@ -118,9 +121,9 @@ verbose, verbose_interval, learning_decay, learning_offset
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
         # data in memory without NaN: the M-step's sums from the E-step's
-        # posterior means, O(n d q), not the d x d scatters (a dask array
-        # may have NaN in any block, and takes the scatters)
-        self._keep_posterior_means = route_of(X).in_memory and self._missing_row_width == 0
+        # residuals and posterior means, O(n d q), not the d x d scatters (a
+        # dask array may have NaN in any block, and takes the scatters)
+        self._keep_posterior_means = self._keep
         variances = weighted_moments(X, sample_weight)[1]
         self._noise_floors = feature_noise_floors(variances, self.noise_variance_floor)
 
@@ -143,11 +146,11 @@ verbose, verbose_interval, learning_decay, learning_offset
         self.noise_variance_ = np.maximum(noise, self._noise_floors)
 
     def _component_statistics(self, X, responsibilities, workspace=None):
-        """With the E-step's posterior means (rows without NaN), the sums of
-        ``factor_statistics``, O(n d q); otherwise the d x d scatters."""
-        if workspace is None:
-            return super()._component_statistics(X, responsibilities)
-        return factor_statistics(X, self.means_, workspace, responsibilities)
+        """With the E-step's residuals and posterior means (rows without NaN),
+        the sums of ``factor_statistics``, O(n d q); otherwise the d x d scatters."""
+        if workspace is None or workspace[1] is None:
+            return super()._component_statistics(X, responsibilities, workspace)
+        return factor_statistics(*workspace, responsibilities)
 
     def _m_step_components(self, statistics):
         if "cross" not in statistics:  # (the d x d scatters: rows with NaN)
@@ -199,23 +202,26 @@ verbose, verbose_interval, learning_decay, learning_offset
             "noise": np.ones(components.shape[0]),
             "log_scales": np.log(deviations).sum(axis=1),
             "deviations": deviations,
+            "inverse_noise": 1.0 / noise,
             "scaled_components": scaled,
             "missing_factors": Lazy(
                 lambda: np.array([ppca_precision_factor(w, s) for w, s in zip(components, noise)])
             ),
         }
 
-    def _component_terms(self, X, k, rows=slice(None), out=None):
-        """Scaled residuals (in ``out`` if given), their squared norms and
-        projections on W_k / sqrt(psi_k)."""
+    def _component_terms(self, X, k, rows=slice(None), out=None, scratch=None):
+        """Residuals r = x - m_k (in ``out`` if given) and, in the coordinates
+        scaled by 1 / sqrt(psi_k), their squared norms ``r**2 @ psi_k^-1``
+        (the squares in ``scratch`` if given) and projections ``r Psi_k^-1
+        W_k``: the residuals are scaled only where the lemma takes a row again
+        (``ppca_log_density`` with ``deviations``)."""
         terms = self._terms()
         residual = np.subtract(X[rows], self.means_[k], dtype=np.float64, out=out)
-        residual /= terms["deviations"][k]
         with np.errstate(over="ignore", invalid="ignore"):  # far rows: ppca_log_density
             return (
                 residual,
-                np.einsum("nd,nd->n", residual, residual),
-                residual @ terms["scaled_components"][k].T,
+                np.square(residual, out=scratch) @ terms["inverse_noise"][k],
+                residual @ terms["projections"][k].T,
             )
 
     def _loadings(self, k):

@@ -22,13 +22,16 @@ def component_log_density(
     noise_variance,
     log_det_precision,
     log_scale,
+    deviations=None,
 ):
     """Log-density of rows under one component, and their posterior means.
 
     From the E-step's residuals r, |r|^2 and r W (``loadings`` W, d x q, in
     the coordinates of the residuals, with ``noise_variance`` there) by
     ``ppca_log_density``, minus ``log_scale`` (the log-Jacobian of those
-    coordinates).
+    coordinates). With ``deviations`` (a factor analyser's) those
+    coordinates are r / deviations, and ``residual`` is r itself: only the
+    rows the lemma takes again are divided (``ppca_log_density``).
     """
 
     def latent_terms(rows_residual, rows):
@@ -48,6 +51,7 @@ def component_log_density(
         noise_variance,
         log_det_precision,
         lambda rows_mean, rows: rows_mean @ loadings.T,
+        deviations,
     )
     log_density -= log_scale
     return log_density, posterior_mean
@@ -61,13 +65,14 @@ def _positive_rows(responsibility):
     return rows, responsibility[rows].astype(np.float64)
 
 
-def scatter_statistics(X, responsibilities, means):
+def scatter_statistics(X, responsibilities, means, residuals=None):
     """``sum_residual`` and the shifted ``scatter`` of every component.
 
     Both are sums weighted by the responsibilities about the component's
     current mean ``means[k]``: ``sum_residual`` = sum r (x - m) and
     ``scatter`` = sum r (x - m)(x - m)^T (d x d). Rows of zero responsibility
-    are skipped.
+    are skipped. ``residuals`` (K x n x d), if given, are the E-step's x - m
+    of these rows, used (and overwritten) instead of being computed again.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
@@ -80,7 +85,10 @@ def scatter_statistics(X, responsibilities, means):
         rows, weight = _positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
-        residual = np.subtract(X[rows], means[k], dtype=np.float64, out=buffer[: weight.size])
+        if residuals is None:
+            residual = np.subtract(X[rows], means[k], dtype=np.float64, out=buffer[: weight.size])
+        else:
+            residual = residuals[k][rows]
         statistics["sum_residual"][k] = weight @ residual
         residual *= np.sqrt(weight)[:, np.newaxis]
         # numpy sees a product with its own transpose and calls syrk in
@@ -89,34 +97,33 @@ def scatter_statistics(X, responsibilities, means):
     return statistics
 
 
-def factor_statistics(X, means, posterior_means, responsibilities):
+def factor_statistics(residuals, posterior_means, responsibilities):
     """The sums one factor-analysis step needs, from the E-step's rows: O(n d q).
 
-    With r = x - m_k each row's residual under component k and
-    ``posterior_means`` its E[z | x, k] from the E-step, weighted by the
-    responsibilities: ``sum_residual`` (sum r), ``cross`` (sum r E[z]^T,
-    d x q) and ``feature_squares`` (sum r**2, per feature). Rows of zero
-    responsibility are skipped (a far row's residual may be infinite).
+    With r = x - m_k each row's residual under component k (``residuals``,
+    K x n x d, from the E-step) and ``posterior_means`` its E[z | x, k],
+    weighted by the responsibilities: ``sum_residual`` (sum r), ``cross``
+    (sum r E[z]^T, d x q) and ``feature_squares`` (sum r**2, per feature).
+    Rows of zero responsibility are skipped (a far row's residual may be
+    infinite). The weights multiply the q posterior means, not the d
+    residuals; ``residuals`` are not changed.
     """
-    n_samples, n_features = X.shape
-    n_components, n_latent = means.shape[0], posterior_means[0].shape[1]
+    n_components, n_samples, n_features = residuals.shape
+    n_latent = posterior_means[0].shape[1]
     statistics = {
         "sum_residual": np.zeros((n_components, n_features)),
         "cross": np.zeros((n_components, n_features, n_latent)),
         "feature_squares": np.zeros((n_components, n_features)),
     }
-    # two buffers for every component (fresh memory costs more than the sums)
-    buffers = np.empty((2, n_samples, n_features))
+    squares = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
         rows, weight = _positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
-        residual, weighted = buffers[:, : weight.size]
-        np.subtract(X[rows], means[k], dtype=np.float64, out=residual)
-        np.multiply(residual, weight[:, np.newaxis], out=weighted)
-        statistics["sum_residual"][k] = weighted.sum(axis=0)
-        statistics["cross"][k] = weighted.T @ posterior_means[k][rows]
-        statistics["feature_squares"][k] = np.einsum("nd,nd->d", weighted, residual)
+        residual = residuals[k][rows]
+        statistics["sum_residual"][k] = weight @ residual
+        statistics["cross"][k] = residual.T @ (posterior_means[k][rows] * weight[:, np.newaxis])
+        statistics["feature_squares"][k] = weight @ np.square(residual, out=squares[: weight.size])
     return statistics
 
 

@@ -211,7 +211,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     }
 
     _fitted_parameters = ("weights_", "means_", "components_", "noise_variance_")
-    _fit_scratch = (*BaseMixture._fit_scratch, "_missing_row_width", "_column_means")
+    _fit_scratch = (*BaseMixture._fit_scratch, "_missing_row_width", "_column_means", "_keep")
     _allow_nan = True
 
     def __init__(
@@ -277,6 +277,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         self._closed_form = self._uses_closed_form(X.shape[1])
         share = route_of(X).incomplete_row_share(X)
         self._missing_row_width = conditioning_row_width(share, self.n_components, X.shape[1])
+        # in memory without NaN the statistics take the E-step's x - m_k (dask: NaN in any block)
+        self._keep = route_of(X).in_memory and self._missing_row_width == 0 and self._closed_form
 
     def _uses_closed_form(self, n_features):
         """Whether the M-step is the exact closed form (else one PPCA EM step).
@@ -369,10 +371,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
     def _row_width(self):
         n_latent = self.components_.shape[1] if hasattr(self, "components_") else self.n_latent
         width = self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
+        if getattr(self, "_keep", False):  # (while fitting: ``_log_prob_and_workspace``)
+            width += self._fitted_components() * self.n_features_in_
         return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
 
-    def _component_terms(self, X, k, rows=slice(None), out=None):
-        """Residuals (in ``out`` if given), their squared norms and projections on W_k."""
+    def _component_terms(self, X, k, rows=slice(None), out=None, scratch=None):
+        """Residuals (in ``out`` if given), their squared norms and projections
+        on W_k (``scratch``, a buffer for a model's temporaries, unused here)."""
         residual = np.subtract(X[rows], self.means_[k], dtype=np.float64, out=out)
         # far rows overflow (inf, or NaN from inf - inf): handled by ppca_log_density
         with np.errstate(over="ignore", invalid="ignore"):
@@ -390,26 +395,32 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         return self._log_prob_and_workspace(X, keep=False)[0]
 
     def _log_prob_and_workspace(self, X, keep=None):
-        """``log p(x | k)``, and, if ``keep`` (by default while a model that
-        asks for them fits rows without NaN), each component's posterior means."""
+        """``log p(x | k)``, and, if ``keep`` (by default while fitting rows
+        without NaN in memory), the residuals x - m_k (K x n x d) and, for a
+        model that asks for them, each component's posterior means."""
         n_components = self.components_.shape[0]
-        keep = getattr(self, "_keep_posterior_means", False) if keep is None else keep
+        keep = getattr(self, "_keep", False) if keep is None else keep
         terms = self._terms()
+        deviations = terms.get("deviations")  # (a factor analyser's: ``component_log_density``)
         log_prob = np.empty((X.shape[0], n_components))
-        workspace = [] if keep else None
-        buffer = np.empty(X.shape)  # each component's residuals in turn (fresh pages are slow)
+        buffers = np.empty((2, *X.shape))  # residuals unless kept, temporaries: reused
+        residuals = np.empty((n_components, *X.shape)) if keep else None
+        posterior_means = [] if keep and getattr(self, "_keep_posterior_means", False) else None
         for k in range(n_components):
             log_prob[:, k], posterior_mean = component_log_density(
-                *self._component_terms(X, k, out=buffer),
+                *self._component_terms(
+                    X, k, out=buffers[0] if residuals is None else residuals[k], scratch=buffers[1]
+                ),
                 self._loadings(k),
                 terms["precision_inverses"][k],
                 terms["noise"][k],
                 terms["log_det_precisions"][k],
                 terms["log_scales"][k],
+                None if deviations is None else deviations[k],
             )
-            if keep:
-                workspace.append(posterior_mean)
-        return log_prob, workspace
+            if posterior_means is not None:
+                posterior_means.append(posterior_mean)
+        return log_prob, None if residuals is None else (residuals, posterior_means)
 
     def _missing_log_prob(self, X, missing):
         """Log-density of the observed values of each row: the marginal Gaussian.
@@ -434,7 +445,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         """The closed form's sums in expectation: filled residuals plus conditional covariances."""
         return expected_scatter_statistics(conditionals, responsibilities)
 
-    def _component_statistics(self, X, responsibilities):
+    def _component_statistics(self, X, responsibilities, workspace=None):
         """Per component, responsibility-weighted sums about its current mean m_k.
 
         Both M-steps use ``sum_residual`` = sum r (x - m). The closed form
@@ -443,10 +454,13 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         (the scatter times the current W_k, the scatter never formed) and
         ``sum_squares`` = sum r |x - m|^2. Summing about the current mean,
         not about zero, keeps the recentring in the M-step free of
-        cancellation. Rows of zero responsibility are skipped.
+        cancellation. Rows of zero responsibility are skipped. ``workspace``:
+        the E-step's residuals, if it kept them (``_log_prob_and_workspace``).
         """
         if self._closed_form:
-            return self._scatter_statistics(X, responsibilities)
+            return scatter_statistics(
+                X, responsibilities, self.means_, None if workspace is None else workspace[0]
+            )
         n_features = X.shape[1]
         statistics = {
             "sum_residual": np.zeros((self.n_components, n_features)),
@@ -464,10 +478,6 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
             statistics["scatter_loadings"][k] = weighted_residual.T @ projected
             statistics["sum_squares"][k] = weight @ squared_norms
         return statistics
-
-    def _scatter_statistics(self, X, responsibilities):
-        """``sum_residual`` and the shifted ``scatter`` of every component."""
-        return scatter_statistics(X, responsibilities, self.means_)
 
     def _m_step_components(self, statistics):
         if self._closed_form:
@@ -518,7 +528,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixtu
         update's statistics are projected on the current loadings, which
         cannot be averaged across steps): K d x d scatters per batch.
         """
-        self._closed_form, self._keep_posterior_means = True, False
+        self._closed_form, self._keep = True, False
         bound, weight, statistics = self._reduce(self._block_terms, X, sample_weight)
         means, covariances = self._local_covariances(statistics)
         moments = {"n": statistics["nk"] / weight, "means": means, "covariances": covariances}
