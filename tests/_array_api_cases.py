@@ -414,3 +414,28 @@ def test_parameters_stay_as_given_and_threads_take_turns():
         for got in pool.map(predict, range(16)):
             assert_array_equal(got, expected)
     assert type(model.means_) is type(X_xp)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical", "tied_diag"])
+def test_the_variational_mixtures_e_step_on_the_device(library, kind, device_work):
+    """VariationalGaussianMixture's E-step (responsibilities, their entropy, the
+    statistics) runs on the device; q(theta) and the ELBO are the host's: numpy's fit."""
+    xp, device = namespace(library)
+    X = data(n=400)
+    weights = np.random.RandomState(2).uniform(0.5, 2.0, X.shape[0])
+    iterations = 0
+    for prior in ("dirichlet_process", "dirichlet_distribution"):
+        make = lambda: VariationalGaussianMixture(  # noqa: E731
+            n_components=3,
+            covariance_type=kind,
+            weight_concentration_prior_type=prior,
+            random_state=0,
+        )
+        reference = make().fit(X, sample_weight=weights)
+        with dispatch():
+            model = make().fit(xp.asarray(X, device=device), sample_weight=weights)
+        assert model.n_iter_ == reference.n_iter_
+        assert_same_fit(reference, model, xp, device)
+        iterations += model.n_iter_
+    assert device_work["block_terms"] == iterations  # (one block per pass here)

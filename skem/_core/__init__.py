@@ -8,7 +8,9 @@ Layers, each importing only those above it:
 2. ``_blocks`` (blocks of rows and their additive sums) and ``_checks`` (the
    data checks every model shares);
 3. ``_routes`` (where the data are: arrays in memory or memory-mapped files,
-   and ``_dask`` for dask arrays, imported only when one is met);
+   ``_dask`` for dask arrays and ``_device`` for arrays on an accelerator,
+   each imported only when one is met), beneath ``_namespaces`` (the
+   array-API boundary of every model's public methods);
 4. ``_missing`` (NaN by missingness pattern: Gaussian conditioning on the
    observed coordinates) and ``_covariance`` (the covariance structures);
 5. ``_em`` (``BaseEM``: the fit loop, restarts, rollback on failure,

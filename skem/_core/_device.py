@@ -14,7 +14,8 @@ factorisations and the start (k-means reads the rows on the host) run in
 float64 numpy on the host: O(K d^3) against the E-step's O(N K d^2).
 
 The twins here: the E-step and the log-densities of a Gaussian mixture's
-complete rows, for every covariance structure, in the statistics format of
+complete rows (EM's, and the variational mixture's E-step), for every
+covariance structure, in the statistics format of
 ``skem._core._structure`` (so the M-step is the host's, unchanged).
 """
 
@@ -164,20 +165,23 @@ class GaussianDeviceTerms:
 
     Built once per pass from the host's terms: the centre, the covariance
     structure's factors (in the data's dtype, as the host's E-step uses
-    them), the log-normalisers plus log-weights (float64).
+    them), the log-normalisers plus log-weights (float64). A row's part of
+    the bound (``row_bound``): its log-density ("log_norm", EM), or the
+    entropy of its responsibilities ("entropy", the variational mixture,
+    whose other terms are global).
     """
 
     #: Expanded squares beyond this are recomputed from the differences (as
     #: ``_Variances.EXPANSION_LIMIT`` on the host).
     EXPANSION_LIMIT = 1e6
 
-    def __init__(self, covariance, terms, log_weights, xp, device, dtype):
+    def __init__(self, covariance, terms, log_weights, xp, device, dtype, row_bound="log_norm"):
         def put(array, as_dtype=None):
             array = np.ascontiguousarray(array)
             value = xp.asarray(array, device=device)
             return value if as_dtype is None else xp.astype(value, as_dtype)
 
-        self.xp, self.covariance = xp, covariance
+        self.xp, self.covariance, self.row_bound = xp, covariance, row_bound
         self.dtype = xp.float32 if dtype == np.float32 else xp.float64
         structure = terms.structure
         self.center = put(terms.center, self.dtype)
@@ -255,6 +259,10 @@ class GaussianDeviceTerms:
         xp = self.xp
         log_prob, centered, reused = self.log_prob(block)
         log_norm, responsibilities = self.normalize(log_prob)
+        if self.row_bound == "entropy":  # -sum_k r ln r (0 ln 0 = 0)
+            positive = responsibilities > 0
+            safe = xp.where(positive, responsibilities, xp.ones_like(responsibilities))
+            log_norm = -xp.sum(responsibilities * xp.log(safe), axis=1)
         if weights is None:
             bound, weight = xp.sum(log_norm), block.shape[0]
         else:

@@ -400,6 +400,21 @@ degrees_of_freedom_prior_, covariance_prior_
     _component_statistics = EMGaussianMixture._component_statistics
     _reference = EMGaussianMixture._reference
 
+    #: Methods that run where the data are, for arrays on an accelerator: the
+    #: E-step has a device twin (``skem._core._device``).
+    _device_methods = frozenset({"fit", "fit_predict", "predict", "predict_proba"})
+
+    def _device_function(self, function, xp, device):
+        from .._core._device import GaussianDeviceTerms
+
+        if "_start_reference" in self.__dict__ or function != self._block_terms:
+            return None
+        terms = self._terms()  # (the rows' part of the bound: their entropy)
+        device_terms = GaussianDeviceTerms(
+            self._covariance, terms, terms.log_weights, xp, device, np.float64, "entropy"
+        )
+        return device_terms.block_terms
+
     def _row_width(self):
         share = getattr(self, "_incomplete_share", 0.0)  # (as EMGaussianMixture's)
         return row_width(self._covariance, self._fitted_components(), self.n_features_in_, share)
