@@ -66,6 +66,40 @@ MixtureOfFactorAnalyzers 0.237 / 0.242 (6.0x, 71 iterations; 0.157 s and
 47 iterations at tol=1e-3), EMGaussianMixture(full) 0.039 / 0.041 (7
 iterations). Per iteration all three cost 3.3 to 5.9 ms: the target "each
 low-rank mixture in at most the GMM's time" is not met, by their iterations.
+
+After the statistics took the E-step's residuals and MixtureOfFactorAnalyzers'
+E-step stopped dividing every row by sqrt(psi) (2026-12-07, load average 1.1
+to 2.3, three runs of ``--repeats 1 --speed-components 5 --speed-repeats 5``,
+one with OPENBLAS_NUM_THREADS=1; default threads and one BLAS thread agree
+within noise), seconds and ratio to EMGaussianMixture(full) (0.036 - 0.037 s,
+7 iterations): MixtureOfPPCA 0.111 - 0.116 (3.1 - 3.2x, 23 iterations of
+4.8 - 5.0 ms: per iteration the K d x d scatters cost about 1.0 ms and the
+five 64 x 64 eigh 1.4 ms, both at their floor), MixtureOfFactorAnalyzers
+0.177 - 0.178 (4.8 - 4.95x, 71 iterations of 2.5 ms; 0.215 - 0.221 before,
+same conditions), without SQUAREM 0.285 - 0.293 (122 iterations); at
+tol=1e-3 0.060 - 0.063 (1.7x, 11 iterations) and 0.118 - 0.122 (3.3x, 47).
+Iterations and bounds are as before. Both now cost less per iteration than
+the GMM (5.1 ms with its start); the target is missed by the iterations.
+
+Tried without success for MixtureOfFactorAnalyzers (random_state=0; the
+plain fit ends at -116.3918): PX-EM's factor step (Liu, Rubin & Wu 1998: W
+times the Cholesky factor of the mean E[z z^T]) took 85 plain iterations but
+stopped at -116.3975, and 70 with SQUAREM; SQUAREM's S1 and S2 steps and
+other step caps 70 - 112 iterations; SQUAREM on loadings rotated to a
+canonical form 93 - 97; 10 and 100 factor steps per M-step (from the d x d
+scatters) 65 and 25 iterations, at -116.32 and -116.78, other optima. The
+slow part is the responsibilities, not the factor step: after 10 E-steps
+every variant was at or below -116.77, after 20 at or below -116.58. For
+MixtureOfPPCA the eigenvectors of the closed form flip and swap between
+iterations, so W is no smooth path for SQUAREM; SQUAREM on (weights, means, W W^T, log noise) took
+14 iterations instead of 23 here but ended 1.6e-5 lower, and on iris, wine,
+breast cancer and digits (3 and 5 components, 3 seeds) it was as often
+slower or lower (once 0.086 nats lower). The start costs 9.9 ms against the
+GMM's 5.4 ms (five randomized SVDs of 1 - 1.5 ms): the exact closed form
+from the k-means responsibilities costs about 3 ms and gives MixtureOfPPCA
+the same iterations and bounds within 1e-5 (4 seeds), but moves
+MixtureOfFactorAnalyzers' path (34 -> 26 iterations on one seed, -117.13 ->
+-117.18 on another), so it was not made.
 """
 
 import argparse
