@@ -439,3 +439,50 @@ def test_the_variational_mixtures_e_step_on_the_device(library, kind, device_wor
         assert_same_fit(reference, model, xp, device)
         iterations += model.n_iter_
     assert device_work["block_terms"] == iterations  # (one block per pass here)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_the_k_means_start_on_the_device_is_scikit_learns(library, weighted):
+    """KMeans(n_init=1).labels_ and kmeans_plusplus's seeds from the same
+    RandomState, computed on the device (the start of the Gaussian mixtures)."""
+    from sklearn.cluster import KMeans, kmeans_plusplus
+
+    from skem._core._device import device_kmeans
+
+    xp, device = namespace(library)
+    for seed, (n, d, k) in enumerate([(500, 3, 4), (2000, 10, 8), (300, 2, 12)]):
+        X = data(n=n, d=d, seed=seed)
+        weights = np.random.RandomState(seed).uniform(0.2, 3.0, n) if weighted else None
+        X_xp = xp.asarray(X, device=device)
+        expected = KMeans(k, n_init=1, random_state=np.random.RandomState(seed)).fit(
+            X, sample_weight=weights
+        )
+        labels = device_kmeans(X_xp, weights, k, np.random.RandomState(seed))
+        assert labels is not None
+        assert_array_equal(labels, expected.labels_)
+        _, indices = kmeans_plusplus(
+            X, k, random_state=np.random.RandomState(seed), sample_weight=weights
+        )
+        seeds = device_kmeans(X_xp, weights, k, np.random.RandomState(seed), seeds_only=True)
+        assert_array_equal(seeds, indices)
+
+
+def test_an_emptied_cluster_leaves_the_start_to_the_host(monkeypatch):
+    """Where scikit-learn would relocate an emptied cluster, the device k-means
+    gives up and the host's KMeans starts from the same random state."""
+    from skem._core import _device
+
+    xp, device = namespace("array_api_strict")
+    lloyd_step = _device._lloyd_step
+
+    def emptied(*args):  # (after the seeds' random draws)
+        labels, centers, weight_in = lloyd_step(*args)
+        return labels, centers, weight_in * 0
+
+    monkeypatch.setattr(_device, "_lloyd_step", emptied)
+    X = data()
+    reference = EMGaussianMixture(3, random_state=0).fit(X)
+    with dispatch():
+        model = EMGaussianMixture(3, random_state=0).fit(xp.asarray(X, device=device))
+    assert_same_fit(reference, model, xp, device)

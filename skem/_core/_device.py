@@ -10,8 +10,10 @@ the host (``_device_function``). A pass without a twin -- the start's column
 moments, a block with NaN, any model without twins -- reads each block on the
 host and runs the numpy block function, so every pass works and gives the
 numpy numbers; only the twins' work stays on the device. The M-step, the
-factorisations and the start (k-means reads the rows on the host) run in
-float64 numpy on the host: O(K d^3) against the E-step's O(N K d^2).
+factorisations run in float64 numpy on the host: O(K d^3) against the
+E-step's O(N K d^2). The start's k-means (or k-means++ seeds) runs on the
+device, with scikit-learn's steps and random draws (``device_kmeans``); its
+first M-step reads the rows on the host.
 
 The twins here: the E-step and the log-densities of a Gaussian mixture's
 complete rows (EM's, and the variational mixture's E-step), for every
@@ -146,6 +148,19 @@ class OnDevice:
 
     def require_memory(self, estimator, method):
         """Nothing: a pass without a device twin reads its blocks on the host."""
+
+    def cluster_start(self, X, sample_weight, n_clusters, random_state, seeds_only):
+        """The start's k-means labels (or k-means++ seed indices) computed on the
+        device (``device_kmeans``), or None for the host's: rows with NaN, or a
+        cluster emptied (``random_state`` then as it was)."""
+        xp, _ = namespace_and_device(X)
+        if bool(xp.any(xp.isnan(X))):
+            return None
+        state = random_state.get_state()
+        labels = device_kmeans(X, sample_weight, n_clusters, random_state, seeds_only)
+        if labels is None:
+            random_state.set_state(state)
+        return labels
 
     def incomplete_row_share(self, X):
         xp, _ = namespace_and_device(X)
@@ -287,3 +302,99 @@ class GaussianDeviceTerms:
         """``log p(x)`` of each row of a block, on the host."""
         log_prob = self.log_prob(block)[0]
         return np.array(to_host(self.normalize(log_prob)[0]))
+
+
+# ---------------------------------------------------------------------- k-means
+
+
+def _squared_distances(xp, centers, X, x_norms):
+    """``|c - x|^2`` of each centre (row of ``centers``) to each row of X, expanded
+    in scikit-learn's order (``-2 c.x + |c|^2 + |x|^2``, floored at 0)."""
+    distances = -2 * (centers @ xp.matrix_transpose(X))
+    distances = distances + xp.sum(centers * centers, axis=1)[:, None]
+    distances = distances + x_norms[None, :]
+    return xp.where(distances > 0, distances, xp.zeros_like(distances))
+
+
+def _kmeans_plusplus(xp, device, X, x_norms, weights, host_weights, n_clusters, random_state):
+    """scikit-learn's k-means++ seeding (greedy, ``2 + ln K`` trials), its random
+    draws from ``random_state`` in the same order; the rows' work on the device."""
+    n_samples = X.shape[0]
+    n_trials = 2 + int(np.log(n_clusters))
+    first = int(random_state.choice(n_samples, p=host_weights / host_weights.sum()))
+    indices = [first]
+    closest = _squared_distances(xp, X[first : first + 1, :], X, x_norms)[0, :]
+    potential = float(xp.sum(closest * weights))
+    for _ in range(1, n_clusters):
+        draws = random_state.uniform(size=n_trials) * potential
+        cumulative = xp.cumulative_sum(weights * closest)
+        candidates = xp.searchsorted(cumulative, xp.asarray(draws, dtype=X.dtype, device=device))
+        candidates = np.minimum(np.asarray(to_host(candidates), dtype=np.int64), n_samples - 1)
+        rows = xp.take(X, xp.asarray(candidates, device=device), axis=0)
+        distances = xp.minimum(closest[None, :], _squared_distances(xp, rows, X, x_norms))
+        potentials = distances @ weights
+        best = int(xp.argmin(potentials))
+        potential = float(potentials[best])
+        closest = distances[best, :]
+        indices.append(int(candidates[best]))
+    return indices
+
+
+def _lloyd_step(xp, X, weights, centers):
+    """Labels of the rows by their nearest centre, the weighted means of the
+    labels' rows and the weight of each (scikit-learn's Lloyd iteration)."""
+    n_clusters = centers.shape[0]
+    scores = xp.sum(centers * centers, axis=1)[None, :] - 2 * (X @ xp.matrix_transpose(centers))
+    labels = xp.argmin(scores, axis=1)
+    members = xp.astype(
+        labels[:, None] == xp.arange(n_clusters, device=labels.device)[None, :], X.dtype
+    )
+    weight_in = weights @ members
+    sums = xp.matrix_transpose(members) @ (X * weights[:, None])
+    return labels, sums / weight_in[:, None], weight_in
+
+
+def device_kmeans(
+    X, sample_weight, n_clusters, random_state, seeds_only=False, max_iter=300, tol=1e-4
+):
+    """scikit-learn's ``KMeans(n_clusters, n_init=1).fit(X).labels_`` (or, with
+    ``seeds_only``, the indices of ``kmeans_plusplus``) computed on X's device.
+
+    The same random draws, in the same order, as scikit-learn's from
+    ``random_state``; the same steps (the data centred, k-means++ seeds, Lloyd
+    iterations to unchanged labels or a centre shift within ``tol`` times the
+    mean variance, then the labels of the last centres). Returns host numpy
+    labels (indices), or None where scikit-learn would relocate an emptied
+    cluster (the caller then runs scikit-learn's on the host).
+    """
+    xp, device = namespace_and_device(X)
+    dtype = np.float32 if X.dtype == xp.float32 else np.float64
+    n_samples = X.shape[0]
+    host_weights = (
+        np.ones(n_samples, dtype=dtype) if sample_weight is None else sample_weight.astype(dtype)
+    )
+    weights = xp.asarray(host_weights, device=device)
+    if not seeds_only:  # (KMeans centres the data; kmeans_plusplus does not)
+        X = X - xp.mean(X, axis=0)
+    x_norms = xp.sum(X * X, axis=1)
+    seeds = _kmeans_plusplus(
+        xp, device, X, x_norms, weights, host_weights, n_clusters, random_state
+    )
+    if seeds_only:
+        return np.asarray(seeds)
+    tolerance = float(xp.mean(xp.var(X, axis=0))) * tol
+    centers = xp.take(X, xp.asarray(np.asarray(seeds), device=device), axis=0)
+    previous = None
+    for _ in range(max_iter):
+        labels, new_centers, weight_in = _lloyd_step(xp, X, weights, centers)
+        if bool(xp.any(weight_in == 0)):
+            return None
+        shift = xp.sum((new_centers - centers) ** 2)
+        centers = new_centers
+        if previous is not None and bool(xp.all(labels == previous)):
+            return np.asarray(to_host(labels), dtype=np.int64)
+        if float(shift) <= tolerance:
+            break
+        previous = labels
+    labels = _lloyd_step(xp, X, weights, centers)[0]
+    return np.asarray(to_host(labels), dtype=np.int64)

@@ -247,7 +247,15 @@ class BaseMixture(BaseEM):
             X, sample_weight = take_rows(X, sample_weight, indices)
             n_samples = indices.shape[0]
         else:  # init_size >= n_samples: every row, here (from a cluster, to the client)
+            clusters = self._clusters_where_the_rows_are(X, sample_weight, random_state)
             X, sample_weight = take_rows(X, sample_weight)
+            if clusters is not None:  # (k-means on an accelerator)
+                responsibilities = np.zeros((n_samples, n_components), dtype=X.dtype)
+                if self.init_params == "kmeans":
+                    responsibilities[np.arange(n_samples), clusters] = 1
+                else:
+                    responsibilities[clusters, np.arange(n_components)] = 1
+                return X, sample_weight, responsibilities
         if self.init_params == "random":
             responsibilities = random_state.uniform(size=(n_samples, n_components))
             responsibilities /= responsibilities.sum(axis=1)[:, np.newaxis]
@@ -268,6 +276,15 @@ class BaseMixture(BaseEM):
                 )
                 responsibilities[indices, np.arange(n_components)] = 1
         return X, sample_weight, responsibilities
+
+    def _clusters_where_the_rows_are(self, X, sample_weight, random_state):
+        """The k-means start's labels (k-means++: seed indices) from X's route where
+        it computes them where the rows are (``cluster_start``), else None."""
+        start = getattr(route_of(X), "cluster_start", None)
+        if start is None or self.init_params not in ("kmeans", "k-means++"):
+            return None
+        seeds_only = self.init_params == "k-means++"
+        return start(X, sample_weight, self.n_components, random_state, seeds_only)
 
     def _log_prob_and_workspace(self, X):
         """``log p(x | z=k)`` and what the statistics may reuse (here nothing)."""
