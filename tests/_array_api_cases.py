@@ -104,7 +104,13 @@ METHODS = ("score_samples", "predict", "predict_proba", "transform")
 
 
 def array_attributes(model):
-    return {key: value for key, value in vars(model).items() if isinstance(value, np.ndarray)}
+    """The fitted array attributes (not the parameters, which stay as given)."""
+    parameters = model._get_param_names()
+    return {
+        key: value
+        for key, value in vars(model).items()
+        if isinstance(value, np.ndarray) and key not in parameters
+    }
 
 
 def assert_same_fit(reference, model, xp, device, rtol=1e-10):
@@ -486,3 +492,107 @@ def test_an_emptied_cluster_leaves_the_start_to_the_host(monkeypatch):
     with dispatch():
         model = EMGaussianMixture(3, random_state=0).fit(xp.asarray(X, device=device))
     assert_same_fit(reference, model, xp, device)
+
+
+# ---------------------------------------------------------------------- a review's cases
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_starting_values_with_data_on_the_device(library, device_work):
+    """means_init, weights_init and precisions_init (numpy, or the data's library)
+    start a fit whose data stay on the device (they failed on its dtype)."""
+    xp, device = namespace(library)
+    X = data()
+    given = {
+        "means_init": X[[0, 100, 200]],
+        "weights_init": np.array([0.2, 0.3, 0.5]),
+        "precisions_init": np.stack([np.eye(4)] * 3),
+    }
+    for name, value in given.items():
+        reference = EMGaussianMixture(3, random_state=0, **{name: value}).fit(X)
+        for start in (value, xp.asarray(value, device=device)):
+            with dispatch():
+                model = EMGaussianMixture(3, random_state=0, **{name: start})
+                model.fit(xp.asarray(X, device=device))
+            assert_same_fit(reference, model, xp, device)
+
+
+def test_a_parameter_in_another_namespace_does_not_move_the_model():
+    """A torch means_init with numpy data: the model is numpy's, and takes numpy."""
+    xp, device = namespace("torch")
+    X = data()
+    model = EMGaussianMixture(3, means_init=xp.asarray(X[[0, 100, 200]]), random_state=0)
+    with dispatch():
+        model.fit(X)
+        labels = model.predict(X)
+        drawn = model.sample(3)[0]
+    assert isinstance(model.means_, np.ndarray) and isinstance(labels, np.ndarray)
+    assert isinstance(drawn, np.ndarray)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_a_failed_fit_leaves_the_model_where_it_was(library):
+    xp, device = namespace(library)
+    X = data()
+    model = EMGaussianMixture(2, random_state=0).fit(X)
+    means = model.means_.copy()
+    bad = X.copy()
+    bad[3, 1] = np.inf
+    with dispatch():
+        with pytest.raises(ValueError, match="infinity"):
+            model.fit(xp.asarray(bad, device=device))
+        assert isinstance(model.means_, np.ndarray)
+        assert_array_equal(model.means_, means)
+        model.predict(X)  # (still a numpy model)
+        torch_model = EMGaussianMixture(2, random_state=0).fit(xp.asarray(X, device=device))
+        saved = dict(vars(torch_model))
+        with pytest.raises(ValueError, match="infinity"):
+            torch_model.fit(xp.asarray(bad, device=device))
+    assert all(vars(torch_model)[key] is value for key, value in saved.items())
+
+
+def test_threads_with_and_without_the_dispatch_share_a_model():
+    """One model fitted on torch: threads predicting on torch (dispatch on) and on
+    numpy (dispatch off) at once all get the one-thread answers."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    xp, device = namespace("torch")
+    X = data(n=3000)
+    with dispatch():
+        model = EMGaussianMixture(3, random_state=0).fit(xp.asarray(X, device=device))
+    X_xp = xp.asarray(X, device=device)
+    expected = model.score_samples(X)
+
+    def call(i):
+        if i % 2:
+            with dispatch():
+                return to_numpy(model.score_samples(X_xp))
+        return model.score_samples(X)
+
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(call, range(200)):
+            assert_allclose(got, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_predictions_on_the_device_check_as_numpys(library, device_work):
+    """Predictions take values beyond the fit's magnitude limit (as in memory),
+    name the rows with nothing observed, and float16 data are converted."""
+    xp, device = namespace(library)
+    X = data()
+    reference = EMGaussianMixture(2, random_state=0).fit(X)
+    far = X[:3].copy()
+    far[0, 0] = 1e120
+    with dispatch():
+        model = EMGaussianMixture(2, random_state=0).fit(xp.asarray(X, device=device))
+        got = to_numpy(model.score_samples(xp.asarray(far, device=device)))
+        empty = X[:3].copy()
+        empty[1] = np.nan
+        with pytest.raises(ValueError, match=r"Rows \[1\] of X"):
+            model.score_samples(xp.asarray(empty, device=device))
+        if library == "torch":
+            half = xp.asarray(X.astype(np.float16), device=device)
+            converted = EMGaussianMixture(2, random_state=0).fit(half)
+            expected = EMGaussianMixture(2, random_state=0).fit(X.astype(np.float16))
+            assert_allclose(to_numpy(converted.means_), expected.means_, rtol=1e-10)
+    assert_allclose(got, reference.score_samples(far), rtol=1e-10)

@@ -54,6 +54,21 @@ def check_fit_rows(estimator, X, reset=True):
     return X
 
 
+def check_predict_rows(estimator, X):
+    """X checked for a prediction of a fitted ``estimator``: float, the fitted
+    number of features, finite (NaN where the model takes missing values)."""
+    X = validate_data(
+        estimator,
+        X,
+        dtype=[np.float64, np.float32],
+        reset=False,
+        ensure_all_finite=not estimator._allow_nan,  # NaN: checked block by block
+    )
+    if estimator._allow_nan:
+        check_no_infinity(X)
+    return X
+
+
 def may_have_nan(X):
     """False only if X has no NaN: NaN propagates through the sum (so can inf - inf
     of values past the float range, a false alarm the caller's exact check settles)."""

@@ -258,6 +258,7 @@ class DaskArrays:
 
     in_memory = False
     start_on_sample = True
+    names_empty_rows = False
 
     def validate_fit(self, estimator, X, sample_weight, reset=True):
         return validate_fit_data(estimator, X, sample_weight)

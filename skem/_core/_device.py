@@ -27,7 +27,13 @@ import numpy as np
 from sklearn.utils.validation import _check_feature_names, _check_n_features
 
 from ._blocks import add_terms, row_slices
-from ._checks import MAX_ABS_VALUE, check_fit_rows, check_rows_observed, check_sample_weight
+from ._checks import (
+    MAX_ABS_VALUE,
+    check_fit_rows,
+    check_predict_rows,
+    check_rows_observed,
+    check_sample_weight,
+)
 from ._namespaces import namespace_and_device, to_host
 
 #: Blocks on the device hold this many times the rows of the host's blocks
@@ -55,35 +61,40 @@ class OnDevice:
     in_memory = False
     start_on_sample = False
 
-    def _checked(self, estimator, X, reset, min_samples):
-        """X checked on its device; on a failure the host's checks give their message."""
+    def _checked(self, estimator, X, reset, fitting):
+        """X checked on its device (a fit's checks, or a prediction's); on a
+        failure the host's checks raise their messages."""
         xp, _ = namespace_and_device(X)
-        if X.dtype not in (xp.float32, xp.float64) and X.ndim == 2:
-            if xp.isdtype(X.dtype, ("integral", "bool")):
-                X = xp.astype(X, xp.float64)
-        ok = X.ndim == 2 and X.shape[0] >= min_samples and X.shape[1] >= 1
+        if X.ndim == 2 and X.dtype not in (xp.float32, xp.float64):
+            if xp.isdtype(X.dtype, ("integral", "bool", "real floating")):
+                X = xp.astype(X, xp.float64)  # (as numpy's checks convert)
+        ok = X.ndim == 2 and X.shape[0] >= (2 if reset else 1) and X.shape[1] >= 1
         ok = ok and X.dtype in (xp.float32, xp.float64)
         if ok:
             finite = xp.isinf(X) if estimator._allow_nan else ~xp.isfinite(X)
             ok = not bool(xp.any(finite))
-        if ok:
+        if ok and fitting:  # (a fit's magnitude limit)
             limit = MAX_ABS_VALUE[np.dtype("float32" if X.dtype == xp.float32 else "float64")]
             magnitude = xp.abs(X)
             if estimator._allow_nan:
                 magnitude = xp.where(xp.isnan(X), xp.zeros_like(magnitude), magnitude)
-            ok = not bool(xp.any(magnitude > limit))
+            ok = ok and not bool(xp.any(magnitude > limit))
         if not ok:  # the host's messages (its checks raise)
-            check_fit_rows(estimator, to_host(X), reset)
+            host = to_host(X)
+            if fitting:
+                check_fit_rows(estimator, host, reset)
+            else:
+                check_predict_rows(estimator, host)
         _check_n_features(estimator, X, reset=reset)
         _check_feature_names(estimator, X, reset=reset)
         return X
 
     def validate_fit(self, estimator, X, sample_weight, reset=True):
-        X = self._checked(estimator, X, reset, 2 if reset else 1)
+        X = self._checked(estimator, X, reset, fitting=True)
         return X, check_sample_weight(sample_weight, X.shape[0])
 
     def validate_predict(self, estimator, X):
-        return self._checked(estimator, X, False, 1)
+        return self._checked(estimator, X, False, fitting=False)
 
     def _blocks(self, X, block_rows):
         return row_slices(X.shape[0], block_rows * DEVICE_BLOCK_FACTOR)
@@ -139,6 +150,15 @@ class OnDevice:
     def mean(self, values, sample_weight):
         weights = check_sample_weight(sample_weight, values.shape[0])
         return float(np.average(values, weights=weights))
+
+    names_empty_rows = True
+
+    def check_rows_observed(self, X):
+        """ValueError naming the rows of X with no observed value (read on the
+        host only when there are some)."""
+        xp, _ = namespace_and_device(X)
+        if bool(xp.any(xp.all(xp.isnan(X), axis=1))):
+            check_rows_observed(to_host(X))
 
     def reject_empty_rows(self, X, count=None, block=None):
         check_rows_observed(to_host(X if block is None else block))

@@ -22,15 +22,16 @@ where they are: ``skem._core._device`` runs the model's device twins of its
 block functions there and reads every other pass's blocks on the host.
 Other models copy such data to the host for the call.
 
-While a call has host views in place of a model's arrays, other threads
-calling the same model wait (a lock per model); numpy calls take no lock.
+A method other than a fit runs on a shallow copy of the model that holds
+the host views, so the model's own arrays never change under another thread
+(the copy's caches, such as the sampling state, are kept); a fit runs on the
+model, whose arrays move to the data's namespace when it returns.
 
 ``array-api-compat`` (the optional extra ``skem[array-api]``) names the
 namespace and device of an array; it is needed only when such an array is met.
 """
 
 import threading
-import weakref
 from functools import wraps
 from itertools import chain
 
@@ -72,19 +73,6 @@ DEVICE_WORK_ON_HOST = False
 #: (a method calling another, as ``score`` calls ``score_samples``, is not
 #: converted twice).
 _inside = threading.local()
-
-#: One lock per estimator for the calls that put host views of its arrays in
-#: place: two threads calling a model fitted on torch take turns.
-_locks = weakref.WeakKeyDictionary()
-_locks_lock = threading.Lock()
-
-
-def _lock_of(estimator):
-    with _locks_lock:
-        lock = _locks.get(estimator)
-        if lock is None:
-            lock = _locks[estimator] = threading.Lock()
-        return lock
 
 
 def is_foreign(value):
@@ -172,6 +160,8 @@ def _place(estimator, name, data, fitted, dispatch):
     """
     if not dispatch:
         return None
+    parameters = estimator._get_param_names()
+    fitted = {key: value for key, value in fitted.items() if key not in parameters}
     fitted_at = namespace_and_device(next(iter(fitted.values()))) if fitted else None
     if name in NO_DATA_METHODS:  # where the model lives
         return fitted_at
@@ -215,34 +205,51 @@ def _on_the_host(estimator, method, name, args, kwargs, dispatch):
         return value if stays and value is data else to_host(value)
 
     views = {key: to_host(value) for key, value in fitted.items()}
-    estimator.__dict__.update(views)
+    # A fit changes the model: it runs on it. Any other method runs on a
+    # shallow copy holding the host views, so the model's own arrays never
+    # change under another thread; what the method caches is copied back.
+    fits = name in FIT_METHODS
+    target = estimator if fits else object.__new__(type(estimator))
+    if not fits:
+        target.__dict__.update(vars(estimator))
+    target.__dict__.update(views)
     active = getattr(_inside, "estimators", None)
     if active is None:
         active = _inside.estimators = set()
-    active.add(id(estimator))
+    active.add(id(target))
     try:
         # The host's work runs as on numpy without the dispatch (scikit-learn's
         # helpers it calls compute differently in the last bits with it on).
         with config_context(array_api_dispatch=False):
             result = method(
-                estimator,
+                target,
                 *(host(value) for value in args),
                 **{key: host(value) for key, value in kwargs.items()},
             )
+    except BaseException:
+        if fits:  # (the fit restored the model as it was, with the views)
+            _restore(estimator, views, fitted)
+        raise
     finally:
-        active.discard(id(estimator))
-        parameters = estimator._get_param_names()
+        active.discard(id(target))
+    if fits:
+        _restore(estimator, views, fitted)
+        parameters = estimator._get_param_names()  # (a parameter stays as given)
         for key, value in list(vars(estimator).items()):
-            if key in views and value is views[key]:
-                estimator.__dict__[key] = fitted[key]  # unchanged: the original array
-            elif (
-                where is not None
-                and name in FIT_METHODS
-                and isinstance(value, np.ndarray)
-                and key not in parameters  # (a parameter stays as the user gave it)
-            ):
+            if where is not None and isinstance(value, np.ndarray) and key not in parameters:
                 estimator.__dict__[key] = to_namespace(value, where)
+    else:
+        for key, value in vars(target).items():  # (caches: sampling state, terms)
+            if not (key in views and value is views[key]) and vars(estimator).get(key) is not value:
+                estimator.__dict__[key] = value
     return to_namespace(result, where)
+
+
+def _restore(estimator, views, originals):
+    """Put back the original arrays where the host views still stand."""
+    for key, view in views.items():
+        if vars(estimator).get(key) is view:
+            estimator.__dict__[key] = originals[key]
 
 
 def where_the_data_are(method):
@@ -265,8 +272,7 @@ def where_the_data_are(method):
             and not any(is_foreign(value) for value in vars(self).values())
         ):
             return method(self, *args, **kwargs)  # numpy in, numpy out
-        with _lock_of(self):
-            return _on_the_host(self, method, name, args, kwargs, dispatch)
+        return _on_the_host(self, method, name, args, kwargs, dispatch)
 
     boundary.where_the_data_are = True
     return boundary

@@ -29,7 +29,6 @@ from contextlib import nullcontext
 from math import log
 
 import numpy as np
-from sklearn.utils.validation import validate_data
 
 from ._blocks import (
     data_block_rows,
@@ -39,8 +38,8 @@ from ._blocks import (
 )
 from ._checks import (
     check_fit_rows,
-    check_no_infinity,
     check_not_dispatched,
+    check_predict_rows,
     check_rows_observed,
     check_sample_weight,
     may_have_nan,
@@ -69,16 +68,7 @@ class InMemory:
     def validate_predict(self, estimator, X):
         """X checked for a prediction of a fitted ``estimator``."""
         check_not_dispatched(X, estimator)
-        X = validate_data(
-            estimator,
-            X,
-            dtype=[np.float64, np.float32],
-            reset=False,
-            ensure_all_finite=not estimator._allow_nan,  # NaN: checked block by block
-        )
-        if estimator._allow_nan:
-            check_no_infinity(X)
-        return X
+        return check_predict_rows(estimator, X)
 
     def reduce(self, function, X, sample_weight, block_rows, within=nullcontext):
         """The sum of ``function(block, weights)`` over blocks of ``block_rows`` rows.
@@ -105,6 +95,15 @@ class InMemory:
         """The (weighted) mean of per-row values, as a float."""
         weights = check_sample_weight(sample_weight, values.shape[0])
         return float(np.average(values, weights=weights))
+
+    #: Whether ``check_rows_observed`` names the rows of X (a cluster's route
+    #: counts them as it meets them instead).
+    names_empty_rows = True
+
+    def check_rows_observed(self, X):
+        """ValueError naming the rows of X with no observed value, if any."""
+        if may_have_nan(X):
+            check_rows_observed(X)
 
     def reject_empty_rows(self, X, count=None, block=None):
         """Raise the error naming the rows of X with no observed value.

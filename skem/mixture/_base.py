@@ -19,7 +19,6 @@ from .._core import (
     BaseEM,
     add_statistics,
     check_missing,
-    check_rows_observed,
     empty_rows_message,
     route_of,
     sample_rows,
@@ -492,9 +491,9 @@ class BaseMixture(BaseEM):
         dask array is checked chunk by chunk in ``_chunk_log_prob``.)
         """
         X = super()._validate_predict_data(X)
-        if not allow_unobserved_rows and self._allow_nan and route_of(X).in_memory:
-            if missing_mask(X) is not None:
-                check_rows_observed(X)
+        route = route_of(X)
+        if not allow_unobserved_rows and self._allow_nan and route.names_empty_rows:
+            route.check_rows_observed(X)
         return X
 
     #: The draws ``impute(sample_posterior=True)`` takes per missing value (a

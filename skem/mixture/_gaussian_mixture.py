@@ -28,6 +28,7 @@ from .._core._covariance import (
     without_floor,
 )
 from .._core._missing import DiagonalConditionals, missing_mask, observed_moments
+from .._core._namespaces import host_dtype
 from ..exceptions import DegenerateComponentWarning, VarianceFloorWarning
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture
 from ._initial_values import check_means, check_precisions, check_weights
@@ -372,7 +373,7 @@ class EMGaussianMixture(BaseMixture):
         self._repaired_components = ()
         if any(value is None for value in self._initial.values()):
             super()._initialize(X, sample_weight, random_state)
-        self._set_initial_values(X.dtype)
+        self._set_initial_values(host_dtype(X.dtype))  # (X may be on a device)
 
     def _initialize_from_responsibilities(self, X, sample_weight, responsibilities, random_state):
         """One M-step from responsibilities; with NaN, on the observed values.
