@@ -596,3 +596,57 @@ def test_predictions_on_the_device_check_as_numpys(library, device_work):
             expected = EMGaussianMixture(2, random_state=0).fit(X.astype(np.float16))
             assert_allclose(to_numpy(converted.means_), expected.means_, rtol=1e-10)
     assert_allclose(got, reference.score_samples(far), rtol=1e-10)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("model", ["ppca-em", "fa", "fa-plain"])
+def test_the_low_rank_e_step_on_the_device(library, model, monkeypatch):
+    """ProbabilisticPCA's and FactorAnalysis' E-step (posterior means, the
+    lemma's log-densities with cancelling rows recomputed, the statistics) on the
+    device, with numpy's fit; a block with NaN or a far row is the host's."""
+    from skem._core import _namespaces
+    from skem.decomposition import _lowrank_device
+
+    monkeypatch.setattr(_namespaces, "DEVICE_WORK_ON_HOST", True)
+    calls = []
+    original = _lowrank_device.LowRankDeviceTerms.block_terms
+
+    def counted(self, *args):
+        result = original(self, *args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(_lowrank_device.LowRankDeviceTerms, "block_terms", counted)
+    xp, device = namespace(library)
+    make = {
+        "ppca-em": lambda: ProbabilisticPCA(2, solver="em", random_state=0),
+        "fa": lambda: FactorAnalysis(2, random_state=0),
+        "fa-plain": lambda: FactorAnalysis(2, accelerate=False, max_iter=200, random_state=0),
+    }[model]
+    X = data(n=600, d=6)  # (badly scaled: the lemma cancels on some rows)
+    weights = np.random.RandomState(1).uniform(0.5, 2.0, X.shape[0])
+    for w in (None, weights):
+        reference = make().fit(X, sample_weight=w)
+        with dispatch():
+            fitted = make().fit(xp.asarray(X, device=device), sample_weight=w)
+            log_density = fitted.score_samples(xp.asarray(X, device=device))
+        assert fitted.n_iter_ == reference.n_iter_
+        # SQUAREM's extrapolations amplify the last bits (the device sums in
+        # another order) along the flat directions of the likelihood: the two
+        # fits stop within tol (1e-6) of each other's bound and their
+        # parameters differ by up to about sqrt(tol) relative along those
+        # directions (2e-6 seen); plain EM's agree to 1e-10 and 1e-9
+        rtol = 1e-4 if model == "fa" else 1e-9
+        bound_gap = abs(to_numpy(fitted.lower_bounds_)[-1] - reference.lower_bound_)
+        assert bound_gap <= (
+            reference.tol if model == "fa" else 1e-10 * abs(reference.lower_bound_)
+        )
+        assert_same_fit(reference, fitted, xp, device, rtol=rtol)
+        assert_allclose(to_numpy(log_density), reference.score_samples(X), rtol=10 * rtol)
+    assert calls and all(calls)
+    X_nan = X.copy()
+    X_nan[::7, 2] = np.nan
+    reference = make().fit(X_nan)
+    with dispatch():
+        fitted = make().fit(xp.asarray(X_nan, device=device))
+    assert_same_fit(reference, fitted, xp, device, rtol=rtol)

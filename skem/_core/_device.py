@@ -6,7 +6,8 @@ for a method the model has device work for). Every pass of a fit is a sum of
 a block function over blocks of rows (``skem._core._routes``); here a model
 may give a pass a *device twin*, the same block function written in the
 array API standard, which runs on the device and returns its small sums to
-the host (``_device_function``). A pass without a twin -- the start's column
+the host (``_device_function``; a twin may return None for a block it
+leaves to the host). A pass without a twin -- the start's column
 moments, a block with NaN, any model without twins -- reads each block on the
 host and runs the numpy block function, so every pass works and gives the
 numpy numbers; only the twins' work stays on the device. The M-step, the
@@ -114,11 +115,11 @@ class OnDevice:
             total = None
             for rows in self._blocks(X, block_rows):
                 block = X[rows, :]
+                part = None
                 if twin is not None and not _has_nan(xp, block):
-                    part = twin(
-                        block, None if weights_on_device is None else weights_on_device[rows]
-                    )
-                else:
+                    on_device = None if weights_on_device is None else weights_on_device[rows]
+                    part = twin(block, on_device)
+                if part is None:  # (no twin, NaN, or a block the twin leaves to the host)
                     weights = None if sample_weight is None else sample_weight[rows]
                     part = function(to_host(block), weights)
                 total = add_terms(total, part)
@@ -133,10 +134,8 @@ class OnDevice:
             parts = []
             for rows in self._blocks(X, block_rows):
                 block = X[rows, :]
-                if twin is not None and not _has_nan(xp, block):
-                    parts.append(twin(block))
-                else:
-                    parts.append(function(to_host(block)))
+                part = twin(block) if twin is not None and not _has_nan(xp, block) else None
+                parts.append(function(to_host(block)) if part is None else part)
             return np.concatenate(parts)
 
     def take_rows(self, X, sample_weight, indices=None):

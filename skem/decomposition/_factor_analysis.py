@@ -27,6 +27,7 @@ from ._lowrank import (
     ppca_posterior,
     ppca_sufficient_statistics,
 )
+from ._lowrank_device import factor_analysis_device_function
 from ._ppca import ProbabilisticPCA
 
 
@@ -173,6 +174,8 @@ class FactorAnalysis(ProbabilisticPCA):
         self.noise_variance_ = np.maximum(noise, self._noise_floors)
 
     # ------------------------------------------------------------------ E and M
+
+    _device_function = factor_analysis_device_function  # (the E-step on an accelerator)
 
     def _derive_terms(self):
         """The scaling by 1 / sqrt(psi) and PPCA's q x q terms in scaled coordinates."""

@@ -40,6 +40,7 @@ from ._lowrank import (
     weighted_column_sums,
     weighted_covariance,
 )
+from ._lowrank_device import ppca_device_function
 
 #: Above this many features the 'auto' solver prefers EM to the eigen-solution.
 EIGEN_SOLVER_MAX_FEATURES = 1000
@@ -484,6 +485,9 @@ class ProbabilisticPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEM
         n_features = self.n_features_in_
         n_latent = self.components_.shape[0] if hasattr(self, "components_") else 1
         return n_features + n_features // 4 + 3 * (n_latent + 1) ** 2
+
+    _device_methods = frozenset({"fit", "score_samples", "score", "bic", "aic"})
+    _device_function = ppca_device_function  # (the E-step on an accelerator)
 
     def _derive_terms(self):
         """M^{-1} and log|M| of the parameters: once per set of them, not per chunk."""
