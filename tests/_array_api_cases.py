@@ -315,13 +315,13 @@ def device_work(monkeypatch):
     monkeypatch.setattr(_namespaces, "DEVICE_WORK_ON_HOST", True)
     calls = {"block_terms": 0, "log_density": 0}
     for name in calls:
-        original = getattr(_device.GaussianDeviceTerms, name)
+        original = getattr(_device.MixtureDeviceTerms, name)
 
         def counted(self, *args, _original=original, _name=name):
             calls[_name] += 1
             return _original(self, *args)
 
-        monkeypatch.setattr(_device.GaussianDeviceTerms, name, counted)
+        monkeypatch.setattr(_device.MixtureDeviceTerms, name, counted)
     return calls
 
 
@@ -650,3 +650,32 @@ def test_the_low_rank_e_step_on_the_device(library, model, monkeypatch):
     with dispatch():
         fitted = make().fit(xp.asarray(X_nan, device=device))
     assert_same_fit(reference, fitted, xp, device, rtol=rtol)
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_the_bernoulli_mixtures_e_step_on_the_device(library, init, device_work):
+    """BernoulliMixture's E-step on the device (binary rows, or binarised there),
+    numpy's fit; NaN blocks the host's; non-binary data the host's message."""
+    xp, device = namespace(library)
+    weights = np.random.RandomState(3).uniform(0.5, 2.0, 500)
+    for X, options in ((data("binary", n=500, d=8), {}), (data(n=500, d=8), {"binarize": 0.0})):
+        make = lambda: BernoulliMixture(3, init_params=init, random_state=0, **options)  # noqa: E731
+        reference = make().fit(X, sample_weight=weights)
+        with dispatch():
+            X_xp = xp.asarray(X, device=device)
+            model = make().fit(X_xp, sample_weight=weights)
+            probabilities = model.predict_proba(X_xp)
+        assert model.n_iter_ == reference.n_iter_
+        assert_same_fit(reference, model, xp, device)
+        assert_allclose(to_numpy(probabilities), reference.predict_proba(X), rtol=1e-10, atol=1e-12)
+    assert device_work["block_terms"] >= model.n_iter_
+    X = data("binary", n=500, d=8)
+    X[::9, 3] = np.nan
+    reference = BernoulliMixture(3, init_params=init, random_state=0).fit(X)
+    with dispatch():
+        model = BernoulliMixture(3, init_params=init, random_state=0)
+        model.fit(xp.asarray(X, device=device))
+        with pytest.raises(ValueError, match="takes binary data"):
+            BernoulliMixture(2).fit(xp.asarray(data(n=50), device=device))
+    assert_same_fit(reference, model, xp, device)

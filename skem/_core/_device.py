@@ -163,7 +163,8 @@ class OnDevice:
         check_rows_observed(to_host(X if block is None else block))
 
     def check_rows(self, check, X):
-        return check(to_host(X))
+        """``check(X)``: a model's per-row check, given the array on its device."""
+        return check(X)
 
     def require_memory(self, estimator, method):
         """Nothing: a pass without a device twin reads its blocks on the host."""
@@ -194,7 +195,73 @@ ON_DEVICE = OnDevice()
 # ---------------------------------------------------------------------- Gaussian mixtures
 
 
-class GaussianDeviceTerms:
+class MixtureDeviceTerms:
+    """What every mixture's device twin does with its ``log_prob`` (n, K): the
+    responsibilities, each row's part of the bound, the weights, and its
+    ``statistics`` moved to the host (``block_terms``); ``log_density``.
+
+    A row's part of the bound (``row_bound``): its log-density ("log_norm",
+    EM), or the entropy of its responsibilities ("entropy", the variational
+    mixture, whose other terms are global).
+    """
+
+    xp = None
+    row_bound = "log_norm"
+
+    def log_prob(self, block):
+        """``(log p(x, z=k) (n, K) float64, rows for the statistics, reused work)``."""
+        raise NotImplementedError
+
+    def statistics(self, rows, responsibilities, reused):
+        """The statistics (a dict of device arrays) of weighted responsibilities."""
+        raise NotImplementedError
+
+    def normalize(self, log_prob):
+        """``(log-normaliser of each row, responsibilities)``, as ``normalize_log_rows``."""
+        xp = self.xp
+        row_max = xp.max(log_prob, axis=1)
+        row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros_like(row_max))
+        shifted = xp.exp(log_prob - row_max[:, None])
+        total = xp.sum(shifted, axis=1)
+        log_norm = xp.log(total) + row_max
+        impossible = total == 0  # every entry -inf: no information, uniform
+        shifted = xp.where(impossible[:, None], xp.ones_like(shifted), shifted)
+        total = xp.where(impossible, xp.full_like(total, log_prob.shape[1]), total)
+        return log_norm, shifted / total[:, None]
+
+    def block_terms(self, block, weights=None):
+        """The E-step of a block: ``(bound sum, weight sum, statistics)`` on the host."""
+        xp = self.xp
+        log_prob, centered, reused = self.log_prob(block)
+        log_norm, responsibilities = self.normalize(log_prob)
+        if self.row_bound == "entropy":  # -sum_k r ln r (0 ln 0 = 0)
+            positive = responsibilities > 0
+            safe = xp.where(positive, responsibilities, xp.ones_like(responsibilities))
+            log_norm = -xp.sum(responsibilities * xp.log(safe), axis=1)
+        if weights is None:
+            bound, weight = xp.sum(log_norm), block.shape[0]
+        else:
+            weights = xp.astype(weights, xp.float64)
+            bound, weight = xp.sum(weights * log_norm), xp.sum(weights)
+            responsibilities = responsibilities * weights[:, None]
+        statistics = self.statistics(centered, responsibilities, reused)
+        statistics["nk"] = xp.sum(responsibilities, axis=0)
+        return (
+            float(bound),
+            float(weight),
+            {
+                name: np.array(to_host(value), dtype=np.float64)
+                for name, value in statistics.items()
+            },
+        )
+
+    def log_density(self, block):
+        """``log p(x)`` of each row of a block, on the host."""
+        log_prob = self.log_prob(block)[0]
+        return np.array(to_host(self.normalize(log_prob)[0]))
+
+
+class GaussianDeviceTerms(MixtureDeviceTerms):
     """A Gaussian mixture's E-step terms (``GaussianTerms``) on a device.
 
     Built once per pass from the host's terms: the centre, the covariance
@@ -257,6 +324,13 @@ class GaussianDeviceTerms:
             distances = xp.where(far[:, None], direct, distances)
         return xp.where(distances > 0, distances, xp.zeros_like(distances)), squares
 
+    def statistics(self, centered, responsibilities, reused):
+        xp = self.xp
+        return {
+            "sum_x": xp.matrix_transpose(responsibilities) @ xp.astype(centered, xp.float64),
+            "second": self.second_moments(centered, responsibilities, reused),
+        }
+
     def second_moments(self, centered, responsibilities, reused):
         """``second`` of the statistics format, from the E-step's work ``reused``."""
         xp = self.xp
@@ -274,53 +348,6 @@ class GaussianDeviceTerms:
         centered = block - self.center
         distances, reused = self.mahalanobis(centered)
         return -0.5 * distances + self.log_offset, centered, reused
-
-    def normalize(self, log_prob):
-        """``(log-normaliser of each row, responsibilities)``, as ``normalize_log_rows``."""
-        xp = self.xp
-        row_max = xp.max(log_prob, axis=1)
-        row_max = xp.where(xp.isfinite(row_max), row_max, xp.zeros_like(row_max))
-        shifted = xp.exp(log_prob - row_max[:, None])
-        total = xp.sum(shifted, axis=1)
-        log_norm = xp.log(total) + row_max
-        impossible = total == 0  # every entry -inf: no information, uniform
-        shifted = xp.where(impossible[:, None], xp.ones_like(shifted), shifted)
-        total = xp.where(impossible, xp.full_like(total, log_prob.shape[1]), total)
-        return log_norm, shifted / total[:, None]
-
-    def block_terms(self, block, weights=None):
-        """The E-step of a block: ``(bound sum, weight sum, statistics)`` on the host."""
-        xp = self.xp
-        log_prob, centered, reused = self.log_prob(block)
-        log_norm, responsibilities = self.normalize(log_prob)
-        if self.row_bound == "entropy":  # -sum_k r ln r (0 ln 0 = 0)
-            positive = responsibilities > 0
-            safe = xp.where(positive, responsibilities, xp.ones_like(responsibilities))
-            log_norm = -xp.sum(responsibilities * xp.log(safe), axis=1)
-        if weights is None:
-            bound, weight = xp.sum(log_norm), block.shape[0]
-        else:
-            weights = xp.astype(weights, xp.float64)
-            bound, weight = xp.sum(weights * log_norm), xp.sum(weights)
-            responsibilities = responsibilities * weights[:, None]
-        statistics = {
-            "sum_x": xp.matrix_transpose(responsibilities) @ xp.astype(centered, xp.float64),
-            "second": self.second_moments(centered, responsibilities, reused),
-            "nk": xp.sum(responsibilities, axis=0),
-        }
-        return (
-            float(bound),
-            float(weight),
-            {
-                name: np.array(to_host(value), dtype=np.float64)
-                for name, value in statistics.items()
-            },
-        )
-
-    def log_density(self, block):
-        """``log p(x)`` of each row of a block, on the host."""
-        log_prob = self.log_prob(block)[0]
-        return np.array(to_host(self.normalize(log_prob)[0]))
 
 
 # ---------------------------------------------------------------------- k-means

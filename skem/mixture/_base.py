@@ -276,11 +276,18 @@ class BaseMixture(BaseEM):
                 responsibilities[indices, np.arange(n_components)] = 1
         return X, sample_weight, responsibilities
 
+    #: Whether the k-means start may run on an accelerator: it breaks exact
+    #: ties of distances by its own rounding, unlike scikit-learn's on the host
+    #: (ties are rare in real-valued data, common in binary data).
+    _kmeans_on_device = True
+
     def _clusters_where_the_rows_are(self, X, sample_weight, random_state):
         """The k-means start's labels (k-means++: seed indices) from X's route where
         it computes them where the rows are (``cluster_start``), else None."""
         start = getattr(route_of(X), "cluster_start", None)
         if start is None or self.init_params not in ("kmeans", "k-means++"):
+            return None
+        if not self._kmeans_on_device:
             return None
         seeds_only = self.init_params == "k-means++"
         return start(X, sample_weight, self.n_components, random_state, seeds_only)
