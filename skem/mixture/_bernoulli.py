@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.utils._param_validation import Interval
 
 from .._core import ONLINE_PARAMETER_CONSTRAINTS, route_of, weighted_moments
-from .._core._device import MixtureDeviceTerms
-from .._core._namespaces import host_dtype, is_foreign, namespace_and_device
+from .._core._namespaces import host_dtype, is_foreign
 from ._base import RESPONSIBILITY_FLOOR, BaseMixture
+from ._bernoulli_device import DEVICE_METHODS, binary_on_device, device_twin
 
 
 class BernoulliConditionals:
@@ -114,28 +114,13 @@ verbose, verbose_interval, learning_decay, learning_offset
 
     # ------------------------------------------------------------------ data
 
-    #: Binary rows tie in distance everywhere: the k-means start stays
-    #: scikit-learn's, on the host (the same labels as in memory).
-    _kmeans_on_device = False
-
-    #: Methods that run where the data are, for arrays on an accelerator: the
-    #: E-step has a device twin (``skem._core._device``).
-    _device_methods = frozenset({"fit", "fit_predict", "predict", "predict_proba"})
-
-    def _device_function(self, function, xp, device):
-        if function != self._block_terms or "_start_reference" in self.__dict__:
-            return None
-        return BernoulliDeviceTerms(self, xp, device).block_terms
+    #: The E-step on an accelerator; the k-means start on the host (``_bernoulli_device``)
+    _device_methods, _device_function, _kmeans_on_device = DEVICE_METHODS, device_twin, False
 
     def _binary(self, X, block=False):
         """X with values above ``binarize`` as 1 (NaN kept), or checked to be 0/1."""
-        if is_foreign(X):  # (on its device: skem._core._device)
-            xp = namespace_and_device(X)[0]
-            if self.binarize is not None:
-                return xp.where(xp.isnan(X), X, xp.astype(X > self.binarize, X.dtype))
-            if not bool(xp.all((X == 0) | (X == 1) | xp.isnan(X))):
-                self._binary(np.array([[0.5]]))  # (the host's message)
-            return X
+        if is_foreign(X):  # (on its device)
+            return binary_on_device(self, X)
         if self.binarize is not None:
             return np.where(np.isnan(X), X, X > self.binarize).astype(X.dtype)
         if not np.all((X == 0) | (X == 1) | np.isnan(X)):
@@ -213,25 +198,3 @@ verbose, verbose_interval, learning_decay, learning_offset
 
     def _n_component_parameters(self):
         return self.means_.size
-
-
-class BernoulliDeviceTerms(MixtureDeviceTerms):
-    """The Bernoulli mixture's E-step on a device: ``log p(x, k) = x . log-odds_k
-    + sum_d log(1 - p_kd) + log w_k`` for complete rows, ``sum_x`` as the host's."""
-
-    def __init__(self, model, xp, device):
-        log_odds, log_zero = model._terms()
-        log_weights = model._log_weights(np.float64)
-        self.xp = xp
-        self.log_odds = xp.asarray(np.ascontiguousarray(log_odds.T), device=device)
-        # (the host's observed @ log_zero.T, with every value observed)
-        self.log_offset = xp.asarray(
-            np.ones(log_zero.shape[1]) @ log_zero.T + log_weights, device=device
-        )
-
-    def log_prob(self, block):
-        rows = self.xp.astype(block, self.xp.float64)
-        return rows @ self.log_odds + self.log_offset, rows, None
-
-    def statistics(self, rows, responsibilities, reused):
-        return {"sum_x": self.xp.matrix_transpose(responsibilities) @ rows}
