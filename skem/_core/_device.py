@@ -209,7 +209,8 @@ class MixtureDeviceTerms:
     row_bound = "log_norm"
 
     def log_prob(self, block):
-        """``(log p(x, z=k) (n, K) float64, rows for the statistics, reused work)``."""
+        """``(log p(x, z=k) (n, K) float64, rows for the statistics, reused work)``,
+        or None for a block left to the host."""
         raise NotImplementedError
 
     def statistics(self, rows, responsibilities, reused):
@@ -232,7 +233,10 @@ class MixtureDeviceTerms:
     def block_terms(self, block, weights=None):
         """The E-step of a block: ``(bound sum, weight sum, statistics)`` on the host."""
         xp = self.xp
-        log_prob, centered, reused = self.log_prob(block)
+        computed = self.log_prob(block)
+        if computed is None:  # (a block the twin leaves to the host)
+            return None
+        log_prob, centered, reused = computed
         log_norm, responsibilities = self.normalize(log_prob)
         if self.row_bound == "entropy":  # -sum_k r ln r (0 ln 0 = 0)
             positive = responsibilities > 0
@@ -256,9 +260,11 @@ class MixtureDeviceTerms:
         )
 
     def log_density(self, block):
-        """``log p(x)`` of each row of a block, on the host."""
-        log_prob = self.log_prob(block)[0]
-        return np.array(to_host(self.normalize(log_prob)[0]))
+        """``log p(x)`` of each row of a block, on the host (None: the host's)."""
+        computed = self.log_prob(block)
+        if computed is None:
+            return None
+        return np.array(to_host(self.normalize(computed[0])[0]))
 
 
 class GaussianDeviceTerms(MixtureDeviceTerms):

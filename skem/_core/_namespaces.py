@@ -17,10 +17,10 @@ set, to the input's namespace and device. So every model, every route inside
 number is the numpy fit's: a float64 fit on torch equals the numpy fit from
 the same ``random_state`` (the start's draws come from numpy's RandomState).
 For data on an accelerator, a model with device work for the method
-(``_device_methods``: EMGaussianMixture's fit and scores) keeps the data
+(``_device_methods``: every EM model's fit, and some scores) keeps the data
 where they are: ``skem._core._device`` runs the model's device twins of its
 block functions there and reads every other pass's blocks on the host.
-Other models copy such data to the host for the call.
+For other methods (and the VAE) such data are copied to the host for the call.
 
 A method other than a fit runs on a shallow copy of the model that holds
 the host views, so the model's own arrays never change under another thread

@@ -38,13 +38,14 @@ from ._lowrank_mixture import (
     scatter_statistics,
     set_mixture_parameter_vector,
 )
+from ._lowrank_mixture_device import DeviceTwins
 
 #: Up to this many features the M-step is the exact closed form, above it one
 #: PPCA EM step per component (see ``MixtureOfPPCA._uses_closed_form``).
 CLOSED_FORM_MAX_FEATURES = 200
 
 
-class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseMixture):
+class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwins, BaseMixture):
     """Mixture of probabilistic principal component analysers, fitted by EM.
 
     Component k is ``N(means_[k], W_k W_k^T + noise_variance_[k] I)`` with
