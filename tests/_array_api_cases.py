@@ -477,6 +477,17 @@ def test_the_k_means_start_on_the_device_is_scikit_learns(library, weighted):
         )
         seeds = device_kmeans(X_xp, weights, k, np.random.RandomState(seed), seeds_only=True)
         assert_array_equal(seeds, indices)
+    # float32 rows far from the origin: distances in float64, as scikit-learn's
+    # (in float32 the norms swallowed the gaps between clusters: other seeds)
+    rng = np.random.RandomState(0)
+    corners = ([0, 0, 0], [5, 5, 0], [0, 6, 6], [8, 0, 3])
+    X = (np.vstack([rng.randn(100, 3) + c for c in corners]) + 1e4).astype(np.float32)
+    for seed in range(6):
+        _, indices = kmeans_plusplus(X, 4, random_state=np.random.RandomState(seed))
+        seeds = device_kmeans(
+            xp.asarray(X, device=device), None, 4, np.random.RandomState(seed), seeds_only=True
+        )
+        assert_array_equal(seeds, indices)
 
 
 def test_an_emptied_cluster_leaves_the_start_to_the_host(monkeypatch):

@@ -370,20 +370,33 @@ def _squared_distances(xp, centers, X, x_norms):
 
 def _kmeans_plusplus(xp, device, X, x_norms, weights, host_weights, n_clusters, random_state):
     """scikit-learn's k-means++ seeding (greedy, ``2 + ln K`` trials), its random
-    draws from ``random_state`` in the same order; the rows' work on the device."""
+    draws from ``random_state`` in the same order; the rows' work on the device.
+
+    Distances of float32 rows are computed in float64 and rounded to float32,
+    as scikit-learn computes them (large norms would otherwise swallow the
+    gaps between clusters and pick other seeds).
+    """
     n_samples = X.shape[0]
+    exact = X
+    if X.dtype == xp.float32:
+        exact = xp.astype(X, xp.float64)
+        x_norms = xp.sum(exact * exact, axis=1)
+
+    def distances_to(indices):
+        rows = xp.take(exact, xp.asarray(indices, device=device), axis=0)
+        return xp.astype(_squared_distances(xp, rows, exact, x_norms), X.dtype)
+
     n_trials = 2 + int(np.log(n_clusters))
     first = int(random_state.choice(n_samples, p=host_weights / host_weights.sum()))
     indices = [first]
-    closest = _squared_distances(xp, X[first : first + 1, :], X, x_norms)[0, :]
+    closest = distances_to(np.asarray([first]))[0, :]
     potential = float(xp.sum(closest * weights))
     for _ in range(1, n_clusters):
         draws = random_state.uniform(size=n_trials) * potential
         cumulative = xp.cumulative_sum(weights * closest)
         candidates = xp.searchsorted(cumulative, xp.asarray(draws, dtype=X.dtype, device=device))
         candidates = np.minimum(np.asarray(to_host(candidates), dtype=np.int64), n_samples - 1)
-        rows = xp.take(X, xp.asarray(candidates, device=device), axis=0)
-        distances = xp.minimum(closest[None, :], _squared_distances(xp, rows, X, x_norms))
+        distances = xp.minimum(closest[None, :], distances_to(candidates))
         potentials = distances @ weights
         best = int(xp.argmin(potentials))
         potential = float(potentials[best])

@@ -53,7 +53,8 @@ class LowRankDeviceTerms:
 
     def posterior(self, block):
         """``(log-densities, residuals, squared norms, posterior means)``, or None
-        for a block with a far or cancelling row."""
+        for a block with a far row (rows whose quadratic form cancels are
+        recomputed as sums of squares)."""
         xp = self.xp
         rows = xp.astype(block, xp.float64)
         if self.deviations is not None:
