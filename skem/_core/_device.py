@@ -1,25 +1,28 @@
 """Arrays on an accelerator (a GPU): the route that leaves the rows on their device.
 
-Imported only when a model computes where its data are (``_namespaces``
-decides: an array of another library on a device other than the host's CPU,
-for a method the model has device work for). Every pass of a fit is a sum of
-a block function over blocks of rows (``skem._core._routes``); here a model
-may give a pass a *device twin*, the same block function written in the
-array API standard, which runs on the device and returns its small sums to
-the host (``_device_function``; a twin may return None for a block it
-leaves to the host). A pass without a twin -- the start's column
-moments, a block with NaN, any model without twins -- reads each block on the
-host and runs the numpy block function, so every pass works and gives the
-numpy numbers; only the twins' work stays on the device. The M-step, the
-factorisations run in float64 numpy on the host: O(K d^3) against the
-E-step's O(N K d^2). The start's k-means (or k-means++ seeds) runs on the
-device, with scikit-learn's steps and random draws (``device_kmeans``); its
-first M-step reads the rows on the host.
+``_namespaces`` sends an array here when it lives elsewhere than the host's
+CPU and the model has device work for the method (``_device_methods``).
+Every pass of a fit is a sum of a block function over blocks of rows
+(``skem._core._routes``); here a model may give a pass a *device twin*, the
+same block function written in the array API standard, which runs on the
+device and returns its small sums to the host (``_device_function``; a twin
+may return None for a block it leaves to the host). A pass without a twin
+(the start's column moments, a block with NaN, the closed forms) reads each
+block on the host and runs the numpy block function, so every pass works
+and gives the numpy numbers; only the twins' work stays on the device. The
+M-step and the factorisations run in float64 numpy on the host: O(K d^3)
+against the E-step's O(N K d^2). The start's k-means (or k-means++ seeds)
+runs on the device, with scikit-learn's steps and random draws
+(``device_kmeans``); its first M-step reads a copy of the rows on the host.
 
-The twins here: the E-step and the log-densities of a Gaussian mixture's
-complete rows (EM's, and the variational mixture's E-step), for every
-covariance structure, in the statistics format of
-``skem._core._structure`` (so the M-step is the host's, unchanged).
+Here: the route (``OnDevice``), what every mixture's twin does with its
+log-probabilities (``MixtureDeviceTerms``: responsibilities, the bound,
+weights, the statistics moved to the host) and the Gaussian mixtures' twin
+(``GaussianDeviceTerms``: every covariance structure, in the statistics
+format of ``skem._core._structure``). The other models' twins live beside
+their maths: ``skem.decomposition._lowrank_device`` (PPCA, factor analysis),
+``skem.mixture._lowrank_mixture_device`` and ``skem.mixture._bernoulli_device``.
+No optional package is imported here.
 """
 
 from contextlib import nullcontext
