@@ -248,7 +248,7 @@ class MixtureDeviceTerms:
         if weights is None:
             bound, weight = xp.sum(log_norm), block.shape[0]
         else:
-            weights = xp.astype(weights, xp.float64)
+            weights = xp.astype(weights, xp.float64, copy=False)
             bound, weight = xp.sum(weights * log_norm), xp.sum(weights)
             responsibilities = responsibilities * weights[:, None]
         statistics = self.statistics(centered, responsibilities, reused)
@@ -316,11 +316,11 @@ class GaussianDeviceTerms(MixtureDeviceTerms):
         if self.covariance.matrices and not self.covariance.shared:
             whitened = centered @ self.factor - self.offsets
             stacked = xp.reshape(whitened, (n_samples, -1, n_features))
-            wide = xp.astype(stacked, xp.float64)
+            wide = xp.astype(stacked, xp.float64, copy=False)
             return xp.sum(wide * wide, axis=2), stacked
-        centered64 = xp.astype(centered, xp.float64)
+        centered64 = xp.astype(centered, xp.float64, copy=False)
         if self.covariance.matrices:
-            projected = xp.astype(centered @ self.factor, xp.float64)
+            projected = xp.astype(centered @ self.factor, xp.float64, copy=False)
             difference = projected[:, None, :] - self.offsets[None, :, :]
             return xp.sum(difference * difference, axis=2), centered64
         squares = centered64 * centered64
@@ -336,7 +336,8 @@ class GaussianDeviceTerms(MixtureDeviceTerms):
     def statistics(self, centered, responsibilities, reused):
         xp = self.xp
         return {
-            "sum_x": xp.matrix_transpose(responsibilities) @ xp.astype(centered, xp.float64),
+            "sum_x": xp.matrix_transpose(responsibilities)
+            @ xp.astype(centered, xp.float64, copy=False),
             "second": self.second_moments(centered, responsibilities, reused),
         }
 

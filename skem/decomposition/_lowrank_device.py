@@ -56,7 +56,7 @@ class LowRankDeviceTerms:
         for a block with a far row (rows whose quadratic form cancels are
         recomputed as sums of squares)."""
         xp = self.xp
-        rows = xp.astype(block, xp.float64)
+        rows = xp.astype(block, xp.float64, copy=False)
         if self.deviations is not None:
             rows = rows / self.deviations
         residual = rows - self.mean
@@ -91,7 +91,7 @@ class LowRankDeviceTerms:
         n_samples = block.shape[0]
         if weights is None:
             weights = xp.ones(n_samples, dtype=xp.float64, device=squared.device)
-        weights = xp.astype(weights, xp.float64)
+        weights = xp.astype(weights, xp.float64, copy=False)
         total = xp.sum(weights)
         augmented = xp.concat([posterior_mean, xp.ones_like(posterior_mean[:, :1])], axis=1)
         weighted = augmented * weights[:, None]

@@ -25,7 +25,7 @@ class BernoulliDeviceTerms(MixtureDeviceTerms):
         self.log_offset = xp.asarray(offset, device=device)
 
     def log_prob(self, block):
-        rows = self.xp.astype(block, self.xp.float64)
+        rows = self.xp.astype(block, self.xp.float64, copy=False)
         return rows @ self.log_odds + self.log_offset, rows, None
 
     def statistics(self, rows, responsibilities, reused):

@@ -66,7 +66,7 @@ class LowRankMixtureDeviceTerms(MixtureDeviceTerms):
 
     def log_prob(self, block):
         xp = self.xp
-        rows = xp.astype(block, xp.float64)
+        rows = xp.astype(block, xp.float64, copy=False)
         columns = []
         for k, mean in enumerate(self.means):
             residual = rows - mean
