@@ -614,25 +614,44 @@ def test_predictions_on_the_device_check_as_numpys(library, device_work):
     assert_allclose(got, reference.score_samples(far), rtol=1e-10)
 
 
-@pytest.mark.parametrize("library", LIBRARIES)
-@pytest.mark.parametrize("model", ["ppca-em", "fa", "fa-plain"])
-def test_the_low_rank_e_step_on_the_device(library, model, monkeypatch):
-    """ProbabilisticPCA's and FactorAnalysis' E-step (posterior means, the
-    lemma's log-densities with cancelling rows recomputed, the statistics) on the
-    device, with numpy's fit; a block with NaN or a far row is the host's."""
+def assert_same_fit_with_missing_values(make, X, xp, device, rtol):
+    """``make()`` fitted on X with a value of every 7th row missing: numpy's fit
+    (the blocks with NaN take the host's exact E-step)."""
+    X_nan = X.copy()
+    X_nan[::7, 2] = np.nan
+    reference = make().fit(X_nan)
+    with dispatch():
+        fitted = make().fit(xp.asarray(X_nan, device=device))
+    assert_same_fit(reference, fitted, xp, device, rtol=rtol)
+
+
+def count_twin_calls(monkeypatch, terms_class, method):
+    """Device work for torch on the CPU too; a list that records, for each call of
+    ``terms_class.method``, whether the twin took the block (not None)."""
     from skem._core import _namespaces
-    from skem.decomposition import _lowrank_device
 
     monkeypatch.setattr(_namespaces, "DEVICE_WORK_ON_HOST", True)
     calls = []
-    original = _lowrank_device.LowRankDeviceTerms.block_terms
+    original = getattr(terms_class, method)
 
     def counted(self, *args):
         result = original(self, *args)
         calls.append(result is not None)
         return result
 
-    monkeypatch.setattr(_lowrank_device.LowRankDeviceTerms, "block_terms", counted)
+    monkeypatch.setattr(terms_class, method, counted)
+    return calls
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+@pytest.mark.parametrize("model", ["ppca-em", "fa", "fa-plain"])
+def test_the_low_rank_e_step_on_the_device(library, model, monkeypatch):
+    """ProbabilisticPCA's and FactorAnalysis' E-step (posterior means, the
+    lemma's log-densities with cancelling rows recomputed, the statistics) on the
+    device, with numpy's fit; a block with NaN or a far row is the host's."""
+    from skem.decomposition import _lowrank_device
+
+    calls = count_twin_calls(monkeypatch, _lowrank_device.LowRankDeviceTerms, "block_terms")
     xp, device = namespace(library)
     make = {
         "ppca-em": lambda: ProbabilisticPCA(2, solver="em", random_state=0),
@@ -660,12 +679,7 @@ def test_the_low_rank_e_step_on_the_device(library, model, monkeypatch):
         assert_same_fit(reference, fitted, xp, device, rtol=rtol)
         assert_allclose(to_numpy(log_density), reference.score_samples(X), rtol=10 * rtol)
     assert calls and all(calls)
-    X_nan = X.copy()
-    X_nan[::7, 2] = np.nan
-    reference = make().fit(X_nan)
-    with dispatch():
-        fitted = make().fit(xp.asarray(X_nan, device=device))
-    assert_same_fit(reference, fitted, xp, device, rtol=rtol)
+    assert_same_fit_with_missing_values(make, X, xp, device, rtol)
 
 
 @pytest.mark.parametrize("library", LIBRARIES)
@@ -703,19 +717,10 @@ def test_the_low_rank_mixtures_e_step_on_the_device(library, model, monkeypatch)
     """MixtureOfPPCA's and MixtureOfFactorAnalyzers' E-step (each component's lemma,
     cancelling rows recomputed; the closed form's scatters) and log-densities on
     the device, with numpy's fit; blocks with NaN the host's."""
-    from skem._core import _namespaces
     from skem.mixture import _lowrank_mixture_device
 
-    monkeypatch.setattr(_namespaces, "DEVICE_WORK_ON_HOST", True)
-    calls = []
-    original = _lowrank_mixture_device.LowRankMixtureDeviceTerms.log_prob
-
-    def counted(self, *args):
-        result = original(self, *args)
-        calls.append(result is not None)
-        return result
-
-    monkeypatch.setattr(_lowrank_mixture_device.LowRankMixtureDeviceTerms, "log_prob", counted)
+    twin = _lowrank_mixture_device.LowRankMixtureDeviceTerms
+    calls = count_twin_calls(monkeypatch, twin, "log_prob")
     xp, device = namespace(library)
     make = {
         "mppca": lambda: MixtureOfPPCA(2, n_latent=2, random_state=0),
@@ -740,9 +745,4 @@ def test_the_low_rank_mixtures_e_step_on_the_device(library, model, monkeypatch)
         assert_same_fit(reference, fitted, xp, device, rtol=rtol)
         assert_allclose(to_numpy(log_density), reference.score_samples(X), rtol=rtol)
     assert calls and all(calls)
-    X_nan = X.copy()
-    X_nan[::7, 2] = np.nan
-    reference = make().fit(X_nan)
-    with dispatch():
-        fitted = make().fit(xp.asarray(X_nan, device=device))
-    assert_same_fit(reference, fitted, xp, device, rtol=rtol)
+    assert_same_fit_with_missing_values(make, X, xp, device, rtol)
