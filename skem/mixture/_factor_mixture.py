@@ -116,20 +116,19 @@ verbose, verbose_interval, learning_decay, learning_offset
         self.learning_decay, self.learning_offset = learning_decay, learning_offset
     # fmt: on
 
-    _fit_scratch = (*MixtureOfPPCA._fit_scratch, "_keep_posterior_means")
+    #: Where the E-step keeps its residuals (``_keep``: data in memory without
+    #: NaN) it keeps the posterior means too: the M-step's sums are then
+    #: O(n d q), not the d x d scatters (a dask array may have NaN in any block).
+    _keep_posterior_means = True
 
     def _prepare_fit(self, X, sample_weight, random_state):
         super()._prepare_fit(X, sample_weight, random_state)
-        # data in memory without NaN: the M-step's sums from the E-step's
-        # residuals and posterior means, O(n d q), not the d x d scatters (a
-        # dask array may have NaN in any block, and takes the scatters)
-        self._keep_posterior_means = self._keep
         variances = weighted_moments(X, sample_weight)[1]
         self._noise_floors = feature_noise_floors(variances, self.noise_variance_floor)
 
     def _row_width(self):
         width = super()._row_width()
-        if getattr(self, "_keep_posterior_means", False):  # (while fitting)
+        if getattr(self, "_keep", False):  # (while fitting: the posterior means)
             width += self._fitted_components() * self.n_latent
         return width
 
