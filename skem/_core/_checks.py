@@ -119,6 +119,12 @@ def check_sample_weight(sample_weight, n_samples):
     return weights / weights.mean()
 
 
+def weighted_row_mean(values, sample_weight):
+    """The (weighted) mean of per-row values in memory, as a float."""
+    weights = check_sample_weight(sample_weight, values.shape[0])
+    return float(np.average(values, weights=weights))
+
+
 def check_weight_values(weights):
     """Raise ValueError unless every weight is finite and non-negative."""
     if not np.all(np.isfinite(weights)):

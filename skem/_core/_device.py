@@ -37,8 +37,20 @@ from ._checks import (
     check_predict_rows,
     check_rows_observed,
     check_sample_weight,
+    weighted_row_mean,
 )
 from ._namespaces import namespace_and_device, to_host
+
+
+def device_array(array, xp, device):
+    """A float64 array of the host's (terms of the parameters) on ``device``."""
+    return xp.asarray(np.ascontiguousarray(array, dtype=np.float64), device=device)
+
+
+def statistics_to_host(statistics):
+    """A twin's statistics (a dict of device arrays) as float64 numpy arrays."""
+    return {name: np.array(to_host(value), dtype=np.float64) for name, value in statistics.items()}
+
 
 #: Blocks on the device hold this many times the rows of the host's blocks
 #: (which are sized for the CPU's caches): larger products for the device.
@@ -150,8 +162,8 @@ class OnDevice:
         return np.array(to_host(rows)), None if sample_weight is None else sample_weight[indices]
 
     def mean(self, values, sample_weight):
-        weights = check_sample_weight(sample_weight, values.shape[0])
-        return float(np.average(values, weights=weights))
+        """(Per-row values come back to the host: ``map``.)"""
+        return weighted_row_mean(values, sample_weight)
 
     names_empty_rows = True
 
@@ -253,14 +265,7 @@ class MixtureDeviceTerms:
             responsibilities = responsibilities * weights[:, None]
         statistics = self.statistics(centered, responsibilities, reused)
         statistics["nk"] = xp.sum(responsibilities, axis=0)
-        return (
-            float(bound),
-            float(weight),
-            {
-                name: np.array(to_host(value), dtype=np.float64)
-                for name, value in statistics.items()
-            },
-        )
+        return float(bound), float(weight), statistics_to_host(statistics)
 
     def log_density(self, block):
         """``log p(x)`` of each row of a block, on the host (None: the host's)."""
@@ -275,10 +280,7 @@ class GaussianDeviceTerms(MixtureDeviceTerms):
 
     Built once per pass from the host's terms: the centre, the covariance
     structure's factors (in the data's dtype, as the host's E-step uses
-    them), the log-normalisers plus log-weights (float64). A row's part of
-    the bound (``row_bound``): its log-density ("log_norm", EM), or the
-    entropy of its responsibilities ("entropy", the variational mixture,
-    whose other terms are global).
+    them), the log-normalisers plus log-weights (float64).
     """
 
     #: Expanded squares beyond this are recomputed from the differences (as
@@ -286,10 +288,8 @@ class GaussianDeviceTerms(MixtureDeviceTerms):
     EXPANSION_LIMIT = 1e6
 
     def __init__(self, covariance, terms, log_weights, xp, device, dtype, row_bound="log_norm"):
-        def put(array, as_dtype=None):
-            array = np.ascontiguousarray(array)
-            value = xp.asarray(array, device=device)
-            return value if as_dtype is None else xp.astype(value, as_dtype)
+        def put(array, as_dtype=xp.float64):
+            return xp.astype(device_array(array, xp, device), as_dtype, copy=False)
 
         self.xp, self.covariance, self.row_bound = xp, covariance, row_bound
         self.dtype = xp.float32 if dtype == np.float32 else xp.float64
@@ -372,7 +372,7 @@ def _squared_distances(xp, centers, X, x_norms):
     return xp.where(distances > 0, distances, xp.zeros_like(distances))
 
 
-def _kmeans_plusplus(xp, device, X, x_norms, weights, host_weights, n_clusters, random_state):
+def _kmeans_plusplus(xp, device, X, weights, host_weights, n_clusters, random_state):
     """scikit-learn's k-means++ seeding (greedy, ``2 + ln K`` trials), its random
     draws from ``random_state`` in the same order; the rows' work on the device.
 
@@ -381,10 +381,8 @@ def _kmeans_plusplus(xp, device, X, x_norms, weights, host_weights, n_clusters, 
     gaps between clusters and pick other seeds).
     """
     n_samples = X.shape[0]
-    exact = X
-    if X.dtype == xp.float32:
-        exact = xp.astype(X, xp.float64)
-        x_norms = xp.sum(exact * exact, axis=1)
+    exact = xp.astype(X, xp.float64, copy=False)
+    x_norms = xp.sum(exact * exact, axis=1)
 
     def distances_to(indices):
         rows = xp.take(exact, xp.asarray(indices, device=device), axis=0)
@@ -445,10 +443,7 @@ def device_kmeans(
     weights = xp.asarray(host_weights, device=device)
     if not seeds_only:  # (KMeans centres the data; kmeans_plusplus does not)
         X = X - xp.mean(X, axis=0)
-    x_norms = xp.sum(X * X, axis=1)
-    seeds = _kmeans_plusplus(
-        xp, device, X, x_norms, weights, host_weights, n_clusters, random_state
-    )
+    seeds = _kmeans_plusplus(xp, device, X, weights, host_weights, n_clusters, random_state)
     if seeds_only:
         return np.asarray(seeds)
     tolerance = float(xp.mean(xp.var(X, axis=0))) * tol

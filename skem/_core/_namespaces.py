@@ -142,6 +142,9 @@ def on_device(array):
 
 
 def _same_place(first, second):
+    """Whether two ``(namespace, device)`` are the same (None: numpy)."""
+    if first is None or second is None:
+        return first is second
     return first[0] is second[0] and first[1] == second[1]
 
 
@@ -172,10 +175,7 @@ def _place(estimator, name, data, fitted, dispatch):
         isinstance(value, np.ndarray) and key.endswith("_") and not key.startswith("_")
         for key, value in vars(estimator).items()
     )
-    if was_fitted and not (
-        (given is None and fitted_at is None)
-        or (given is not None and fitted_at is not None and _same_place(given, fitted_at))
-    ):
+    if was_fitted and not _same_place(given, fitted_at):
         raise ValueError(
             f"Inputs passed to {type(estimator).__name__}.{name}() must use the same "
             "namespace and the same device as those passed to fit(): the model was "

@@ -43,6 +43,7 @@ from ._checks import (
     check_rows_observed,
     check_sample_weight,
     may_have_nan,
+    weighted_row_mean,
 )
 from ._namespaces import is_foreign
 
@@ -93,8 +94,7 @@ class InMemory:
 
     def mean(self, values, sample_weight):
         """The (weighted) mean of per-row values, as a float."""
-        weights = check_sample_weight(sample_weight, values.shape[0])
-        return float(np.average(values, weights=weights))
+        return weighted_row_mean(values, sample_weight)
 
     #: Whether ``check_rows_observed`` names the rows of X (a cluster's route
     #: counts them as it meets them instead).

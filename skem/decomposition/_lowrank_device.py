@@ -14,6 +14,7 @@ from math import log, pi
 
 import numpy as np
 
+from .._core._device import device_array, statistics_to_host
 from .._core._namespaces import to_host
 from ._lowrank import CANCELLATION
 
@@ -29,7 +30,7 @@ class LowRankDeviceTerms:
     def __init__(self, xp, device, components, mean, noise_variance, precision_terms, *,
                  deviations=None, log_shift=0.0, has_missing=False, per_feature=False):  # fmt: skip
         def put(array):
-            return xp.asarray(np.ascontiguousarray(array, dtype=np.float64), device=device)
+            return device_array(array, xp, device)
 
         precision_inverse, log_det_precision = precision_terms
         self.xp = xp
@@ -38,8 +39,11 @@ class LowRankDeviceTerms:
         self.precision_inverse = put(precision_inverse)
         self.deviations = None if deviations is None else put(deviations)
         self.noise_variance = float(noise_variance)
-        self.covariance = put(noise_variance * precision_inverse)
         self.n_features, self.n_latent = components.shape[1], components.shape[0]
+        # the posterior covariance in the corner of [E z, 1]'s second moments
+        corner = np.zeros((self.n_latent + 1, self.n_latent + 1))
+        corner[:-1, :-1] = noise_variance * precision_inverse
+        self.covariance = put(corner)
         self.log_constant = (
             -0.5
             * (
@@ -78,7 +82,7 @@ class LowRankDeviceTerms:
     def log_density(self, block):
         """``log p(x)`` of each row of a block, on the host (None: the host's)."""
         posterior = self.posterior(block)
-        return None if posterior is None else np.array(_host(posterior[0]))
+        return None if posterior is None else np.array(to_host(posterior[0]))
 
     def block_terms(self, block, weights=None):
         """The E-step of a block: ``(bound sum, weight sum, statistics)`` on the host
@@ -88,19 +92,15 @@ class LowRankDeviceTerms:
         if posterior is None:
             return None
         log_density, residual, squared, posterior_mean = posterior
-        n_samples = block.shape[0]
         if weights is None:
-            weights = xp.ones(n_samples, dtype=xp.float64, device=squared.device)
+            weights = xp.ones(block.shape[0], dtype=xp.float64, device=squared.device)
         weights = xp.astype(weights, xp.float64, copy=False)
         total = xp.sum(weights)
         augmented = xp.concat([posterior_mean, xp.ones_like(posterior_mean[:, :1])], axis=1)
         weighted = augmented * weights[:, None]
         shared = xp.matrix_transpose(augmented) @ weighted
-        q = self.n_latent
-        pad = xp.zeros((q + 1, q + 1), dtype=xp.float64, device=squared.device)
-        corner = xp.concat([xp.concat([self.covariance, pad[:q, q:]], axis=1), pad[q:, :]], axis=0)
         statistics = {
-            "shared_moments": shared + total * corner,
+            "shared_moments": shared + total * self.covariance,
             "cross": xp.matrix_transpose(residual) @ weighted,
             "squares": xp.sum(weights * squared),
             "n_observed": total * self.n_features,
@@ -108,16 +108,10 @@ class LowRankDeviceTerms:
         if self.per_feature:
             statistics["feature_squares"] = weights @ (residual * residual)
             statistics["feature_observed"] = xp.ones_like(residual[0, :]) * total
-        host = {
-            name: np.array(_host(value), dtype=np.float64) for name, value in statistics.items()
-        }
+        host = statistics_to_host(statistics)
         if self.has_missing:
-            host["feature_moments"] = np.zeros((self.n_features, (q + 1) ** 2))
+            host["feature_moments"] = np.zeros((self.n_features, (self.n_latent + 1) ** 2))
         return float(xp.sum(weights * log_density)), float(total), host
-
-
-def _host(array):
-    return to_host(array)
 
 
 def ppca_device_function(model, function, xp, device):

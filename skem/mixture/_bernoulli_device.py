@@ -8,7 +8,7 @@ the bound and the weights are ``MixtureDeviceTerms``'.
 
 import numpy as np
 
-from .._core._device import MixtureDeviceTerms
+from .._core._device import MixtureDeviceTerms, device_array
 from .._core._namespaces import namespace_and_device
 
 
@@ -19,10 +19,11 @@ class BernoulliDeviceTerms(MixtureDeviceTerms):
         log_odds, log_zero = model._terms()
         log_weights = model._log_weights(np.float64)
         self.xp = xp
-        self.log_odds = xp.asarray(np.ascontiguousarray(log_odds.T), device=device)
+        self.log_odds = device_array(log_odds.T, xp, device)
         # (the host's observed @ log_zero.T, every value observed)
-        offset = np.ones(log_zero.shape[1]) @ log_zero.T + log_weights
-        self.log_offset = xp.asarray(offset, device=device)
+        self.log_offset = device_array(
+            np.ones(log_zero.shape[1]) @ log_zero.T + log_weights, xp, device
+        )
 
     def log_prob(self, block):
         rows = self.xp.astype(block, self.xp.float64, copy=False)

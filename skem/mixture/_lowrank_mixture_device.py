@@ -15,7 +15,7 @@ from math import log, pi
 
 import numpy as np
 
-from .._core._device import MixtureDeviceTerms
+from .._core._device import MixtureDeviceTerms, device_array
 from ..decomposition._lowrank import CANCELLATION
 
 #: ``MixtureOfPPCA._device_methods``: the methods that run where the data are.
@@ -35,7 +35,7 @@ class LowRankMixtureDeviceTerms(MixtureDeviceTerms):
 
     def __init__(self, model, xp, device):
         def put(array):
-            return xp.asarray(np.ascontiguousarray(array, dtype=np.float64), device=device)
+            return device_array(array, xp, device)
 
         terms = model._terms()
         means = np.asarray(model.means_, dtype=np.float64)
