@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
+from scipy.special import softmax
 from scipy.stats import multivariate_normal
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
@@ -806,3 +807,29 @@ def test_diagonal_types_score_rows_whose_squares_overflow_exactly(
     assert finite.any() and not finite.all()
     assert_allclose(scores[finite], exact[finite], rtol=1e-12)
     assert_array_equal(scores[~finite], -np.inf)
+
+
+def test_full_scatters_skip_only_rows_below_their_rounding():
+    """The fit loop's scatters sum r y y^T leave out the rows that change them
+    by less than their rounding, and only those: equal to the dense sum to
+    rounding of the trace, with a far row of tiny responsibility (most of
+    component 0's scatter) kept."""
+    from skem._core._covariance import COVARIANCES
+    from skem._core._linalg import contributing_rows
+
+    rng = np.random.RandomState(0)
+    n_samples, n_components, n_features = 400, 3, 5
+    stacked = rng.normal(size=(n_samples, n_components, n_features))
+    stacked[0, 0] = 1e9
+    responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
+    responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    dense = np.einsum("nk,nkd,nke->kde", responsibilities, stacked, stacked)
+    squared = np.einsum("nkd,nkd->nk", stacked, stacked)
+    contributing = contributing_rows(responsibilities, squared)
+    assert contributing[0, 0] and contributing.mean() < 0.5  # (the component-wise path)
+    workspace = {"whitened": stacked.reshape(n_samples, -1).copy(), "squared": squared}
+    scatters = COVARIANCES["full"].second_moments(None, None, responsibilities, None, workspace)
+    traces = np.trace(dense, axis1=1, axis2=2)
+    assert traces[0] > 1e6  # the far row's share
+    for k in range(n_components):
+        assert_allclose(scatters[k], dense[k], rtol=0, atol=1e-13 * traces[k])

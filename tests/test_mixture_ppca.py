@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import logsumexp
+from scipy.special import logsumexp, softmax
 from scipy.stats import multivariate_normal
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
@@ -489,3 +489,35 @@ def test_stacked_latent_precision_terms_are_those_of_each_component():
         precision = w @ w.T + s * np.eye(4)
         assert_allclose(inverse, np.linalg.inv(precision), rtol=1e-10)
         assert_allclose(log_det, np.linalg.slogdet(precision)[1], rtol=1e-12)
+
+
+def test_low_rank_statistics_skip_only_rows_below_their_rounding():
+    """The sums of both low-rank M-steps leave out the rows of a component that
+    change them by less than their rounding, and only those: equal to dense
+    sums to rounding (``contributing_rows``' bounds), with a far row of tiny
+    responsibility (most of component 0's scatter) kept."""
+    from skem.mixture._lowrank_mixture import factor_statistics, scatter_statistics
+
+    rng = np.random.RandomState(1)
+    n_samples, n_components, n_features, n_latent = 400, 3, 6, 2
+    residuals = rng.normal(size=(n_components, n_samples, n_features))
+    residuals[0, 0] = 1e9
+    responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
+    responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    betas = rng.normal(size=(n_components, n_features, n_latent))
+    posterior_means = [residuals[k] @ betas[k] for k in range(n_components)]
+    means = np.zeros((n_components, n_features))
+    scatter = scatter_statistics(means[0] + residuals[0], responsibilities, means, residuals.copy())
+    factor = factor_statistics(residuals, posterior_means, responsibilities)
+    traces = np.einsum("nk,knd,knd->k", responsibilities, residuals, residuals)
+    assert traces[0] > 1e6  # the far row's share
+    for k in range(n_components):
+        r, y = responsibilities[:, k], residuals[k]
+        atol = 1e-13 * traces[k]
+        assert_allclose(scatter["scatter"][k], (y * r[:, None]).T @ y, rtol=0, atol=atol)
+        assert_allclose(factor["feature_squares"][k], r @ y**2, rtol=0, atol=atol)
+        cross = (y * r[:, None]).T @ posterior_means[k]
+        assert_allclose(factor["cross"][k], cross, rtol=0, atol=atol * np.abs(betas[k]).sum())
+        spread = np.sqrt(n_samples * np.finfo(float).eps * traces[k])
+        for sums in (scatter, factor):
+            assert_allclose(sums["sum_residual"][k], r @ y, rtol=0, atol=spread)

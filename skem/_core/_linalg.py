@@ -44,6 +44,32 @@ def normalize_log_rows(log_values):
     return log_norm, log_values
 
 
+#: Half the float64 epsilon: the rounding of one operation.
+ROUNDING = np.finfo(np.float64).eps / 2
+
+
+def contributing_rows(responsibilities, squared_norms):
+    """Which rows change each component's second moments beyond their rounding.
+
+    ``responsibilities`` and the rows' squared residual norms
+    ``squared_norms`` (same shape: (n,) for one component or (n, K)) give
+    each row's share r |y|^2 of the trace of sum r y y^T. Rows of zero
+    responsibility are out; so are those whose share is below 2^-53 / n of
+    the component's total T: together they move the trace, and so any entry
+    of the scatter, by less than one rounding of T, and sum r y by less than
+    sqrt(n 2^-53 T) (Cauchy-Schwarz), the rounding of the component's spread
+    sqrt(T / N_k) times its count N_k. Non-finite shares (far rows kept by a
+    positive responsibility) stay in. Near convergence most rows belong to
+    other components, and the scatters of the rest cost less.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        share = np.multiply(squared_norms, responsibilities, dtype=np.float64)
+    share[responsibilities == 0] = 0.0
+    finite = np.isfinite(share)
+    threshold = np.sum(share, axis=0, where=finite) * (ROUNDING / share.shape[0])
+    return ~finite | (share > threshold)
+
+
 def cholesky_lower(matrix):
     """Lower Cholesky factor of a symmetric positive-definite matrix, or None."""
     try:

@@ -12,6 +12,7 @@ from ._blocks import Lazy
 from ._linalg import (
     cholesky_lower,
     cholesky_with_jitter,
+    contributing_rows,
     inverse_lower_transposed,
     precision_cholesky_from_precision,
 )
@@ -153,19 +154,35 @@ class FullCovariance(_Matrices):
         whitened -= terms.offsets
         stacked = whitened.reshape(centered.shape[0], -1, centered.shape[1])
         workspace["whitened"] = whitened
-        return np.einsum("nkd,nkd->nk", stacked, stacked, dtype=np.float64)
+        squared = np.einsum("nkd,nkd->nk", stacked, stacked, dtype=np.float64)
+        workspace["squared"] = squared.copy()  # (the caller turns its copy into densities)
+        return squared
 
     def second_moments(self, centered, centered64, responsibilities, terms, workspace=None):
-        """The whitened scatters sum r y y^T in one batched product, or, without
-        the E-step's workspace, the scatters about the terms' shift."""
+        """The whitened scatters sum r y y^T, or, without the E-step's
+        workspace, the scatters about the terms' shift.
+
+        Of the rows that change them (``contributing_rows``): when they are
+        fewer than half of all (the usual case once the responsibilities
+        settle), component by component; otherwise in one batched product.
+        """
         if workspace is None:
             scatters = shifted_scatters(centered, responsibilities, terms.shift)
             return in_basis(scatters, terms)
         whitened = workspace["whitened"]
-        stacked = whitened.reshape(whitened.shape[0], responsibilities.shape[1], -1)
-        stacked *= np.sqrt(responsibilities)[:, :, np.newaxis].astype(whitened.dtype)
-        per_component = stacked.transpose(1, 0, 2)
-        return np.matmul(per_component.transpose(0, 2, 1), per_component)
+        n_samples, n_components = responsibilities.shape
+        stacked = whitened.reshape(n_samples, n_components, -1)
+        contributing = contributing_rows(responsibilities, workspace["squared"])
+        roots = np.sqrt(responsibilities).astype(whitened.dtype)
+        if 2 * np.count_nonzero(contributing) >= contributing.size:
+            stacked *= roots[:, :, np.newaxis]
+            per_component = stacked.transpose(1, 0, 2)
+            return np.matmul(per_component.transpose(0, 2, 1), per_component)
+        scatters = np.empty((n_components, stacked.shape[2], stacked.shape[2]), whitened.dtype)
+        for k in range(n_components):
+            rows = np.flatnonzero(contributing[:, k])
+            scatters[k] = gram(stacked[rows, k] * roots[rows, k, np.newaxis])
+        return scatters
 
     def expected_second_moments(self, conditionals, responsibilities, terms):
         """The expected scatters about the shift, whitened as the complete rows' are.

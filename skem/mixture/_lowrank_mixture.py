@@ -8,6 +8,7 @@ in ``skem.decomposition._lowrank``.
 
 import numpy as np
 
+from .._core._linalg import contributing_rows
 from .._core._parallel import single_blas_thread
 from ..decomposition._lowrank import factor_analysis_update, ppca_log_density
 from ._base import RESPONSIBILITY_FLOOR
@@ -57,9 +58,20 @@ def component_log_density(
     return log_density, posterior_mean
 
 
-def _positive_rows(responsibility):
-    """The rows of positive responsibility (a slice if all) and their float64 weights."""
-    rows = np.flatnonzero(responsibility)
+def _weighted_rows(responsibility, residual=None):
+    """The rows that change a component's sums (a slice if all), and their float64 weights.
+
+    Rows of zero responsibility are skipped; given the component's
+    ``residual`` x - m of every row, so are those that change its sums by
+    less than their rounding (``contributing_rows``).
+    """
+    if residual is None:
+        contributing = responsibility > 0
+    else:
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows: r = 0
+            squared_norms = np.einsum("nd,nd->n", residual, residual)
+        contributing = contributing_rows(responsibility, squared_norms)
+    rows = np.flatnonzero(contributing)
     if rows.size == responsibility.shape[0]:
         return slice(None), responsibility.astype(np.float64)
     return rows, responsibility[rows].astype(np.float64)
@@ -82,7 +94,9 @@ def scatter_statistics(X, responsibilities, means, residuals=None):
     }
     buffer = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _positive_rows(responsibilities[:, k])
+        rows, weight = _weighted_rows(
+            responsibilities[:, k], None if residuals is None else residuals[k]
+        )
         if weight.size == 0:
             continue
         if residuals is None:
@@ -117,7 +131,7 @@ def factor_statistics(residuals, posterior_means, responsibilities):
     }
     squares = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _positive_rows(responsibilities[:, k])
+        rows, weight = _weighted_rows(responsibilities[:, k], residuals[k])
         if weight.size == 0:
             continue
         residual = residuals[k][rows]
