@@ -833,3 +833,27 @@ def test_full_scatters_skip_only_rows_below_their_rounding():
     assert traces[0] > 1e6  # the far row's share
     for k in range(n_components):
         assert_allclose(scatters[k], dense[k], rtol=0, atol=1e-13 * traces[k])
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "tied"])
+def test_sample_float32_ill_conditioned(covariance_type):
+    """float32 data whose covariances have condition number ~1e12 (beyond float32's
+    precision: the stored float32 covariance is indefinite) still sample, from the
+    Gaussians the model scores with: draws whitened by the precision factors U
+    (P = U U^T) have identity covariance, to sampling error. The warning names
+    float32's precision."""
+    rng = np.random.RandomState(0)
+    rotation = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    X = (rng.normal(size=(2000, 6)) * np.logspace(0, 6, 6)) @ rotation
+    model = EMGaussianMixture(2, covariance_type=covariance_type, random_state=0)
+    with pytest.warns(DegenerateComponentWarning, match="float32 data .* fit float64"):
+        model.fit(X.astype(np.float32))  # (singular at float32's precision: named)
+    n_draws = 100_000
+    draws, labels = model.sample(n_draws)
+    assert draws.dtype == np.float32
+    factors = np.asarray(model.precisions_cholesky_, dtype=np.float64)
+    for k in range(2):
+        factor = factors if covariance_type == "tied" else factors[k]
+        whitened = (draws[labels == k] - model.means_[k]).astype(np.float64) @ factor
+        bound = 5 * np.sqrt(2 / whitened.shape[0])  # five standard errors
+        assert_allclose(np.cov(whitened.T), np.eye(6), rtol=0, atol=bound)

@@ -10,6 +10,7 @@ interface and the statistics format), ``_matrices`` ('full', 'tied') and
 from math import log, pi
 
 import numpy as np
+from scipy import linalg
 
 from ._matrices import FullCovariance, TiedCovariance
 from ._missing import conditioning_row_width
@@ -90,16 +91,26 @@ def covariance_matrix(covariance, covariances, k, n_features):
     return np.diag(per_feature(covariance, covariances, k + 1, n_features)[k])
 
 
-def sample_noise(covariance, noise, covariances, labels):
-    """Standard normal ``noise`` rows turned into draws of ``labels``' covariances."""
+def sample_noise(covariance, noise, precision_factors, labels):
+    """Standard normal ``noise`` rows turned into draws of ``labels``' Gaussians.
+
+    From the factors U of the precisions (P = U U^T, the model's
+    ``precisions_cholesky_``, which its densities use): a draw is
+    U^-T z, as L z with L the Cholesky factor of the covariance, without
+    factorising a covariance that rounding made indefinite (float32
+    covariances of condition number beyond about 1e7).
+    """
+    factors = np.asarray(precision_factors, dtype=np.float64)
     if covariance.matrices:
-        factors = np.linalg.cholesky(covariances)
         if covariance.shared:
-            return noise @ factors.T
-        return np.einsum("nd,ned->ne", noise, factors[labels])
+            return linalg.solve_triangular(factors, noise.T, trans="T").T
+        draws = np.empty_like(noise)
+        for k in np.unique(labels):
+            rows = labels == k
+            draws[rows] = linalg.solve_triangular(factors[k], noise[rows].T, trans="T").T
+        return draws
     n_components = labels.max(initial=0) + 1
-    variances = per_feature(covariance, covariances, n_components, noise.shape[1])
-    return noise * np.sqrt(variances[labels])
+    return noise / per_feature(covariance, factors, n_components, noise.shape[1])[labels]
 
 
 def outer(covariance, offsets):

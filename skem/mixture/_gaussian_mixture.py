@@ -601,6 +601,12 @@ class EMGaussianMixture(BaseMixture):
             return
         degenerate = sorted(self._degenerate_components())
         if degenerate:
+            precision = ""
+            if self.covariances_.dtype == np.float32:
+                precision = (
+                    " With float32 data a covariance is also singular at that precision "
+                    "when its condition number passes about 1e6: fit float64 data then."
+                )
             warnings.warn(
                 f"{len(degenerate)} of {self.n_components} components are degenerate "
                 f"(components {degenerate}): their empirical covariance is singular, "
@@ -609,15 +615,14 @@ class EMGaussianMixture(BaseMixture):
                 "components than distinct points. Their variance in the collapsed directions is "
                 f"held at the floor reg_covar={self.reg_covar!r}, so scores stay "
                 "finite but the density there is sharply peaked; consider fewer "
-                "components, a larger reg_covar or removing constant features.",
+                "components, a larger reg_covar or removing constant features." + precision,
                 DegenerateComponentWarning,
             )
 
     def _sample_components(self, labels, random_state):
         n_features = self.means_.shape[1]
         noise = random_state.standard_normal(size=(labels.shape[0], n_features))
-        covariances = np.asarray(self.covariances_, dtype=np.float64)
-        noise = sample_noise(self._covariance, noise, covariances, labels)
+        noise = sample_noise(self._covariance, noise, self.precisions_cholesky_, labels)
         return (self.means_[labels] + noise).astype(self.means_.dtype)
 
     def _n_component_parameters(self):

@@ -675,7 +675,7 @@ degrees_of_freedom_prior_, covariance_prior_
         """Draws of the posterior predictive: Student-t, ``m_k + L_k^-1/2 z sqrt(dof / chi2)``."""
         student = self._terms().student
         noise = random_state.standard_normal(size=(labels.shape[0], self.means_.shape[1]))
-        noise = sample_noise(self._covariance, noise, self.covariances_, labels)
+        noise = sample_noise(self._covariance, noise, self.precisions_cholesky_, labels)
         chi2 = random_state.chisquare(student.dof[labels])
         noise *= np.sqrt(student.dof[labels] / (student.scale[labels] * chi2))[:, np.newaxis]
         return self.means_[labels] + noise
