@@ -818,7 +818,7 @@ def test_full_scatters_skip_only_rows_below_their_rounding():
     from skem._core._linalg import contributing_rows
 
     rng = np.random.RandomState(0)
-    n_samples, n_components, n_features = 400, 3, 5
+    n_samples, n_components, n_features = 400, 3, 40
     stacked = rng.normal(size=(n_samples, n_components, n_features))
     stacked[0, 0] = 1e9
     responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
@@ -857,3 +857,17 @@ def test_sample_float32_ill_conditioned(covariance_type):
         whitened = (draws[labels == k] - model.means_[k]).astype(np.float64) @ factor
         bound = 5 * np.sqrt(2 / whitened.shape[0])  # five standard errors
         assert_allclose(np.cov(whitened.T), np.eye(6), rtol=0, atol=bound)
+
+
+def test_contributing_rows_keep_every_row_when_the_trace_is_out_of_range():
+    """A trace beyond the float range (finite shares summing to inf) or zero
+    (every square underflowed) cannot rank rows: every row of positive
+    responsibility is kept, without a RuntimeWarning (errors here)."""
+    from skem._core._linalg import contributing_rows
+
+    responsibilities = np.array([1.0, 0.9, 0.0, 1e-300])
+    for squared_norms in ([1e308, 1e308, 1e308, 1.0], [0.0, 0.0, 0.0, 0.0]):
+        kept = contributing_rows(responsibilities, np.array(squared_norms))
+        assert_array_equal(kept, [True, True, False, True])
+    kept = contributing_rows(responsibilities, np.array([1.0, 1.0, np.inf, 1.0]))
+    assert_array_equal(kept, [True, True, False, False])  # (r = 0 drops an infinite row)

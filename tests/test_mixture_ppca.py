@@ -492,14 +492,15 @@ def test_stacked_latent_precision_terms_are_those_of_each_component():
 
 
 def test_low_rank_statistics_skip_only_rows_below_their_rounding():
-    """The sums of both low-rank M-steps leave out the rows of a component that
-    change them by less than their rounding, and only those: equal to dense
-    sums to rounding (``contributing_rows``' bounds), with a far row of tiny
-    responsibility (most of component 0's scatter) kept."""
+    """MixtureOfPPCA's closed-form scatters leave out the rows of a component
+    that change them by less than their rounding, and only those: equal to
+    dense sums to rounding of the trace, with a far row of tiny responsibility
+    (most of component 0's scatter) kept. First moments, and the factor
+    analysers' sums, take every row of positive responsibility."""
     from skem.mixture._lowrank_mixture import factor_statistics, scatter_statistics
 
     rng = np.random.RandomState(1)
-    n_samples, n_components, n_features, n_latent = 400, 3, 6, 2
+    n_samples, n_components, n_features, n_latent = 400, 3, 40, 2
     residuals = rng.normal(size=(n_components, n_samples, n_features))
     residuals[0, 0] = 1e9
     responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
@@ -507,9 +508,12 @@ def test_low_rank_statistics_skip_only_rows_below_their_rounding():
     betas = rng.normal(size=(n_components, n_features, n_latent))
     posterior_means = [residuals[k] @ betas[k] for k in range(n_components)]
     means = np.zeros((n_components, n_features))
-    scatter = scatter_statistics(means[0] + residuals[0], responsibilities, means, residuals.copy())
+    squared_norms = np.einsum("knd,knd->kn", residuals, residuals)
+    scatter = scatter_statistics(
+        residuals[0], responsibilities, means, residuals.copy(), squared_norms
+    )
     factor = factor_statistics(residuals, posterior_means, responsibilities)
-    traces = np.einsum("nk,knd,knd->k", responsibilities, residuals, residuals)
+    traces = np.einsum("nk,kn->k", responsibilities, squared_norms)
     assert traces[0] > 1e6  # the far row's share
     for k in range(n_components):
         r, y = responsibilities[:, k], residuals[k]
@@ -518,6 +522,30 @@ def test_low_rank_statistics_skip_only_rows_below_their_rounding():
         assert_allclose(factor["feature_squares"][k], r @ y**2, rtol=0, atol=atol)
         cross = (y * r[:, None]).T @ posterior_means[k]
         assert_allclose(factor["cross"][k], cross, rtol=0, atol=atol * np.abs(betas[k]).sum())
-        spread = np.sqrt(n_samples * np.finfo(float).eps * traces[k])
+        first = r @ y
+        rounding = 1e-14 * (r @ np.abs(y))
         for sums in (scatter, factor):
-            assert_allclose(sums["sum_residual"][k], r @ y, rtol=0, atol=spread)
+            assert np.all(np.abs(sums["sum_residual"][k] - first) <= rounding)
+
+
+def test_means_follow_the_textbook_m_step_near_a_lattice():
+    """Many rows on or next to a component's mean (integer lattice data) have
+    tiny squared residuals: the scatter may skip them, the means may not.
+    Each iteration's means are the responsibility-weighted means of X under
+    the previous iteration's parameters, to rounding (1e-13 here; they
+    drifted by 4e-10 when the mean's sum skipped the rows the scatter skips)."""
+    n_features = 40
+    block = np.vstack([np.zeros((900, n_features)), np.eye(n_features), -np.eye(n_features)])
+    block = np.repeat(block, [1] * 900 + [17] * (2 * n_features), axis=0)
+    X = np.vstack([block, block + 2.2 * np.eye(n_features)[0]])  # (means 7e-10 off the lattice)
+    previous = None
+    for n_iter in range(1, 6):
+        model = MixtureOfPPCA(2, n_latent=1, tol=0, max_iter=n_iter, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X)
+        if previous is not None:
+            responsibilities = previous.predict_proba(X)
+            expected = responsibilities.T @ X / responsibilities.sum(axis=0)[:, np.newaxis]
+            assert_allclose(model.means_, expected, rtol=0, atol=1e-12)
+        previous = model

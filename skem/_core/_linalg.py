@@ -47,27 +47,39 @@ def normalize_log_rows(log_values):
 #: Half the float64 epsilon: the rounding of one operation.
 ROUNDING = np.finfo(np.float64).eps / 2
 
+#: With fewer features the scatters sum every row: their products are cheap,
+#: and choosing the rows (``contributing_rows``) costs more than it saves.
+SKIP_MIN_FEATURES = 32
+
 
 def contributing_rows(responsibilities, squared_norms):
-    """Which rows change each component's second moments beyond their rounding.
+    """Which rows change each component's scatter sum r y y^T beyond its rounding.
 
     ``responsibilities`` and the rows' squared residual norms
     ``squared_norms`` (same shape: (n,) for one component or (n, K)) give
-    each row's share r |y|^2 of the trace of sum r y y^T. Rows of zero
+    each row's share r |y|^2 of the trace T of the scatter. Rows of zero
     responsibility are out; so are those whose share is below 2^-53 / n of
-    the component's total T: together they move the trace, and so any entry
-    of the scatter, by less than one rounding of T, and sum r y by less than
-    sqrt(n 2^-53 T) (Cauchy-Schwarz), the rounding of the component's spread
-    sqrt(T / N_k) times its count N_k. Non-finite shares (far rows kept by a
-    positive responsibility) stay in. Near convergence most rows belong to
-    other components, and the scatters of the rest cost less.
+    T: together they move T, and so any entry of the scatter (each is
+    bounded by T), by less than one rounding of T. Non-finite shares (far
+    rows kept by a positive responsibility) stay in; a T of zero (every
+    residual's square underflowed) or beyond the float range keeps every row
+    of positive responsibility. Only second moments may skip rows: the
+    skipped rows' sum r y is bounded by sqrt(n 2^-53 T) only (Cauchy-Schwarz),
+    far above its rounding, so first moments sum every row. Near convergence
+    most rows belong to other components, and the scatters of the rest cost
+    less.
     """
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):  # (NaN: r = 0 times an infinite norm)
         share = np.multiply(squared_norms, responsibilities, dtype=np.float64)
-    share[responsibilities == 0] = 0.0
-    finite = np.isfinite(share)
-    threshold = np.sum(share, axis=0, where=finite) * (ROUNDING / share.shape[0])
-    return ~finite | (share > threshold)
+        total = share.sum(axis=0)
+        if not np.all(np.isfinite(total)):
+            total = np.sum(share, axis=0, where=share < np.inf)
+        threshold = total * (ROUNDING / share.shape[0])
+        contributing = share > threshold  # (NaN: False; infinite: True)
+    usable = (threshold > 0) & (threshold < np.inf)
+    if not np.all(usable):
+        contributing = np.where(usable, contributing, responsibilities > 0)
+    return contributing
 
 
 def cholesky_lower(matrix):

@@ -10,6 +10,7 @@ import numpy as np
 
 from ._blocks import Lazy
 from ._linalg import (
+    SKIP_MIN_FEATURES,
     cholesky_lower,
     cholesky_with_jitter,
     contributing_rows,
@@ -155,16 +156,18 @@ class FullCovariance(_Matrices):
         stacked = whitened.reshape(centered.shape[0], -1, centered.shape[1])
         workspace["whitened"] = whitened
         squared = np.einsum("nkd,nkd->nk", stacked, stacked, dtype=np.float64)
-        workspace["squared"] = squared.copy()  # (the caller turns its copy into densities)
+        if centered.shape[1] >= SKIP_MIN_FEATURES:  # (for ``second_moments``)
+            workspace["squared"] = squared.copy()  # (the caller makes densities of its own)
         return squared
 
     def second_moments(self, centered, centered64, responsibilities, terms, workspace=None):
         """The whitened scatters sum r y y^T, or, without the E-step's
         workspace, the scatters about the terms' shift.
 
-        Of the rows that change them (``contributing_rows``): when they are
-        fewer than half of all (the usual case once the responsibilities
-        settle), component by component; otherwise in one batched product.
+        Of the rows that change them (``contributing_rows``), component by
+        component, when they are fewer than half of all (the usual case once
+        the responsibilities settle) and the features many enough for that
+        to pay (``SKIP_MIN_FEATURES``); otherwise in one batched product.
         """
         if workspace is None:
             scatters = shifted_scatters(centered, responsibilities, terms.shift)
@@ -172,9 +175,11 @@ class FullCovariance(_Matrices):
         whitened = workspace["whitened"]
         n_samples, n_components = responsibilities.shape
         stacked = whitened.reshape(n_samples, n_components, -1)
-        contributing = contributing_rows(responsibilities, workspace["squared"])
         roots = np.sqrt(responsibilities).astype(whitened.dtype)
-        if 2 * np.count_nonzero(contributing) >= contributing.size:
+        contributing = None
+        if "squared" in workspace:
+            contributing = contributing_rows(responsibilities, workspace["squared"])
+        if contributing is None or 2 * np.count_nonzero(contributing) >= contributing.size:
             stacked *= roots[:, :, np.newaxis]
             per_component = stacked.transpose(1, 0, 2)
             return np.matmul(per_component.transpose(0, 2, 1), per_component)

@@ -149,7 +149,7 @@ verbose, verbose_interval, learning_decay, learning_offset
         the sums of ``factor_statistics``, O(n d q); otherwise the d x d scatters."""
         if workspace is None or workspace[1] is None:
             return super()._component_statistics(X, responsibilities, workspace)
-        return factor_statistics(*workspace, responsibilities)
+        return factor_statistics(*workspace[:2], responsibilities)
 
     def _m_step_components(self, statistics):
         if "cross" not in statistics:  # (the d x d scatters: rows with NaN)

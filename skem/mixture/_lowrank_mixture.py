@@ -8,7 +8,7 @@ in ``skem.decomposition._lowrank``.
 
 import numpy as np
 
-from .._core._linalg import contributing_rows
+from .._core._linalg import SKIP_MIN_FEATURES, contributing_rows
 from .._core._parallel import single_blas_thread
 from ..decomposition._lowrank import factor_analysis_update, ppca_log_density
 from ._base import RESPONSIBILITY_FLOOR
@@ -58,33 +58,25 @@ def component_log_density(
     return log_density, posterior_mean
 
 
-def _weighted_rows(responsibility, residual=None):
-    """The rows that change a component's sums (a slice if all), and their float64 weights.
-
-    Rows of zero responsibility are skipped; given the component's
-    ``residual`` x - m of every row, so are those that change its sums by
-    less than their rounding (``contributing_rows``).
-    """
-    if residual is None:
-        contributing = responsibility > 0
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):  # far rows: r = 0
-            squared_norms = np.einsum("nd,nd->n", residual, residual)
-        contributing = contributing_rows(responsibility, squared_norms)
-    rows = np.flatnonzero(contributing)
+def _positive_rows(responsibility):
+    """The rows of positive responsibility (a slice if all) and their float64 weights."""
+    rows = np.flatnonzero(responsibility)
     if rows.size == responsibility.shape[0]:
         return slice(None), responsibility.astype(np.float64)
     return rows, responsibility[rows].astype(np.float64)
 
 
-def scatter_statistics(X, responsibilities, means, residuals=None):
+def scatter_statistics(X, responsibilities, means, residuals=None, squared_norms=None):
     """``sum_residual`` and the shifted ``scatter`` of every component.
 
     Both are sums weighted by the responsibilities about the component's
     current mean ``means[k]``: ``sum_residual`` = sum r (x - m) and
     ``scatter`` = sum r (x - m)(x - m)^T (d x d). Rows of zero responsibility
     are skipped. ``residuals`` (K x n x d), if given, are the E-step's x - m
-    of these rows, used (and overwritten) instead of being computed again.
+    of these rows, used (and overwritten) instead of being computed again;
+    with their ``squared_norms`` (K x n) and ``SKIP_MIN_FEATURES`` features
+    or more, the scatter also skips the rows that change it by less than its
+    rounding (``contributing_rows``) when they are at least half.
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
@@ -92,11 +84,12 @@ def scatter_statistics(X, responsibilities, means, residuals=None):
         "sum_residual": np.zeros((n_components, n_features)),
         "scatter": np.zeros((n_components, n_features, n_features)),
     }
+    contributing = None
+    if squared_norms is not None and n_features >= SKIP_MIN_FEATURES:
+        contributing = contributing_rows(responsibilities, squared_norms.T)
     buffer = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _weighted_rows(
-            responsibilities[:, k], None if residuals is None else residuals[k]
-        )
+        rows, weight = _positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
         if residuals is None:
@@ -104,6 +97,10 @@ def scatter_statistics(X, responsibilities, means, residuals=None):
         else:
             residual = residuals[k][rows]
         statistics["sum_residual"][k] = weight @ residual
+        if contributing is not None:
+            kept = contributing[rows, k]
+            if 2 * np.count_nonzero(kept) < weight.size:
+                residual, weight = residual[kept], weight[kept]
         residual *= np.sqrt(weight)[:, np.newaxis]
         # numpy sees a product with its own transpose and calls syrk in
         # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
@@ -131,7 +128,7 @@ def factor_statistics(residuals, posterior_means, responsibilities):
     }
     squares = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _weighted_rows(responsibilities[:, k], residuals[k])
+        rows, weight = _positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
         residual = residuals[k][rows]

@@ -373,7 +373,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
         n_latent = self.components_.shape[1] if hasattr(self, "components_") else self.n_latent
         width = self._fitted_components() + 3 * self.n_features_in_ + 2 * n_latent
         if getattr(self, "_keep", False):  # (while fitting: ``_log_prob_and_workspace``)
-            width += self._fitted_components() * self.n_features_in_
+            width += self._fitted_components() * self.n_features_in_  # (K norms: in the slack)
         return width + getattr(self, "_missing_row_width", 0)  # (while fitting data with NaN)
 
     def _component_terms(self, X, k, rows=slice(None), out=None, scratch=None):
@@ -382,11 +382,8 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
         residual = np.subtract(X[rows], self.means_[k], dtype=np.float64, out=out)
         # far rows overflow (inf, or NaN from inf - inf): handled by ppca_log_density
         with np.errstate(over="ignore", invalid="ignore"):
-            return (
-                residual,
-                np.einsum("nd,nd->n", residual, residual),
-                residual @ self._loadings(k),
-            )
+            squared_norms = np.einsum("nd,nd->n", residual, residual)
+            return residual, squared_norms, residual @ self._loadings(k)
 
     def _loadings(self, k):
         """W_k, in the coordinates of the E-step (``_component_terms``)."""
@@ -397,8 +394,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
 
     def _log_prob_and_workspace(self, X, keep=None):
         """``log p(x | k)``, and, if ``keep`` (by default while fitting rows
-        without NaN in memory), the residuals x - m_k (K x n x d) and, for a
-        model that asks for them, each component's posterior means."""
+        without NaN in memory), the residuals x - m_k (K x n x d), for a model
+        that asks for them each component's posterior means, and the squared
+        norms of the E-step's coordinates (K x n)."""
         n_components = self.components_.shape[0]
         keep = getattr(self, "_keep", False) if keep is None else keep
         terms = self._terms()
@@ -406,12 +404,15 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
         log_prob = np.empty((X.shape[0], n_components))
         buffers = np.empty((2, *X.shape))  # residuals unless kept, temporaries: reused
         residuals = np.empty((n_components, *X.shape)) if keep else None
+        squared_norms = np.empty((n_components, X.shape[0])) if keep else None
         posterior_means = [] if keep and getattr(self, "_keep_posterior_means", False) else None
         for k in range(n_components):
+            out = buffers[0] if residuals is None else residuals[k]
+            terms_k = self._component_terms(X, k, out=out, scratch=buffers[1])
+            if keep:  # (before ppca_log_density may recompute far rows' norms in place)
+                squared_norms[k] = terms_k[1]
             log_prob[:, k], posterior_mean = component_log_density(
-                *self._component_terms(
-                    X, k, out=buffers[0] if residuals is None else residuals[k], scratch=buffers[1]
-                ),
+                *terms_k,
                 self._loadings(k),
                 terms["precision_inverses"][k],
                 terms["noise"][k],
@@ -421,7 +422,7 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
             )
             if posterior_means is not None:
                 posterior_means.append(posterior_mean)
-        return log_prob, None if residuals is None else (residuals, posterior_means)
+        return log_prob, None if residuals is None else (residuals, posterior_means, squared_norms)
 
     def _missing_log_prob(self, X, missing):
         """Log-density of the observed values of each row: the marginal Gaussian.
@@ -456,12 +457,11 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
         ``sum_squares`` = sum r |x - m|^2. Summing about the current mean,
         not about zero, keeps the recentring in the M-step free of
         cancellation. Rows of zero responsibility are skipped. ``workspace``:
-        the E-step's residuals, if it kept them (``_log_prob_and_workspace``).
+        the E-step's residuals and norms, if kept (``_log_prob_and_workspace``).
         """
         if self._closed_form:
-            return scatter_statistics(
-                X, responsibilities, self.means_, None if workspace is None else workspace[0]
-            )
+            residuals, _, squared_norms = workspace or (None, None, None)
+            return scatter_statistics(X, responsibilities, self.means_, residuals, squared_norms)
         n_features = X.shape[1]
         statistics = {
             "sum_residual": np.zeros((self.n_components, n_features)),
