@@ -115,11 +115,12 @@ or 15 (1e-4 and 1e-5: its fixed point), so its iterations are those of its
 responsibilities, not of a slow factor step.
 
 After the scatters stopped summing the rows that change them by less than
-their rounding (commit 284f5da; quiet machine, load 1.0, 15 fits each,
-three alternating runs of the old and new code, ms, issue's split):
-EMGaussianMixture(full) 39 - 41 -> 34 - 36, MixtureOfPPCA 85 - 86 -> 72 - 80,
-MixtureOfFactorAnalyzers 87 - 94 -> 81 - 87; the same iterations, bounds
-equal to 1e-14. The ratios to the GMM stay about 2.1 and 2.4.
+their rounding (commits 284f5da and 01d6e64, from 32 features; load average
+1.1, 15 fits each, three alternating runs of the old and new code, ms, the
+issue's split): EMGaussianMixture(full) 39 - 42 -> 34 - 36, MixtureOfPPCA
+88 - 89 -> 75 - 78, MixtureOfFactorAnalyzers 87 - 95 -> 91 - 97 (its O(n d q)
+sums skip nothing: it did not pay); the same iterations, bounds equal to
+1e-14. The ratios to the GMM: about 2.2 and 2.7.
 """
 
 import argparse
