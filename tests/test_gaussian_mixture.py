@@ -809,30 +809,36 @@ def test_diagonal_types_score_rows_whose_squares_overflow_exactly(
     assert_array_equal(scores[~finite], -np.inf)
 
 
-def test_full_scatters_skip_only_rows_below_their_rounding():
+@pytest.mark.parametrize("far", ["every direction", "one direction"])
+def test_full_scatters_skip_only_rows_below_their_rounding(far):
     """The fit loop's scatters sum r y y^T leave out the rows that change them
-    by less than their rounding, and only those: equal to the dense sum to
-    rounding of the trace, with a far row of tiny responsibility (most of
-    component 0's scatter) kept."""
+    by less than their rounding, and only those: each entry equal to the
+    dense sum to rounding of sqrt(S_ii S_jj). A far row (of tiny
+    responsibility, or far in one direction only, which makes the trace large
+    there alone, as an outlier new to a warm-started fit) is kept, and in the
+    second case the rows the trace would drop too."""
     from skem._core._covariance import COVARIANCES
     from skem._core._linalg import contributing_rows
 
     rng = np.random.RandomState(0)
     n_samples, n_components, n_features = 400, 3, 40
     stacked = rng.normal(size=(n_samples, n_components, n_features))
-    stacked[0, 0] = 1e9
     responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
-    responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    if far == "every direction":
+        stacked[0, 0] = 1e9
+        responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    else:
+        stacked[0, 0, -1] = 1e11
+        responsibilities[0] = [1.0, 0.0, 0.0]
     dense = np.einsum("nk,nkd,nke->kde", responsibilities, stacked, stacked)
     squared = np.einsum("nkd,nkd->nk", stacked, stacked)
-    contributing = contributing_rows(responsibilities, squared)
+    contributing, _ = contributing_rows(responsibilities, squared, n_features)
     assert contributing[0, 0] and contributing.mean() < 0.5  # (the component-wise path)
     workspace = {"whitened": stacked.reshape(n_samples, -1).copy(), "squared": squared}
     scatters = COVARIANCES["full"].second_moments(None, None, responsibilities, None, workspace)
-    traces = np.trace(dense, axis1=1, axis2=2)
-    assert traces[0] > 1e6  # the far row's share
     for k in range(n_components):
-        assert_allclose(scatters[k], dense[k], rtol=0, atol=1e-13 * traces[k])
+        scale = np.sqrt(np.outer(np.diagonal(dense[k]), np.diagonal(dense[k])))
+        assert np.all(np.abs(scatters[k] - dense[k]) <= 1e-13 * scale)
 
 
 @pytest.mark.parametrize("covariance_type", ["full", "tied"])
@@ -867,7 +873,9 @@ def test_contributing_rows_keep_every_row_when_the_trace_is_out_of_range():
 
     responsibilities = np.array([1.0, 0.9, 0.0, 1e-300])
     for squared_norms in ([1e308, 1e308, 1e308, 1.0], [0.0, 0.0, 0.0, 0.0]):
-        kept = contributing_rows(responsibilities, np.array(squared_norms))
+        kept, dropped = contributing_rows(responsibilities, np.array(squared_norms), 1)
         assert_array_equal(kept, [True, True, False, True])
-    kept = contributing_rows(responsibilities, np.array([1.0, 1.0, np.inf, 1.0]))
+        assert dropped == 0.0
+    kept, dropped = contributing_rows(responsibilities, np.array([1.0, 1.0, np.inf, 1.0]), 1)
     assert_array_equal(kept, [True, True, False, False])  # (r = 0 drops an infinite row)
+    assert dropped == 1e-300

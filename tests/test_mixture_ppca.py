@@ -491,20 +491,25 @@ def test_stacked_latent_precision_terms_are_those_of_each_component():
         assert_allclose(log_det, np.linalg.slogdet(precision)[1], rtol=1e-12)
 
 
-def test_low_rank_statistics_skip_only_rows_below_their_rounding():
+@pytest.mark.parametrize("far", ["every direction", "one direction"])
+def test_low_rank_statistics_skip_only_rows_below_their_rounding(far):
     """MixtureOfPPCA's closed-form scatters leave out the rows of a component
-    that change them by less than their rounding, and only those: equal to
-    dense sums to rounding of the trace, with a far row of tiny responsibility
-    (most of component 0's scatter) kept. First moments, and the factor
-    analysers' sums, take every row of positive responsibility."""
+    that change them by less than their rounding, and only those: each entry
+    equal to the dense sum to rounding of sqrt(S_ii S_jj), with a far row (of
+    tiny responsibility, or far in one direction only) kept. First moments,
+    and the factor analysers' sums, take every row of positive responsibility."""
     from skem.mixture._lowrank_mixture import factor_statistics, scatter_statistics
 
     rng = np.random.RandomState(1)
     n_samples, n_components, n_features, n_latent = 400, 3, 40, 2
     residuals = rng.normal(size=(n_components, n_samples, n_features))
-    residuals[0, 0] = 1e9
     responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
-    responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    if far == "every direction":
+        residuals[0, 0] = 1e9
+        responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    else:
+        residuals[0, 0, -1] = 1e11
+        responsibilities[0] = [1.0, 0.0, 0.0]
     betas = rng.normal(size=(n_components, n_features, n_latent))
     posterior_means = [residuals[k] @ betas[k] for k in range(n_components)]
     means = np.zeros((n_components, n_features))
@@ -518,7 +523,9 @@ def test_low_rank_statistics_skip_only_rows_below_their_rounding():
     for k in range(n_components):
         r, y = responsibilities[:, k], residuals[k]
         atol = 1e-13 * traces[k]
-        assert_allclose(scatter["scatter"][k], (y * r[:, None]).T @ y, rtol=0, atol=atol)
+        dense = (y * r[:, None]).T @ y
+        scale = np.sqrt(np.outer(np.diagonal(dense), np.diagonal(dense)))
+        assert np.all(np.abs(scatter["scatter"][k] - dense) <= 1e-13 * scale)
         assert_allclose(factor["feature_squares"][k], r @ y**2, rtol=0, atol=atol)
         cross = (y * r[:, None]).T @ posterior_means[k]
         assert_allclose(factor["cross"][k], cross, rtol=0, atol=atol * np.abs(betas[k]).sum())

@@ -52,34 +52,49 @@ ROUNDING = np.finfo(np.float64).eps / 2
 SKIP_MIN_FEATURES = 32
 
 
-def contributing_rows(responsibilities, squared_norms):
-    """Which rows change each component's scatter sum r y y^T beyond its rounding.
+def contributing_rows(responsibilities, squared_norms, n_features):
+    """Which rows a component's scatter sum r y y^T needs, and the share of the others.
 
     ``responsibilities`` and the rows' squared residual norms
     ``squared_norms`` (same shape: (n,) for one component or (n, K)) give
     each row's share r |y|^2 of the trace T of the scatter. Rows of zero
     responsibility are out; so are those whose share is below 2^-53 / n of
-    T: together they move T, and so any entry of the scatter (each is
-    bounded by T), by less than one rounding of T. Non-finite shares (far
-    rows kept by a positive responsibility) stay in; a T of zero (every
-    residual's square underflowed) or beyond the float range keeps every row
-    of positive responsibility. Only second moments may skip rows: the
-    skipped rows' sum r y is bounded by sqrt(n 2^-53 T) only (Cauchy-Schwarz),
-    far above its rounding, so first moments sum every row. Near convergence
-    most rows belong to other components, and the scatters of the rest cost
-    less.
+    T / d (``n_features``), the mean diagonal entry: together, of total
+    share D, they move each entry of the scatter by at most D. Returns the
+    rows kept and D per component; ``kept_scatter`` checks that D is below
+    the rounding of every entry (one far row can make T large in one
+    direction only). Non-finite shares (far rows kept by a positive
+    responsibility) stay in; a T of zero (every residual's square
+    underflowed) or beyond the float range keeps every row of positive
+    responsibility. Only second moments may skip rows: the skipped rows'
+    sum r y is bounded by sqrt(n D) only (Cauchy-Schwarz), far above its
+    rounding, so first moments sum every row. Near convergence most rows
+    belong to other components, and the scatters of the rest cost less.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # (NaN: r = 0 times an infinite norm)
         share = np.multiply(squared_norms, responsibilities, dtype=np.float64)
         total = share.sum(axis=0)
         if not np.all(np.isfinite(total)):
             total = np.sum(share, axis=0, where=share < np.inf)
-        threshold = total * (ROUNDING / share.shape[0])
+        threshold = total * (ROUNDING / (share.shape[0] * n_features))
         contributing = share > threshold  # (NaN: False; infinite: True)
+        dropped = np.sum(share, axis=0, where=~contributing & (share < np.inf))
     usable = (threshold > 0) & (threshold < np.inf)
     if not np.all(usable):
         contributing = np.where(usable, contributing, responsibilities > 0)
-    return contributing
+        dropped = np.where(usable, dropped, 0.0)
+    return contributing, dropped
+
+
+def kept_scatter(rows, roots, dropped):
+    """``sum r y y^T`` of the kept rows (``rows`` the y, ``roots`` their sqrt(r)),
+    or None if the rows left out, of total share ``dropped``, could change one
+    of its entries beyond its rounding (more than 2^-53 times the smallest
+    diagonal entry: entry (i, j) is at least that relative to
+    sqrt(S_ii S_jj))."""
+    weighted = rows * roots[:, np.newaxis]
+    scatter = weighted.T @ weighted  # (numpy's syrk)
+    return None if dropped > ROUNDING * np.diagonal(scatter).min() else scatter
 
 
 def cholesky_lower(matrix):

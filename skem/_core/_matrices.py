@@ -15,6 +15,7 @@ from ._linalg import (
     cholesky_with_jitter,
     contributing_rows,
     inverse_lower_transposed,
+    kept_scatter,
     precision_cholesky_from_precision,
 )
 from ._missing import condition_on_observed
@@ -178,7 +179,9 @@ class FullCovariance(_Matrices):
         roots = np.sqrt(responsibilities).astype(whitened.dtype)
         contributing = None
         if "squared" in workspace:
-            contributing = contributing_rows(responsibilities, workspace["squared"])
+            contributing, dropped = contributing_rows(
+                responsibilities, workspace["squared"], stacked.shape[2]
+            )
         if contributing is None or 2 * np.count_nonzero(contributing) >= contributing.size:
             stacked *= roots[:, :, np.newaxis]
             per_component = stacked.transpose(1, 0, 2)
@@ -186,7 +189,11 @@ class FullCovariance(_Matrices):
         scatters = np.empty((n_components, stacked.shape[2], stacked.shape[2]), whitened.dtype)
         for k in range(n_components):
             rows = np.flatnonzero(contributing[:, k])
-            scatters[k] = gram(stacked[rows, k] * roots[rows, k, np.newaxis])
+            scatter = kept_scatter(stacked[rows, k], roots[rows, k], dropped[k])
+            if scatter is None:  # (a far row leaves a direction to the others: all of them)
+                rows = np.flatnonzero(responsibilities[:, k])
+                scatter = kept_scatter(stacked[rows, k], roots[rows, k], 0.0)
+            scatters[k] = scatter
         return scatters
 
     def expected_second_moments(self, conditionals, responsibilities, terms):

@@ -8,7 +8,7 @@ in ``skem.decomposition._lowrank``.
 
 import numpy as np
 
-from .._core._linalg import SKIP_MIN_FEATURES, contributing_rows
+from .._core._linalg import SKIP_MIN_FEATURES, contributing_rows, kept_scatter
 from .._core._parallel import single_blas_thread
 from ..decomposition._lowrank import factor_analysis_update, ppca_log_density
 from ._base import RESPONSIBILITY_FLOOR
@@ -86,7 +86,7 @@ def scatter_statistics(X, responsibilities, means, residuals=None, squared_norms
     }
     contributing = None
     if squared_norms is not None and n_features >= SKIP_MIN_FEATURES:
-        contributing = contributing_rows(responsibilities, squared_norms.T)
+        contributing, dropped = contributing_rows(responsibilities, squared_norms.T, n_features)
     buffer = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
         rows, weight = _positive_rows(responsibilities[:, k])
@@ -100,7 +100,10 @@ def scatter_statistics(X, responsibilities, means, residuals=None, squared_norms
         if contributing is not None:
             kept = contributing[rows, k]
             if 2 * np.count_nonzero(kept) < weight.size:
-                residual, weight = residual[kept], weight[kept]
+                scatter = kept_scatter(residual[kept], np.sqrt(weight[kept]), dropped[k])
+                if scatter is not None:  # (else a far row leaves a direction to the others)
+                    statistics["scatter"][k] = scatter
+                    continue
         residual *= np.sqrt(weight)[:, np.newaxis]
         # numpy sees a product with its own transpose and calls syrk in
         # numpy's BLAS (no scipy BLAS here: its thread pool would compete)
