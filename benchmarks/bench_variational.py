@@ -15,6 +15,9 @@ RESULTS (2026-12-07, AMD EPYC, 2 cores; ``--repeats 3``, the defaults above)::
     quiet machine (load average 0.8 at the start, 1.5 at the end):
      default       full  sklearn    8.33 s  skem    1.89 s  ratio  0.23  max |means gap| 1.9e-14
     1 thread       full  sklearn    7.63 s  skem    1.85 s  ratio  0.24  max |means gap| 1.7e-14
+    after the scatters skip rows below their rounding (a98e478, load 1.3):
+     default       full  sklearn    6.76 s  skem    1.66 s  ratio  0.25  max |means gap| 2.0e-14
+    1 thread       full  sklearn    8.22 s  skem    1.60 s  ratio  0.19  max |means gap| 1.9e-14
     loaded machine (load average 3.5 to 5.6, other jobs running):
      default       full  sklearn   63.51 s  skem    6.46 s  ratio  0.10  max |means gap| 1.9e-14
     1 thread       full  sklearn   13.95 s  skem    5.33 s  ratio  0.38  max |means gap| 1.7e-14
