@@ -809,6 +809,21 @@ def test_diagonal_types_score_rows_whose_squares_overflow_exactly(
     assert_array_equal(scores[~finite], -np.inf)
 
 
+def rows_with_a_far_one(far, rng, n_samples=400, n_components=3, n_features=40):
+    """Residuals y (n x K x d) and sharp responsibilities, row 0 far from
+    component 0: in "every direction" with responsibility 1e-12, or in "one
+    direction" (the last) with responsibility 1."""
+    residuals = rng.normal(size=(n_samples, n_components, n_features))
+    responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
+    if far == "every direction":
+        residuals[0, 0] = 1e9
+        responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
+    else:
+        residuals[0, 0, -1] = 1e11
+        responsibilities[0] = [1.0, 0.0, 0.0]
+    return residuals, responsibilities
+
+
 @pytest.mark.parametrize("far", ["every direction", "one direction"])
 def test_full_scatters_skip_only_rows_below_their_rounding(far):
     """The fit loop's scatters sum r y y^T leave out the rows that change them
@@ -820,16 +835,8 @@ def test_full_scatters_skip_only_rows_below_their_rounding(far):
     from skem._core._covariance import COVARIANCES
     from skem._core._linalg import contributing_rows
 
-    rng = np.random.RandomState(0)
-    n_samples, n_components, n_features = 400, 3, 40
-    stacked = rng.normal(size=(n_samples, n_components, n_features))
-    responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
-    if far == "every direction":
-        stacked[0, 0] = 1e9
-        responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
-    else:
-        stacked[0, 0, -1] = 1e11
-        responsibilities[0] = [1.0, 0.0, 0.0]
+    stacked, responsibilities = rows_with_a_far_one(far, np.random.RandomState(0))
+    n_samples, n_components, n_features = stacked.shape
     dense = np.einsum("nk,nkd,nke->kde", responsibilities, stacked, stacked)
     squared = np.einsum("nkd,nkd->nk", stacked, stacked)
     contributing, _ = contributing_rows(responsibilities, squared, n_features)

@@ -6,13 +6,14 @@ import warnings
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
-from scipy.special import logsumexp, softmax
+from scipy.special import logsumexp
 from scipy.stats import multivariate_normal
 from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import adjusted_rand_score
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.preprocessing import StandardScaler
+from test_gaussian_mixture import rows_with_a_far_one
 from test_ppca import FAR_ROWS, rescaled_gaussian_log_density
 
 from skem import (
@@ -501,15 +502,10 @@ def test_low_rank_statistics_skip_only_rows_below_their_rounding(far):
     from skem.mixture._lowrank_mixture import factor_statistics, scatter_statistics
 
     rng = np.random.RandomState(1)
-    n_samples, n_components, n_features, n_latent = 400, 3, 40, 2
-    residuals = rng.normal(size=(n_components, n_samples, n_features))
-    responsibilities = softmax(100 * rng.normal(size=(n_samples, n_components)), axis=1)
-    if far == "every direction":
-        residuals[0, 0] = 1e9
-        responsibilities[0] = [1e-12, 0.5, 0.5 - 1e-12]
-    else:
-        residuals[0, 0, -1] = 1e11
-        responsibilities[0] = [1.0, 0.0, 0.0]
+    residuals, responsibilities = rows_with_a_far_one(far, rng)
+    residuals = np.ascontiguousarray(residuals.transpose(1, 0, 2))  # (K x n x d)
+    n_components, n_samples, n_features = residuals.shape
+    n_latent = 2
     betas = rng.normal(size=(n_components, n_features, n_latent))
     posterior_means = [residuals[k] @ betas[k] for k in range(n_components)]
     means = np.zeros((n_components, n_features))

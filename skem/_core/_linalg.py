@@ -89,8 +89,8 @@ def contributing_rows(responsibilities, squared_norms, n_features):
 def kept_scatter(rows, roots, dropped):
     """``sum r y y^T`` of the kept rows (``rows`` the y, ``roots`` their sqrt(r)),
     or None if the rows left out, of total share ``dropped``, could change one
-    of its entries beyond its rounding (more than 2^-53 times the smallest
-    diagonal entry: entry (i, j) is at least that relative to
+    of its entries beyond its rounding: ``dropped`` above 2^-53 times its
+    smallest diagonal entry (below it, entry (i, j) moves by at most 2^-53
     sqrt(S_ii S_jj))."""
     weighted = rows * roots[:, np.newaxis]
     scatter = weighted.T @ weighted  # (numpy's syrk)
