@@ -58,7 +58,7 @@ def component_log_density(
     return log_density, posterior_mean
 
 
-def _positive_rows(responsibility):
+def positive_rows(responsibility):
     """The rows of positive responsibility (a slice if all) and their float64 weights."""
     rows = np.flatnonzero(responsibility)
     if rows.size == responsibility.shape[0]:
@@ -89,7 +89,7 @@ def scatter_statistics(X, responsibilities, means, residuals=None, squared_norms
         contributing, dropped = contributing_rows(responsibilities, squared_norms.T, n_features)
     buffer = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _positive_rows(responsibilities[:, k])
+        rows, weight = positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
         if residuals is None:
@@ -131,7 +131,7 @@ def factor_statistics(residuals, posterior_means, responsibilities):
     }
     squares = np.empty((n_samples, n_features))  # for every component (fresh pages are slow)
     for k in range(n_components):
-        rows, weight = _positive_rows(responsibilities[:, k])
+        rows, weight = positive_rows(responsibilities[:, k])
         if weight.size == 0:
             continue
         residual = residuals[k][rows]

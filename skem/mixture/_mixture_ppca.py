@@ -33,6 +33,7 @@ from ._lowrank_mixture import (
     expected_scatter_statistics,
     local_covariances,
     mixture_parameter_vector,
+    positive_rows,
     ppca_closed_form,
     ppca_one_step,
     scatter_statistics,
@@ -469,10 +470,9 @@ class MixtureOfPPCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, DeviceTwi
             "sum_squares": np.zeros(self.n_components),
         }
         for k in range(self.n_components):
-            rows = np.flatnonzero(responsibilities[:, k])
-            if rows.size == 0:
+            rows, weight = positive_rows(responsibilities[:, k])
+            if weight.size == 0:
                 continue
-            weight = responsibilities[rows, k].astype(np.float64)
             residual, squared_norms, projected = self._component_terms(X, k, rows)
             weighted_residual = residual * weight[:, np.newaxis]
             statistics["sum_residual"][k] = weighted_residual.sum(axis=0)
